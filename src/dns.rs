@@ -1,0 +1,179 @@
+//! The DNS front end: sockets, and the handler that turns a query into a response from the
+//! current zone table. All hickory-server glue lives here.
+
+use std::io;
+use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::time::Duration;
+
+use hickory_proto::op::{Edns, Metadata, OpCode, ResponseCode};
+use hickory_proto::rr::{DNSClass, Record, RecordType};
+use hickory_server::Server;
+use hickory_server::net::runtime::Time;
+use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
+use hickory_server::zone_handler::MessageResponseBuilder;
+use smallvec::SmallVec;
+use tracing::warn;
+
+use crate::select::Client;
+use crate::zone::SharedTable;
+
+/// How long an idle TCP connection is kept open between queries.
+const TCP_IDLE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Largest UDP response we send, whatever the client offers (RFC 6891 6.2.5 lets us choose).
+const MAX_UDP_PAYLOAD: u16 = 4096;
+
+/// Answers queries from the shared table.
+pub struct Handler {
+    table: SharedTable,
+}
+
+impl Handler {
+    pub fn new(table: SharedTable) -> Self {
+        Handler { table }
+    }
+}
+
+#[async_trait::async_trait]
+impl RequestHandler for Handler {
+    async fn handle_request<R: ResponseHandler, T: Time>(
+        &self,
+        request: &Request,
+        mut response_handle: R,
+    ) -> ResponseInfo {
+        let mut metadata = Metadata::response_from_request(&request.metadata);
+        // Echo EDNS with the client's buffer size, so that hickory truncates (TC=1) at the
+        // size the client can take; without OPT it truncates at 512.
+        let edns = request.edns.as_ref().map(|query_edns| {
+            let mut e = Edns::new();
+            e.set_max_payload(query_edns.max_payload().clamp(512, MAX_UDP_PAYLOAD));
+            e
+        });
+        let mut builder = MessageResponseBuilder::from_message_request(request);
+        if let Some(e) = &edns {
+            builder.edns(e);
+        }
+
+        let table = self.table.load();
+        let mut answers: SmallVec<[Record; 8]> = SmallVec::new();
+        let mut soa: Option<Record> = None;
+
+        match classify(request) {
+            Err(rcode) => metadata.response_code = rcode,
+            Ok((name, qtype)) => {
+                let client = Client {
+                    addr: request.src().ip(),
+                };
+                let res = table.resolve(name, qtype, &client);
+                metadata.response_code = res.rcode;
+                metadata.authoritative = res.authoritative;
+                answers.extend(res.answers.iter().map(|rr| with_ttl(rr.record, rr.ttl)));
+                soa = res.soa.map(|rr| with_ttl(rr.record, rr.ttl));
+            }
+        }
+
+        let response = builder.build(
+            metadata,
+            answers.iter(),
+            std::iter::empty(),
+            soa.iter(),
+            std::iter::empty(),
+        );
+        match response_handle.send_response(response).await {
+            Ok(info) => info,
+            Err(e) => {
+                warn!(client = %request.src(), error = %e, "failed to send a response");
+                let mut metadata = Metadata::response_from_request(&request.metadata);
+                metadata.response_code = ResponseCode::ServFail;
+                ResponseInfo::from(hickory_proto::op::Header {
+                    metadata,
+                    counts: Default::default(),
+                })
+            }
+        }
+    }
+}
+
+/// The question to look up, or the rcode that answers the query without a lookup.
+fn classify(
+    request: &Request,
+) -> Result<(&hickory_proto::rr::LowerName, RecordType), ResponseCode> {
+    if request.metadata.op_code != OpCode::Query {
+        return Err(ResponseCode::NotImp);
+    }
+    if request.edns.as_ref().is_some_and(|e| e.version() > 0) {
+        return Err(ResponseCode::BADVERS);
+    }
+    let info = request.request_info().map_err(|_| ResponseCode::FormErr)?;
+    let query = info.query;
+    if query.query_class() != DNSClass::IN && query.query_class() != DNSClass::ANY {
+        return Err(ResponseCode::Refused);
+    }
+    match query.query_type() {
+        RecordType::AXFR | RecordType::IXFR => Err(ResponseCode::Refused),
+        RecordType::OPT => Err(ResponseCode::FormErr),
+        qtype => Ok((query.name(), qtype)),
+    }
+}
+
+fn with_ttl(record: &Record, ttl: u32) -> Record {
+    let mut r = record.clone();
+    r.ttl = ttl;
+    r
+}
+
+/// One listen address: its UDP socket and TCP listener, bound to the same port.
+#[derive(Debug)]
+pub struct Bound {
+    pub addr: SocketAddr,
+    udp: UdpSocket,
+    tcp: TcpListener,
+}
+
+/// Binds UDP and TCP on `addr`. Port 0 picks a port that is free for both.
+pub fn bind(addr: SocketAddr) -> io::Result<Bound> {
+    let explain = |proto: &str, a: SocketAddr, e: io::Error| {
+        let hint = match e.kind() {
+            io::ErrorKind::PermissionDenied if a.port() < 1024 => {
+                " (ports below 1024 need root or CAP_NET_BIND_SERVICE)"
+            }
+            io::ErrorKind::AddrInUse => " (another process is using it)",
+            io::ErrorKind::AddrNotAvailable => " (no interface has this address)",
+            _ => "",
+        };
+        io::Error::new(e.kind(), format!("cannot bind {proto} {a}: {e}{hint}"))
+    };
+    // With port 0 the kernel picks the UDP port; TCP may find it taken, so try again.
+    let attempts = if addr.port() == 0 { 20 } else { 1 };
+    let mut last = None;
+    for _ in 0..attempts {
+        let udp = UdpSocket::bind(addr).map_err(|e| explain("UDP", addr, e))?;
+        let bound = udp.local_addr()?;
+        match TcpListener::bind(bound) {
+            Ok(tcp) => {
+                udp.set_nonblocking(true)?;
+                tcp.set_nonblocking(true)?;
+                return Ok(Bound {
+                    addr: bound,
+                    udp,
+                    tcp,
+                });
+            }
+            Err(e) => last = Some(explain("TCP", bound, e)),
+        }
+    }
+    Err(last.expect("at least one attempt"))
+}
+
+/// A hickory server answering on every bound address. Must be called inside the runtime.
+pub fn server(table: SharedTable, bound: Vec<Bound>) -> io::Result<Server<Handler>> {
+    let mut server = Server::new(Handler::new(table));
+    for b in bound {
+        server.register_socket(tokio::net::UdpSocket::from_std(b.udp)?);
+        server.register_listener(
+            tokio::net::TcpListener::from_std(b.tcp)?,
+            TCP_IDLE_TIMEOUT,
+            32,
+        );
+    }
+    Ok(server)
+}

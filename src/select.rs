@@ -1,0 +1,258 @@
+//! Selection policies: which members of a health-checked name go into one response.
+//!
+//! Everything here runs on the query path, so it reads member state through atomics, keeps
+//! its per-name rotation in an atomic counter, and collects into inline `SmallVec`s.
+
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use serde::Deserialize;
+use smallvec::SmallVec;
+
+use crate::health::MemberHealth;
+use hickory_proto::rr::Record;
+
+/// How a name chooses among its up members (`selection:` in YAML).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Policy {
+    /// Each response starts one further along the list of up members.
+    RoundRobin,
+    /// Each member's share of responses is proportional to its weight.
+    Weighted,
+    /// The highest-weight up member (list order breaks ties): active/passive.
+    FixedWeight,
+    /// Every up member.
+    AllAvailable,
+    /// The up members nearest the client.
+    Proximity,
+    /// The up members whose site matches the client's country or continent.
+    Location,
+}
+
+impl Policy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Policy::RoundRobin => "round-robin",
+            Policy::Weighted => "weighted",
+            Policy::FixedWeight => "fixed-weight",
+            Policy::AllAvailable => "all-available",
+            Policy::Proximity => "proximity",
+            Policy::Location => "location",
+        }
+    }
+}
+
+/// What to answer when no member is up (`when-all-down:`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum WhenAllDown {
+    /// Fail open: choose as if every member were up.
+    #[default]
+    All,
+    /// Fail closed: NODATA.
+    None,
+}
+
+/// The client a response is chosen for: the packet source, or the EDNS Client Subnet.
+#[derive(Clone, Copy, Debug)]
+pub struct Client {
+    pub addr: IpAddr,
+}
+
+/// One address of a health-checked name, with its answer record built at load time.
+#[derive(Debug)]
+pub struct Member {
+    pub address: IpAddr,
+    pub weight: u32,
+    pub site: Option<usize>,
+    pub health: MemberHealth,
+    /// The A or AAAA record for this address, owned by the name.
+    pub record: Record,
+}
+
+/// The members of one name and one address family, with their rotation state.
+#[derive(Debug)]
+pub struct Pool {
+    pub members: Vec<Member>,
+    /// Member indices by weight, highest first, list order within a weight.
+    by_weight: Vec<usize>,
+    rotation: AtomicU64,
+}
+
+/// Inline capacity of a selection; larger all-available sets spill to the heap.
+pub type Chosen<'a> = SmallVec<[&'a Member; 8]>;
+
+/// Settings of one name that selection needs.
+#[derive(Clone, Copy, Debug)]
+pub struct Rules {
+    pub policy: Policy,
+    pub answers: usize,
+    pub when_all_down: WhenAllDown,
+}
+
+impl Pool {
+    pub fn new(members: Vec<Member>) -> Self {
+        let mut by_weight: Vec<usize> = (0..members.len()).collect();
+        by_weight.sort_by_key(|&i| std::cmp::Reverse(members[i].weight));
+        Pool {
+            members,
+            by_weight,
+            rotation: AtomicU64::new(0),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.members.is_empty()
+    }
+
+    /// Chooses the members to answer with. Empty only when nothing is up and the name fails
+    /// closed (or the pool is empty).
+    pub fn select(&self, rules: Rules, _client: &Client) -> Chosen<'_> {
+        let mut up: SmallVec<[bool; 16]> = self.members.iter().map(|m| m.health.is_up()).collect();
+        if !up.contains(&true) {
+            match rules.when_all_down {
+                WhenAllDown::None => return Chosen::new(),
+                WhenAllDown::All => up.iter_mut().for_each(|u| *u = true),
+            }
+        }
+        match rules.policy {
+            Policy::RoundRobin => self.round_robin(&up, rules.answers),
+            Policy::Weighted => self.weighted(&up, rules.answers),
+            Policy::AllAvailable => self.iter_up(&up).collect(),
+            // Proximity and location need the client's position (geo); until a name's
+            // client can be placed they use the fixed-weight order, as documented.
+            Policy::FixedWeight | Policy::Proximity | Policy::Location => self
+                .by_weight
+                .iter()
+                .filter(|&&i| up[i])
+                .take(rules.answers)
+                .map(|&i| &self.members[i])
+                .collect(),
+        }
+    }
+
+    fn iter_up<'a, 'u>(
+        &'a self,
+        up: &'u [bool],
+    ) -> impl Iterator<Item = &'a Member> + Clone + use<'a, 'u> {
+        self.members
+            .iter()
+            .zip(up)
+            .filter(|(_, u)| **u)
+            .map(|(m, _)| m)
+    }
+
+    fn round_robin(&self, up: &[bool], answers: usize) -> Chosen<'_> {
+        let live = up.iter().filter(|u| **u).count();
+        let start = (self.rotation.fetch_add(1, Ordering::Relaxed) % live as u64) as usize;
+        self.iter_up(up)
+            .cycle()
+            .skip(start)
+            .take(answers.min(live))
+            .collect()
+    }
+
+    /// Weighted rotation without a lock: the n-th response takes the point n·φ (mod 1) of
+    /// the up members' total weight, a low-discrepancy sequence. Over N responses every
+    /// member's count is within O(log N) of N·weight/total, and picks interleave smoothly
+    /// as in nginx's smooth weighted round-robin. Further answers follow in list order.
+    fn weighted(&self, up: &[bool], answers: usize) -> Chosen<'_> {
+        let total: u64 = self.iter_up(up).map(|m| u64::from(m.weight)).sum();
+        let n = self.rotation.fetch_add(1, Ordering::Relaxed);
+        let point = n.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        let mut target = ((u128::from(point) * u128::from(total)) >> 64) as u64;
+        let live = up.iter().filter(|u| **u).count();
+        let mut first = 0;
+        for (i, m) in self.iter_up(up).enumerate() {
+            let w = u64::from(m.weight);
+            if target < w {
+                first = i;
+                break;
+            }
+            target -= w;
+        }
+        self.iter_up(up)
+            .cycle()
+            .skip(first)
+            .take(answers.min(live))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hickory_proto::rr::{Name, RData};
+
+    fn pool(weights: &[u32]) -> Pool {
+        Pool::new(
+            weights
+                .iter()
+                .enumerate()
+                .map(|(i, &w)| {
+                    let address = IpAddr::from([192, 0, 2, i as u8 + 1]);
+                    let IpAddr::V4(v4) = address else {
+                        unreachable!()
+                    };
+                    Member {
+                        address,
+                        weight: w,
+                        site: None,
+                        health: MemberHealth::always_up(),
+                        record: Record::from_rdata(Name::root(), 30, RData::A(v4.into())),
+                    }
+                })
+                .collect(),
+        )
+    }
+
+    fn rules(policy: Policy, answers: usize) -> Rules {
+        Rules {
+            policy,
+            answers,
+            when_all_down: WhenAllDown::All,
+        }
+    }
+
+    fn client() -> Client {
+        Client {
+            addr: IpAddr::from([127, 0, 0, 1]),
+        }
+    }
+
+    #[test]
+    fn weighted_shares_are_proportional_and_interleaved() {
+        let p = pool(&[100, 50, 50]);
+        let mut counts = [0usize; 3];
+        let mut last = usize::MAX;
+        let mut longest_run = 0;
+        let mut run = 0;
+        for _ in 0..1000 {
+            let chosen = p.select(rules(Policy::Weighted, 1), &client());
+            let i = p
+                .members
+                .iter()
+                .position(|m| std::ptr::eq(m, chosen[0]))
+                .unwrap();
+            counts[i] += 1;
+            run = if i == last { run + 1 } else { 1 };
+            longest_run = longest_run.max(run);
+            last = i;
+        }
+        assert!((490..=510).contains(&counts[0]), "{counts:?}");
+        assert!((240..=260).contains(&counts[1]), "{counts:?}");
+        assert!(
+            longest_run <= 3,
+            "picks should interleave, saw a run of {longest_run}"
+        );
+    }
+
+    #[test]
+    fn fixed_weight_prefers_heaviest_then_list_order() {
+        let p = pool(&[50, 100, 100]);
+        let chosen = p.select(rules(Policy::FixedWeight, 2), &client());
+        let got: Vec<_> = chosen.iter().map(|m| m.address.to_string()).collect();
+        assert_eq!(got, ["192.0.2.2", "192.0.2.3"]);
+    }
+}

@@ -1,0 +1,370 @@
+//! The compiled zone table: every owner name of every zone in one hash map, with records
+//! built at load time. A table is immutable once built; a reload builds a new one and
+//! swaps it in whole.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use hickory_proto::op::ResponseCode;
+use hickory_proto::rr::rdata::{NS, SOA};
+use hickory_proto::rr::{LowerName, Name, RData, Record, RecordType};
+use smallvec::SmallVec;
+
+use crate::config::{Config, FqdnConfig, ZoneConfig};
+use crate::health::{MemberHealth, ProbeKey, Registry};
+use crate::select::{Client, Member, Pool, Rules};
+
+/// CNAME chains longer than this are cut (and loops end here).
+const MAX_CNAME_CHAIN: usize = 8;
+
+#[derive(Debug)]
+pub struct Table {
+    nodes: HashMap<LowerName, Node>,
+    zones: Vec<Zone>,
+}
+
+#[derive(Debug)]
+pub struct Zone {
+    pub origin: Name,
+    lower: LowerName,
+    /// The SOA as it goes into negative answers: TTL = min(zone TTL, SOA minimum), RFC 2308.
+    negative_soa: Record,
+}
+
+/// Everything at one owner name. An empty node is an empty non-terminal.
+#[derive(Debug, Default)]
+struct Node {
+    zone: usize,
+    rrsets: Vec<RrSet>,
+    cname: Option<(Record, LowerName)>,
+    fqdn: Option<Box<Fqdn>>,
+}
+
+#[derive(Debug)]
+struct RrSet {
+    rtype: RecordType,
+    records: Vec<Record>,
+}
+
+/// A health-checked name, compiled.
+#[derive(Debug)]
+pub struct Fqdn {
+    pub name: Name,
+    pub ttl: u32,
+    pub rules: Rules,
+    pub v4: Pool,
+    pub v6: Pool,
+}
+
+/// A record to send and the TTL to send it with.
+#[derive(Clone, Copy, Debug)]
+pub struct Rr<'t> {
+    pub record: &'t Record,
+    pub ttl: u32,
+}
+
+/// The outcome of looking up one question: everything the response needs apart from the
+/// header fields copied from the query.
+#[derive(Debug)]
+pub struct Resolution<'t> {
+    pub rcode: ResponseCode,
+    pub authoritative: bool,
+    pub answers: SmallVec<[Rr<'t>; 8]>,
+    /// The zone SOA for NXDOMAIN and NODATA (authority section).
+    pub soa: Option<Rr<'t>>,
+}
+
+/// What one node had for the asked type.
+enum Found {
+    Answered,
+    /// No data of this type; the SOA's TTL, when it is not the zone's negative TTL.
+    NoData(Option<u32>),
+}
+
+impl Table {
+    /// Builds the table, taking each member's probe states from `registry`.
+    pub fn compile(config: &Config, registry: &Registry) -> Table {
+        let mut table = Table {
+            nodes: HashMap::new(),
+            zones: Vec::new(),
+        };
+        for zone in &config.zones {
+            table.add_zone(zone, registry);
+        }
+        table
+    }
+
+    fn add_zone(&mut self, zc: &ZoneConfig, registry: &Registry) {
+        let index = self.zones.len();
+        let origin = zc.origin.clone();
+        let soa = &zc.soa;
+        let soa_rdata = RData::SOA(SOA::new(
+            soa.mname.clone(),
+            soa.rname.clone(),
+            soa.serial,
+            soa.refresh,
+            soa.retry,
+            soa.expire,
+            soa.minimum,
+        ));
+        let negative_ttl = zc.ttl.min(soa.minimum);
+        self.zones.push(Zone {
+            origin: origin.clone(),
+            lower: LowerName::new(&origin),
+            negative_soa: Record::from_rdata(origin.clone(), negative_ttl, soa_rdata.clone()),
+        });
+
+        let apex = self.node(&origin, index);
+        apex.rrsets.push(RrSet {
+            rtype: RecordType::SOA,
+            records: vec![Record::from_rdata(origin.clone(), zc.ttl, soa_rdata)],
+        });
+        apex.rrsets.push(RrSet {
+            rtype: RecordType::NS,
+            records: zc
+                .ns
+                .iter()
+                .map(|n| Record::from_rdata(origin.clone(), zc.ttl, RData::NS(NS(n.clone()))))
+                .collect(),
+        });
+
+        for set in &zc.records {
+            let records: Vec<Record> = set
+                .rdata
+                .iter()
+                .map(|d| Record::from_rdata(set.owner.clone(), set.ttl, d.clone()))
+                .collect();
+            let node = self.node(&set.owner, index);
+            if set.rtype == RecordType::CNAME {
+                let RData::CNAME(target) = &set.rdata[0] else {
+                    unreachable!("validated CNAME")
+                };
+                let target = LowerName::new(&target.0);
+                node.cname = Some((records.into_iter().next().expect("one CNAME"), target));
+            } else if let Some(existing) = node.rrsets.iter_mut().find(|s| s.rtype == set.rtype) {
+                // The apex NS list may be extended under records.@.
+                existing.records.extend(records);
+            } else {
+                node.rrsets.push(RrSet {
+                    rtype: set.rtype,
+                    records,
+                });
+            }
+        }
+
+        for fc in &zc.fqdns {
+            let fqdn = compile_fqdn(fc, zc, registry);
+            self.node(&fc.name, index).fqdn = Some(Box::new(fqdn));
+        }
+
+        // Every name between an owner and the apex exists (as an empty non-terminal), so
+        // that it answers NODATA rather than NXDOMAIN.
+        let owners: Vec<Name> = self
+            .nodes
+            .values()
+            .filter(|n| n.zone == index)
+            .flat_map(|n| n.owner())
+            .collect();
+        for owner in owners {
+            let mut name = owner.base_name();
+            while name.num_labels() > origin.num_labels() {
+                self.node(&name, index);
+                name = name.base_name();
+            }
+        }
+    }
+
+    fn node(&mut self, name: &Name, zone: usize) -> &mut Node {
+        self.nodes
+            .entry(LowerName::new(name))
+            .or_insert_with(|| Node {
+                zone,
+                ..Node::default()
+            })
+    }
+
+    pub fn zones(&self) -> &[Zone] {
+        &self.zones
+    }
+
+    /// All health-checked names, for status pages and logs.
+    pub fn fqdns(&self) -> impl Iterator<Item = &Fqdn> {
+        self.nodes.values().filter_map(|n| n.fqdn.as_deref())
+    }
+
+    /// The zone a name belongs to, if any: the longest origin that contains it.
+    fn zone_of(&self, name: &LowerName) -> Option<&Zone> {
+        self.zones
+            .iter()
+            .filter(|z| z.lower.zone_of(name))
+            .max_by_key(|z| z.lower.num_labels())
+    }
+
+    /// Answers one question. Never allocates for answers of up to eight records.
+    pub fn resolve<'t>(
+        &'t self,
+        qname: &LowerName,
+        qtype: RecordType,
+        client: &Client,
+    ) -> Resolution<'t> {
+        let mut res = Resolution {
+            rcode: ResponseCode::NoError,
+            authoritative: false,
+            answers: SmallVec::new(),
+            soa: None,
+        };
+        let mut name = qname;
+        for hop in 0..MAX_CNAME_CHAIN {
+            let Some(node) = self.nodes.get(name) else {
+                if let Some(zone) = self.zone_of(name) {
+                    res.authoritative = true;
+                    res.rcode = ResponseCode::NXDomain;
+                    res.soa = Some(Rr {
+                        record: &zone.negative_soa,
+                        ttl: zone.negative_soa.ttl,
+                    });
+                } else if hop == 0 {
+                    res.rcode = ResponseCode::Refused;
+                }
+                // A CNAME pointing out of our zones: the resolver follows it from here.
+                return res;
+            };
+            res.authoritative = true;
+            if let Some((cname, target)) = &node.cname {
+                res.answers.push(Rr {
+                    record: cname,
+                    ttl: cname.ttl,
+                });
+                if qtype == RecordType::CNAME {
+                    return res;
+                }
+                name = target;
+                continue;
+            }
+            if let Found::NoData(ttl) = node.answer(qtype, client, &mut res) {
+                let soa = &self.zones[node.zone].negative_soa;
+                res.soa = Some(Rr {
+                    record: soa,
+                    ttl: ttl.unwrap_or(soa.ttl),
+                });
+            }
+            return res;
+        }
+        res
+    }
+}
+
+impl Node {
+    fn owner(&self) -> Option<Name> {
+        if let Some(f) = &self.fqdn {
+            return Some(f.name.clone());
+        }
+        if let Some((c, _)) = &self.cname {
+            return Some(c.name.clone());
+        }
+        self.rrsets
+            .first()
+            .and_then(|s| s.records.first())
+            .map(|r| r.name.clone())
+    }
+
+    fn answer<'t>(&'t self, qtype: RecordType, client: &Client, res: &mut Resolution<'t>) -> Found {
+        if let Some(fqdn) = &self.fqdn {
+            let pool = match qtype {
+                RecordType::A => Some(&fqdn.v4),
+                RecordType::AAAA => Some(&fqdn.v6),
+                // RFC 8482: one RRset is a complete answer to ANY; ours is the addresses.
+                RecordType::ANY if !fqdn.v4.is_empty() => Some(&fqdn.v4),
+                RecordType::ANY if !fqdn.v6.is_empty() => Some(&fqdn.v6),
+                _ => None,
+            };
+            if let Some(pool) = pool.filter(|p| !p.is_empty()) {
+                let chosen = pool.select(fqdn.rules, client);
+                if chosen.is_empty() {
+                    // Failing closed: negative-cache no longer than the name's own TTL.
+                    return Found::NoData(Some(fqdn.ttl));
+                }
+                res.answers.extend(chosen.iter().map(|m| Rr {
+                    record: &m.record,
+                    ttl: fqdn.ttl,
+                }));
+                return Found::Answered;
+            }
+        }
+        let set = if qtype == RecordType::ANY {
+            self.rrsets.first()
+        } else {
+            self.rrsets.iter().find(|s| s.rtype == qtype)
+        };
+        match set {
+            Some(set) => {
+                res.answers.extend(set.records.iter().map(|r| Rr {
+                    record: r,
+                    ttl: r.ttl,
+                }));
+                Found::Answered
+            }
+            None => Found::NoData(None),
+        }
+    }
+}
+
+fn compile_fqdn(fc: &FqdnConfig, zc: &ZoneConfig, registry: &Registry) -> Fqdn {
+    let mut v4 = Vec::new();
+    let mut v6 = Vec::new();
+    for mc in &fc.members {
+        let site = mc.site.map(|i| &zc.sites[i]);
+        let site_checks = site.map(|s| s.checks.as_slice()).unwrap_or_default();
+        let probes = mc
+            .checks
+            .iter()
+            .map(|c| (c.address.unwrap_or(mc.address), c))
+            .chain(
+                site_checks
+                    .iter()
+                    .map(|c| (c.address.unwrap_or(mc.address), c)),
+            )
+            .map(|(address, check)| {
+                registry.probe(ProbeKey {
+                    address,
+                    check: check.clone(),
+                })
+            })
+            .collect();
+        let enabled = mc.enabled && site.is_none_or(|s| s.enabled);
+        let rdata = match mc.address {
+            std::net::IpAddr::V4(a) => RData::A(a.into()),
+            std::net::IpAddr::V6(a) => RData::AAAA(a.into()),
+        };
+        let member = Member {
+            address: mc.address,
+            weight: mc.weight,
+            site: mc.site,
+            health: MemberHealth::new(probes, enabled),
+            record: Record::from_rdata(fc.name.clone(), fc.ttl, rdata),
+        };
+        if mc.address.is_ipv4() {
+            v4.push(member);
+        } else {
+            v6.push(member);
+        }
+    }
+    Fqdn {
+        name: fc.name.clone(),
+        ttl: fc.ttl,
+        rules: Rules {
+            policy: fc.policy,
+            answers: if fc.policy == crate::select::Policy::AllAvailable {
+                usize::MAX
+            } else {
+                fc.answers as usize
+            },
+            when_all_down: fc.when_all_down,
+        },
+        v4: Pool::new(v4),
+        v6: Pool::new(v6),
+    }
+}
+
+/// A table shared with the DNS handler and replaced whole on reload.
+pub type SharedTable = Arc<arc_swap::ArcSwap<Table>>;
