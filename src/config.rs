@@ -704,6 +704,7 @@ fn validate_zone(file: &Path, raw: ZoneRaw) -> Result<ZoneConfig, Vec<ConfigErro
     }
 
     check_conflicts(&mut r, &raw, &origin, &records, &fqdns);
+    r.errors.sort_by_key(|e| (e.line, e.column));
 
     if r.errors.is_empty() {
         Ok(ZoneConfig {

@@ -1,0 +1,156 @@
+//! Shared test harness: a real Meridian on 127.0.0.1 with an ephemeral port, and a small
+//! DNS client over real UDP and TCP sockets.
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use hickory_proto::op::{Edns, Message, Query, ResponseCode};
+use hickory_proto::rr::{Name, RData, RecordType};
+use meridian::server::Running;
+use tokio::runtime::Runtime;
+
+pub const TIMEOUT: Duration = Duration::from_secs(3);
+
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub dir: tempfile::TempDir,
+    rt: Runtime,
+    running: Option<Running>,
+}
+
+/// Writes a server file listening on 127.0.0.1:0 and the given zone files into a fresh
+/// directory. Returns the directory and the server file's path.
+pub fn write_config(zones: &[(&str, &str)]) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir(dir.path().join("zones")).unwrap();
+    for (file, text) in zones {
+        std::fs::write(dir.path().join("zones").join(file), text).unwrap();
+    }
+    let server = dir.path().join("meridian.yaml");
+    std::fs::write(&server, "listen: [127.0.0.1:0]\nzones: zones\n").unwrap();
+    (dir, server)
+}
+
+/// Starts a server on the given zone files.
+pub fn start(zones: &[(&str, &str)]) -> TestServer {
+    let (dir, file) = write_config(zones);
+    start_with(dir, &file)
+}
+
+pub fn start_with(dir: tempfile::TempDir, server_file: &Path) -> TestServer {
+    let config = meridian::config::load(server_file).unwrap_or_else(|e| panic!("config: {e}"));
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let running = rt
+        .block_on(meridian::server::start(config))
+        .expect("server starts");
+    TestServer {
+        addr: running.addrs[0],
+        dir,
+        rt,
+        running: Some(running),
+    }
+}
+
+impl TestServer {
+    pub fn running(&self) -> &Running {
+        self.running.as_ref().unwrap()
+    }
+
+    pub fn udp(&self, msg: &Message) -> Message {
+        udp_exchange(self.addr, msg)
+    }
+
+    pub fn tcp(&self, msg: &Message) -> Message {
+        tcp_exchange(self.addr, msg)
+    }
+
+    /// A query with EDNS (buffer 1232) over UDP.
+    pub fn ask(&self, name: &str, rtype: RecordType) -> Message {
+        self.udp(&query(name, rtype))
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(r) = self.running.take() {
+            self.rt.block_on(r.shutdown());
+        }
+    }
+}
+
+/// A query for `name`/`rtype` with RD clear and an EDNS OPT offering 1232 bytes.
+pub fn query(name: &str, rtype: RecordType) -> Message {
+    let mut m = plain_query(name, rtype);
+    let mut edns = Edns::new();
+    edns.set_max_payload(1232);
+    m.set_edns(edns);
+    m
+}
+
+/// A query without EDNS.
+pub fn plain_query(name: &str, rtype: RecordType) -> Message {
+    let mut m = Message::query();
+    m.metadata.recursion_desired = false;
+    m.add_query(Query::query(Name::from_ascii(name).unwrap(), rtype));
+    m
+}
+
+pub fn udp_exchange(addr: SocketAddr, msg: &Message) -> Message {
+    let bytes = udp_raw(addr, &msg.to_vec().unwrap()).expect("a UDP response");
+    let resp = Message::from_vec(&bytes).expect("a parsable response");
+    assert_eq!(
+        resp.metadata.id, msg.metadata.id,
+        "response id matches the query"
+    );
+    resp
+}
+
+/// Sends raw bytes over UDP; the reply bytes, or None after the timeout.
+pub fn udp_raw(addr: SocketAddr, bytes: &[u8]) -> Option<Vec<u8>> {
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(TIMEOUT)).unwrap();
+    sock.send_to(bytes, addr).unwrap();
+    let mut buf = [0u8; 65535];
+    match sock.recv_from(&mut buf) {
+        Ok((n, _)) => Some(buf[..n].to_vec()),
+        Err(_) => None,
+    }
+}
+
+pub fn tcp_exchange(addr: SocketAddr, msg: &Message) -> Message {
+    let mut stream = TcpStream::connect_timeout(&addr, TIMEOUT).unwrap();
+    stream.set_read_timeout(Some(TIMEOUT)).unwrap();
+    let bytes = msg.to_vec().unwrap();
+    stream
+        .write_all(&(bytes.len() as u16).to_be_bytes())
+        .unwrap();
+    stream.write_all(&bytes).unwrap();
+    let mut len = [0u8; 2];
+    stream.read_exact(&mut len).unwrap();
+    let mut buf = vec![0u8; u16::from_be_bytes(len) as usize];
+    stream.read_exact(&mut buf).unwrap();
+    Message::from_vec(&buf).unwrap()
+}
+
+/// The addresses in the answer section, in order.
+pub fn addresses(msg: &Message) -> Vec<String> {
+    msg.answers
+        .iter()
+        .filter_map(|r| match &r.data {
+            RData::A(a) => Some(a.to_string()),
+            RData::AAAA(a) => Some(a.to_string()),
+            _ => None,
+        })
+        .collect()
+}
+
+pub fn assert_rcode(msg: &Message, rcode: ResponseCode) {
+    assert_eq!(msg.metadata.response_code, rcode, "rcode of {msg:?}");
+}

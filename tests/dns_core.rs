@@ -1,0 +1,445 @@
+//! The authoritative core over real UDP and TCP: flags, rcodes and every section.
+
+mod common;
+
+use std::collections::HashMap;
+
+use common::*;
+use hickory_proto::op::{Edns, Message, OpCode, ResponseCode};
+use hickory_proto::rr::{RData, RecordType};
+
+fn zone() -> String {
+    let big = (1..=60)
+        .map(|i| format!("192.0.2.{i}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        r#"
+zone: example.test
+ttl: 300
+soa: {{ mname: ns1.example.test., rname: hostmaster.example.test., serial: 2026112201, minimum: 60 }}
+ns: [ns1.example.test., ns2.example.test.]
+records:
+  ns1: {{ A: 192.0.2.53 }}
+  ns2: {{ A: 192.0.2.54, ttl: 600 }}
+  www: {{ CNAME: app }}
+  ext: {{ CNAME: www.elsewhere.invalid. }}
+  dangling: {{ CNAME: missing }}
+  loop1: {{ CNAME: loop2 }}
+  loop2: {{ CNAME: loop1 }}
+  _svc._tcp: {{ SRV: "0 0 8200 app.example.test." }}
+  txt: {{ TXT: ["hello world", "second"] }}
+  "@": {{ MX: "10 mail" }}
+  mail: {{ A: 192.0.2.25 }}
+  big: {{ A: [{big}] }}
+fqdns:
+  app:
+    selection: fixed-weight
+    ttl: 10
+    members:
+      - {{ address: 192.0.2.11, weight: 100 }}
+      - {{ address: 192.0.2.12, weight: 50 }}
+      - {{ address: "2001:db8::11" }}
+  rr:
+    selection: round-robin
+    members: [{{ address: 192.0.2.21 }}, {{ address: 192.0.2.22 }}, {{ address: 192.0.2.23 }}]
+  rr2:
+    selection: round-robin
+    answers: 2
+    members: [{{ address: 192.0.2.21 }}, {{ address: 192.0.2.22 }}, {{ address: 192.0.2.23 }}]
+  wrr:
+    selection: weighted
+    members:
+      - {{ address: 192.0.2.31, weight: 100 }}
+      - {{ address: 192.0.2.32, weight: 50 }}
+      - {{ address: 192.0.2.33, weight: 50 }}
+  all:
+    selection: all-available
+    members:
+      - {{ address: 192.0.2.41 }}
+      - {{ address: 192.0.2.42, enabled: false }}
+      - {{ address: 192.0.2.43 }}
+      - {{ address: "2001:db8::41" }}
+  failover:
+    selection: fixed-weight
+    members:
+      - {{ address: 192.0.2.51, weight: 100, enabled: false }}
+      - {{ address: 192.0.2.52, weight: 50 }}
+      - {{ address: 192.0.2.53, weight: 50 }}
+  closed:
+    ttl: 7
+    when-all-down: none
+    members: [{{ address: 192.0.2.61, enabled: false }}, {{ address: 192.0.2.62, enabled: false }}]
+  open:
+    ttl: 7
+    when-all-down: all
+    members: [{{ address: 192.0.2.71, enabled: false, weight: 5 }}, {{ address: 192.0.2.72, enabled: false, weight: 9 }}]
+"#
+    )
+}
+
+fn server() -> TestServer {
+    start(&[("example.test.yaml", &zone())])
+}
+
+fn soa_of(msg: &Message) -> (String, u32) {
+    assert_eq!(msg.authorities.len(), 1, "one SOA in authority: {msg:?}");
+    let soa = &msg.authorities[0];
+    assert_eq!(soa.record_type(), RecordType::SOA);
+    (soa.name.to_string(), soa.ttl)
+}
+
+#[test]
+fn answer_is_authoritative_over_udp_and_tcp() {
+    let s = server();
+    for resp in [
+        s.ask("app.example.test.", RecordType::A),
+        s.tcp(&query("app.example.test.", RecordType::A)),
+    ] {
+        assert_rcode(&resp, ResponseCode::NoError);
+        assert!(resp.metadata.authoritative);
+        assert!(!resp.metadata.recursion_available);
+        assert!(!resp.metadata.truncation);
+        assert_eq!(addresses(&resp), ["192.0.2.11"]);
+        assert_eq!(resp.answers[0].ttl, 10);
+        assert_eq!(resp.answers[0].name.to_string(), "app.example.test.");
+        assert!(resp.authorities.is_empty());
+        assert!(resp.additionals.is_empty());
+        assert!(resp.edns.is_some(), "OPT echoed");
+    }
+}
+
+#[test]
+fn question_is_echoed_as_sent_and_lookup_ignores_case() {
+    let s = server();
+    let resp = s.ask("ApP.ExAmPlE.TeSt.", RecordType::A);
+    assert_eq!(resp.queries[0].name().to_string(), "ApP.ExAmPlE.TeSt.");
+    assert_eq!(addresses(&resp), ["192.0.2.11"]);
+}
+
+#[test]
+fn names_outside_our_zones_are_refused_without_aa() {
+    let s = server();
+    for name in ["example.com.", "test.", "xexample.test."] {
+        let resp = s.ask(name, RecordType::A);
+        assert_rcode(&resp, ResponseCode::Refused);
+        assert!(!resp.metadata.authoritative, "{name}");
+        assert!(resp.answers.is_empty() && resp.authorities.is_empty());
+    }
+}
+
+#[test]
+fn nxdomain_carries_the_soa_with_the_negative_ttl() {
+    let s = server();
+    for resp in [
+        s.ask("nope.example.test.", RecordType::A),
+        s.tcp(&query("a.b.nope.example.test.", RecordType::AAAA)),
+    ] {
+        assert_rcode(&resp, ResponseCode::NXDomain);
+        assert!(resp.metadata.authoritative);
+        assert!(resp.answers.is_empty());
+        // min(zone ttl 300, SOA minimum 60), RFC 2308.
+        assert_eq!(soa_of(&resp), ("example.test.".into(), 60));
+        let RData::SOA(soa) = &resp.authorities[0].data else {
+            panic!()
+        };
+        assert_eq!(soa.serial, 2026112201);
+    }
+    // A name below an existing leaf does not exist either.
+    assert_rcode(
+        &s.ask("x.ns1.example.test.", RecordType::A),
+        ResponseCode::NXDomain,
+    );
+}
+
+#[test]
+fn nodata_for_missing_types_and_empty_non_terminals() {
+    let s = server();
+    for (name, rtype) in [
+        ("ns1.example.test.", RecordType::AAAA),
+        ("app.example.test.", RecordType::MX),
+        ("rr.example.test.", RecordType::AAAA),
+        ("_tcp.example.test.", RecordType::A),
+        ("_tcp.example.test.", RecordType::SRV),
+    ] {
+        let resp = s.ask(name, rtype);
+        assert_rcode(&resp, ResponseCode::NoError);
+        assert!(resp.metadata.authoritative);
+        assert!(resp.answers.is_empty(), "{name} {rtype}");
+        assert_eq!(soa_of(&resp), ("example.test.".into(), 60));
+    }
+}
+
+#[test]
+fn apex_has_soa_and_ns_and_static_types_answer() {
+    let s = server();
+    let soa = s.ask("example.test.", RecordType::SOA);
+    assert_eq!(soa.answers.len(), 1);
+    assert_eq!(soa.answers[0].ttl, 300);
+    let ns = s.ask("example.test.", RecordType::NS);
+    let mut names: Vec<String> = ns.answers.iter().map(|r| r.data.to_string()).collect();
+    names.sort();
+    assert_eq!(names, ["ns1.example.test.", "ns2.example.test."]);
+    assert_eq!(
+        s.ask("ns2.example.test.", RecordType::A).answers[0].ttl,
+        600
+    );
+    let mx = s.ask("example.test.", RecordType::MX);
+    assert_eq!(mx.answers[0].data.to_string(), "10 mail.example.test.");
+    let srv = s.ask("_svc._tcp.example.test.", RecordType::SRV);
+    assert_eq!(
+        srv.answers[0].data.to_string(),
+        "0 0 8200 app.example.test."
+    );
+    let txt = s.ask("txt.example.test.", RecordType::TXT);
+    assert_eq!(txt.answers.len(), 2);
+}
+
+#[test]
+fn cname_is_followed_inside_our_zones() {
+    let s = server();
+    let resp = s.ask("www.example.test.", RecordType::A);
+    assert_rcode(&resp, ResponseCode::NoError);
+    assert!(resp.metadata.authoritative);
+    assert_eq!(resp.answers.len(), 2);
+    assert_eq!(resp.answers[0].record_type(), RecordType::CNAME);
+    assert_eq!(resp.answers[0].data.to_string(), "app.example.test.");
+    assert_eq!(resp.answers[1].name.to_string(), "app.example.test.");
+    assert_eq!(addresses(&resp), ["192.0.2.11"]);
+
+    // Asking for the CNAME itself gives only the CNAME.
+    let only = s.ask("www.example.test.", RecordType::CNAME);
+    assert_eq!(only.answers.len(), 1);
+
+    // The target exists without the type: NODATA with the CNAME and the SOA.
+    let nodata = s.ask("www.example.test.", RecordType::MX);
+    assert_eq!(nodata.answers.len(), 1);
+    assert_eq!(soa_of(&nodata).0, "example.test.");
+
+    // A target outside our zones: the CNAME alone, for the resolver to chase.
+    let ext = s.ask("ext.example.test.", RecordType::A);
+    assert_rcode(&ext, ResponseCode::NoError);
+    assert_eq!(ext.answers.len(), 1);
+    assert!(ext.authorities.is_empty());
+
+    // A target in our zone that does not exist: NXDOMAIN (RFC 6604) after the CNAME.
+    let dangling = s.ask("dangling.example.test.", RecordType::A);
+    assert_rcode(&dangling, ResponseCode::NXDomain);
+    assert_eq!(dangling.answers.len(), 1);
+
+    // A loop ends; the server answers and keeps serving.
+    let looped = s.ask("loop1.example.test.", RecordType::A);
+    assert!(looped.answers.len() <= 8);
+    assert_eq!(
+        addresses(&s.ask("app.example.test.", RecordType::A)),
+        ["192.0.2.11"]
+    );
+}
+
+#[test]
+fn any_is_answered_minimally() {
+    let s = server();
+    let resp = s.ask("app.example.test.", RecordType::ANY);
+    assert_rcode(&resp, ResponseCode::NoError);
+    assert!(
+        resp.answers
+            .iter()
+            .all(|r| r.record_type() == RecordType::A)
+    );
+    assert_eq!(resp.answers.len(), 1);
+    let apex = s.ask("example.test.", RecordType::ANY);
+    let types: std::collections::HashSet<_> =
+        apex.answers.iter().map(|r| r.record_type()).collect();
+    assert_eq!(types.len(), 1, "one RRset, RFC 8482");
+}
+
+#[test]
+fn edns_buffer_size_decides_truncation() {
+    let s = server();
+    // No EDNS: 512 bytes at most, TC set, no OPT.
+    let small = s.udp(&plain_query("big.example.test.", RecordType::A));
+    assert!(small.metadata.truncation);
+    assert!(small.edns.is_none());
+    assert!(small.to_vec().unwrap().len() <= 512);
+    assert!(small.answers.len() < 60);
+
+    // EDNS 1232: the 60 records (about 1 KB) fit.
+    let large = s.ask("big.example.test.", RecordType::A);
+    assert!(!large.metadata.truncation);
+    assert_eq!(large.answers.len(), 60);
+    assert_eq!(large.edns.as_ref().unwrap().max_payload(), 1232);
+
+    // A client offering less than 512 is treated as 512 (RFC 6891 6.2.3).
+    let mut tiny = plain_query("big.example.test.", RecordType::A);
+    let mut e = Edns::new();
+    e.set_max_payload(100);
+    tiny.set_edns(e);
+    let resp = s.udp(&tiny);
+    assert!(resp.metadata.truncation);
+    assert_eq!(resp.edns.as_ref().unwrap().max_payload(), 512);
+
+    // TCP always carries the whole answer.
+    let tcp = s.tcp(&plain_query("big.example.test.", RecordType::A));
+    assert!(!tcp.metadata.truncation);
+    assert_eq!(tcp.answers.len(), 60);
+}
+
+#[test]
+fn unsupported_edns_version_gets_badvers() {
+    let s = server();
+    let mut m = plain_query("app.example.test.", RecordType::A);
+    let mut e = Edns::new();
+    e.set_version(1);
+    m.set_edns(e);
+    let resp = s.udp(&m);
+    // BADVERS and BADSIG share code 16; the decoder names it BADSIG.
+    assert_eq!(u16::from(resp.metadata.response_code), 16);
+    assert_eq!(resp.edns.as_ref().unwrap().version(), 0);
+    assert!(resp.answers.is_empty());
+}
+
+#[test]
+fn other_opcodes_are_not_implemented_and_transfers_refused() {
+    let s = server();
+    let mut m = query("example.test.", RecordType::SOA);
+    m.metadata.op_code = OpCode::Notify;
+    assert_rcode(&s.udp(&m), ResponseCode::NotImp);
+    let axfr = s.tcp(&query("example.test.", RecordType::AXFR));
+    assert_rcode(&axfr, ResponseCode::Refused);
+}
+
+#[test]
+fn malformed_queries_do_not_stop_the_server() {
+    let s = server();
+    // Too short for a header: dropped.
+    assert!(udp_raw(s.addr, &[1, 2, 3]).is_none());
+    // A header that promises a question that is not there: FORMERR.
+    let header = [0xab, 0xcd, 0x01, 0x00, 0x00, 0x01, 0, 0, 0, 0, 0, 0];
+    let resp = udp_raw(s.addr, &header).expect("a FORMERR reply");
+    assert_eq!(&resp[..2], &[0xab, 0xcd]);
+    assert_eq!(resp[3] & 0x0f, 1, "rcode FORMERR");
+    // Two questions: FORMERR.
+    let mut two = plain_query("app.example.test.", RecordType::A);
+    two.add_query(hickory_proto::op::Query::query(
+        "rr.example.test.".parse().unwrap(),
+        RecordType::A,
+    ));
+    assert_rcode(&s.udp(&two), ResponseCode::FormErr);
+    // A response sent to us is ignored (no reflection).
+    let mut reply = plain_query("app.example.test.", RecordType::A);
+    reply.metadata.message_type = hickory_proto::op::MessageType::Response;
+    assert!(udp_raw(s.addr, &reply.to_vec().unwrap()).is_none());
+    // Garbage bytes of every length up to 64: the server keeps answering.
+    for len in 0..64u8 {
+        let junk: Vec<u8> = (0..len)
+            .map(|i| i.wrapping_mul(37).wrapping_add(len))
+            .collect();
+        let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        sock.send_to(&junk, s.addr).unwrap();
+    }
+    assert_eq!(
+        addresses(&s.ask("app.example.test.", RecordType::A)),
+        ["192.0.2.11"]
+    );
+    assert_eq!(
+        addresses(&s.tcp(&query("app.example.test.", RecordType::A))),
+        ["192.0.2.11"]
+    );
+}
+
+#[test]
+fn members_are_chosen_by_address_family() {
+    let s = server();
+    assert_eq!(
+        addresses(&s.ask("app.example.test.", RecordType::AAAA)),
+        ["2001:db8::11"]
+    );
+    assert_eq!(
+        addresses(&s.ask("all.example.test.", RecordType::AAAA)),
+        ["2001:db8::41"]
+    );
+}
+
+fn counts(s: &TestServer, name: &str, n: usize) -> HashMap<String, usize> {
+    let mut counts = HashMap::new();
+    for _ in 0..n {
+        for a in addresses(&s.ask(name, RecordType::A)) {
+            *counts.entry(a).or_insert(0) += 1;
+        }
+    }
+    counts
+}
+
+#[test]
+fn round_robin_rotates_through_members() {
+    let s = server();
+    let first: Vec<String> = (0..6)
+        .map(|_| addresses(&s.ask("rr.example.test.", RecordType::A))[0].clone())
+        .collect();
+    assert_eq!(
+        first,
+        [
+            "192.0.2.21",
+            "192.0.2.22",
+            "192.0.2.23",
+            "192.0.2.21",
+            "192.0.2.22",
+            "192.0.2.23"
+        ]
+    );
+    let c = counts(&s, "rr.example.test.", 999);
+    assert_eq!(c.values().copied().collect::<Vec<_>>(), [333, 333, 333]);
+    // With answers: 2, each response is two consecutive members, starting one further on.
+    let pairs: Vec<Vec<String>> = (0..3)
+        .map(|_| addresses(&s.ask("rr2.example.test.", RecordType::A)))
+        .collect();
+    assert_eq!(pairs[0], ["192.0.2.21", "192.0.2.22"]);
+    assert_eq!(pairs[1], ["192.0.2.22", "192.0.2.23"]);
+    assert_eq!(pairs[2], ["192.0.2.23", "192.0.2.21"]);
+}
+
+#[test]
+fn weighted_shares_follow_the_weights() {
+    let s = server();
+    let c = counts(&s, "wrr.example.test.", 1000);
+    assert!((485..=515).contains(&c["192.0.2.31"]), "{c:?}");
+    assert!((235..=265).contains(&c["192.0.2.32"]), "{c:?}");
+    assert!((235..=265).contains(&c["192.0.2.33"]), "{c:?}");
+}
+
+#[test]
+fn fixed_weight_takes_the_next_member_when_the_first_is_down() {
+    let s = server();
+    let c = counts(&s, "failover.example.test.", 50);
+    assert_eq!(c.len(), 1, "{c:?}");
+    assert_eq!(c["192.0.2.52"], 50, "equal weights: list order decides");
+    let c = counts(&s, "app.example.test.", 1000);
+    assert_eq!(c["192.0.2.11"], 1000);
+}
+
+#[test]
+fn all_available_returns_every_up_member() {
+    let s = server();
+    let resp = s.ask("all.example.test.", RecordType::A);
+    let mut got = addresses(&resp);
+    got.sort();
+    assert_eq!(got, ["192.0.2.41", "192.0.2.43"]);
+}
+
+#[test]
+fn when_all_down_none_answers_nodata_with_the_names_ttl() {
+    let s = server();
+    let resp = s.ask("closed.example.test.", RecordType::A);
+    assert_rcode(&resp, ResponseCode::NoError);
+    assert!(resp.metadata.authoritative);
+    assert!(resp.answers.is_empty());
+    assert_eq!(soa_of(&resp), ("example.test.".into(), 7));
+}
+
+#[test]
+fn when_all_down_all_answers_as_if_all_were_up() {
+    let s = server();
+    let resp = s.ask("open.example.test.", RecordType::A);
+    assert_eq!(addresses(&resp), ["192.0.2.72"]);
+    assert_eq!(resp.answers[0].ttl, 7);
+}
