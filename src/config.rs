@@ -1347,7 +1347,20 @@ fn validate_check(
                 expect,
                 body_contains: raw.body_contains.as_ref().map(|b| b.value.clone()),
                 tls_verify: raw.tls_verify.as_ref().is_none_or(|v| v.value),
-                ca: raw.ca.as_ref().map(|c| PathBuf::from(&c.value)),
+                ca: raw.ca.as_ref().and_then(|c| {
+                    let path = r.file.parent().unwrap_or(Path::new(".")).join(&c.value);
+                    if path.is_file() {
+                        Some(path)
+                    } else {
+                        r.at(
+                            c.referenced,
+                            format!("{field}.ca"),
+                            format!("no such file {}", path.display()),
+                        );
+                        ok = false;
+                        None
+                    }
+                }),
             })
         }
         other => {

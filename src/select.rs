@@ -106,6 +106,21 @@ impl Pool {
         self.members.is_empty()
     }
 
+    /// The TTL to answer with: the name's, cut down while any member is down or changing
+    /// to the time until its state could next change, so that resolvers do not hold on
+    /// to a failover decision for long. Never below one second.
+    pub fn ttl(&self, name_ttl: u32) -> u32 {
+        let soonest = self
+            .members
+            .iter()
+            .filter_map(|m| m.health.change_within())
+            .min();
+        match soonest {
+            Some(d) => name_ttl.min(d.as_secs().max(1) as u32),
+            None => name_ttl,
+        }
+    }
+
     /// Chooses the members to answer with. Empty only when nothing is up and the name fails
     /// closed (or the pool is empty).
     pub fn select(&self, rules: Rules, _client: &Client) -> Chosen<'_> {

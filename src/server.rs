@@ -11,7 +11,7 @@ use tracing::info;
 
 use crate::config::Config;
 use crate::dns::{self, Handler};
-use crate::health::Registry;
+use crate::health::{Checker, Registry};
 use crate::zone::{SharedTable, Table};
 
 pub struct Running {
@@ -19,6 +19,7 @@ pub struct Running {
     pub addrs: Vec<SocketAddr>,
     pub table: SharedTable,
     pub registry: Arc<Registry>,
+    pub checker: Arc<Checker>,
     server: Server<Handler>,
 }
 
@@ -30,10 +31,27 @@ pub async fn start(config: Config) -> io::Result<Running> {
     log_loaded(&config, &table);
     let table: SharedTable = Arc::new(ArcSwap::from_pointee(table));
 
+    // Bind first, so that a busy port fails start-up before any probing.
     let mut bound = Vec::new();
     for addr in &config.server.listen {
         bound.push(dns::bind(*addr)?);
     }
+
+    // Answer only once the first round of checks has decided every member's state.
+    let checker = Arc::new(Checker::default());
+    let probes = registry.all();
+    let started = std::time::Instant::now();
+    let report = checker.sync(&probes).await;
+    let down = probes.iter().filter(|p| !p.is_up()).count();
+    info!(
+        probes = report.started,
+        up = probes.len() - down,
+        down,
+        without_result = report.late,
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "first health-check round done"
+    );
+
     let addrs: Vec<SocketAddr> = bound.iter().map(|b| b.addr).collect();
     let server = dns::server(table.clone(), bound)?;
     for addr in &addrs {
@@ -43,6 +61,7 @@ pub async fn start(config: Config) -> io::Result<Running> {
         addrs,
         table,
         registry,
+        checker,
         server,
     })
 }

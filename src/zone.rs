@@ -284,9 +284,10 @@ impl Node {
                     // Failing closed: negative-cache no longer than the name's own TTL.
                     return Found::NoData(Some(fqdn.ttl));
                 }
+                let ttl = pool.ttl(fqdn.ttl);
                 res.answers.extend(chosen.iter().map(|m| Rr {
                     record: &m.record,
-                    ttl: fqdn.ttl,
+                    ttl,
                 }));
                 return Found::Answered;
             }
@@ -325,10 +326,11 @@ fn compile_fqdn(fc: &FqdnConfig, zc: &ZoneConfig, registry: &Registry) -> Fqdn {
                     .map(|c| (c.address.unwrap_or(mc.address), c)),
             )
             .map(|(address, check)| {
-                registry.probe(ProbeKey {
+                let key = ProbeKey {
                     address,
                     check: check.clone(),
-                })
+                };
+                registry.probe(key, format!("{} {}", fc.name, mc.address))
             })
             .collect();
         let enabled = mc.enabled && site.is_none_or(|s| s.enabled);

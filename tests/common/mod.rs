@@ -2,9 +2,12 @@
 //! DNS client over real UDP and TCP sockets.
 #![allow(dead_code)]
 
-use std::io::{Read, Write};
+pub mod backend;
+
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use hickory_proto::op::{Edns, Message, Query, ResponseCode};
@@ -153,4 +156,27 @@ pub fn addresses(msg: &Message) -> Vec<String> {
 
 pub fn assert_rcode(msg: &Message, rcode: ResponseCode) {
     assert_eq!(msg.metadata.response_code, rcode, "rcode of {msg:?}");
+}
+
+/// Starts the `meridian serve` binary and waits for the log line naming the bound address.
+pub fn serve(config: &Path) -> (Child, SocketAddr) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_meridian"))
+        .args(["serve", "--config"])
+        .arg(config)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(rest) = line.split("listening on UDP and TCP addr=").nth(1) {
+                let _ = tx.send(rest.trim().parse::<SocketAddr>().unwrap());
+            }
+        }
+    });
+    let addr = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("server listens");
+    (child, addr)
 }

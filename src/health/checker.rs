@@ -1,0 +1,242 @@
+//! Runs every probe on its interval and turns results into up/down with rise/fall
+//! hysteresis.
+//!
+//! Each probe is a tokio task (not a thread) that sleeps between runs; a semaphore bounds
+//! how many run at once. A probe's first result decides its state directly; after that it
+//! takes `rise` consecutive successes to go up and `fall` consecutive failures to go down.
+
+use std::collections::HashMap;
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::{Semaphore, oneshot};
+use tokio::task::AbortHandle;
+use tokio::time::Instant;
+use tracing::{info, warn};
+
+use super::probe::{Outcome, ProbeContext, Prober};
+use super::{ProbeKey, ProbeResult, ProbeState};
+
+/// Probes running at once (TCP and HTTP; ICMP has its own, smaller bound).
+const MAX_CONCURRENT_PROBES: usize = 512;
+
+pub struct Checker {
+    prober: Arc<Prober>,
+    limit: Arc<Semaphore>,
+    tasks: Mutex<HashMap<ProbeKey, AbortHandle>>,
+}
+
+impl Default for Checker {
+    fn default() -> Self {
+        Checker {
+            prober: Arc::new(Prober::default()),
+            limit: Arc::new(Semaphore::new(MAX_CONCURRENT_PROBES)),
+            tasks: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+impl Checker {
+    /// Starts a task for every probe that has none and stops the tasks of probes not in
+    /// `probes`; probes already running keep their state and timers. Returns once every
+    /// newly started probe has its first result, or its timeout (and a margin) has passed.
+    pub async fn sync(&self, probes: &[Arc<ProbeState>]) -> SyncReport {
+        let mut first_results = Vec::new();
+        let mut wait = Duration::ZERO;
+        {
+            let mut tasks = self.tasks.lock().expect("checker lock");
+            tasks.retain(|key, task| {
+                let keep = probes.iter().any(|p| &p.key == key);
+                if !keep {
+                    task.abort();
+                }
+                keep
+            });
+            for probe in probes {
+                if tasks.contains_key(&probe.key) {
+                    continue;
+                }
+                let (tx, rx) = oneshot::channel();
+                first_results.push(rx);
+                wait = wait.max(probe.key.check.timing.timeout);
+                let task = tokio::spawn(run(
+                    probe.clone(),
+                    self.prober.clone(),
+                    self.limit.clone(),
+                    tx,
+                ));
+                tasks.insert(probe.key.clone(), task.abort_handle());
+            }
+        }
+        let started = first_results.len();
+        let deadline = Instant::now() + wait + Duration::from_secs(1);
+        let mut late = 0;
+        for rx in first_results {
+            if tokio::time::timeout_at(deadline, rx).await.is_err() {
+                late += 1;
+            }
+        }
+        SyncReport { started, late }
+    }
+
+    pub fn running(&self) -> usize {
+        self.tasks.lock().expect("checker lock").len()
+    }
+}
+
+impl Drop for Checker {
+    fn drop(&mut self) {
+        if let Ok(tasks) = self.tasks.lock() {
+            tasks.values().for_each(AbortHandle::abort);
+        }
+    }
+}
+
+/// What a `sync` did.
+#[derive(Clone, Copy, Debug)]
+pub struct SyncReport {
+    /// Probes started.
+    pub started: usize,
+    /// Of those, how many had no first result by the deadline.
+    pub late: usize,
+}
+
+/// Consecutive-result hysteresis.
+struct Hysteresis {
+    rise: u32,
+    fall: u32,
+    up: bool,
+    /// Consecutive results that disagree with the current state.
+    against: u32,
+}
+
+impl Hysteresis {
+    /// Returns whether the state changed.
+    fn observe(&mut self, ok: bool) -> bool {
+        if ok == self.up {
+            self.against = 0;
+            return false;
+        }
+        self.against += 1;
+        let needed = if self.up { self.fall } else { self.rise };
+        if self.against >= needed {
+            self.up = ok;
+            self.against = 0;
+            return true;
+        }
+        false
+    }
+
+    /// How long until the state could change, unless it is up and stable.
+    fn change_in(&self, interval: Duration) -> Option<Duration> {
+        if self.up && self.against == 0 {
+            return None;
+        }
+        let needed = if self.up { self.fall } else { self.rise };
+        Some(interval * (needed - self.against))
+    }
+}
+
+/// Where in the interval this probe runs, so that probes do not all fire together:
+/// a fixed fraction in [0.5, 1.5) of the interval, from a hash of the key.
+fn first_delay(key: &ProbeKey, interval: Duration) -> Duration {
+    let mut h = DefaultHasher::new();
+    key.hash(&mut h);
+    let fraction = 0.5 + (h.finish() % 1000) as f64 / 1000.0;
+    interval.mul_f64(fraction)
+}
+
+async fn run(
+    state: Arc<ProbeState>,
+    prober: Arc<Prober>,
+    limit: Arc<Semaphore>,
+    first: oneshot::Sender<()>,
+) {
+    let timing = state.key.check.timing;
+    let mut cx = prober.context();
+    let outcome = probe_once(&prober, &limit, &state.key, &mut cx).await;
+    let mut h = Hysteresis {
+        rise: timing.rise,
+        fall: timing.fall,
+        up: outcome.ok,
+        against: 0,
+    };
+    if !outcome.ok {
+        warn!(probe = %state.key, used_by = ?state.users(), reason = %outcome.reason, "down at start");
+    }
+    publish(&state, &h, timing.interval, outcome);
+    let _ = first.send(());
+
+    let mut next = Instant::now() + first_delay(&state.key, timing.interval);
+    loop {
+        tokio::time::sleep_until(next).await;
+        let outcome = probe_once(&prober, &limit, &state.key, &mut cx).await;
+        if h.observe(outcome.ok) {
+            let users = state.users();
+            if h.up {
+                info!(probe = %state.key, used_by = ?users, reason = %outcome.reason, "up");
+            } else {
+                warn!(probe = %state.key, used_by = ?users, reason = %outcome.reason, "down");
+            }
+        }
+        publish(&state, &h, timing.interval, outcome);
+        next += timing.interval;
+        let now = Instant::now();
+        if next <= now {
+            // Fell behind (slow probe or busy machine): skip, rather than burst to catch up.
+            next = now + timing.interval;
+        }
+    }
+}
+
+async fn probe_once(
+    prober: &Prober,
+    limit: &Semaphore,
+    key: &ProbeKey,
+    cx: &mut ProbeContext,
+) -> Outcome {
+    // A closed semaphore cannot happen (the checker never closes it); run unbounded then.
+    let _permit = limit.acquire().await.ok();
+    prober.run(key, cx).await
+}
+
+fn publish(state: &ProbeState, h: &Hysteresis, interval: Duration, outcome: Outcome) {
+    state.publish(
+        h.up,
+        h.change_in(interval),
+        ProbeResult {
+            ok: outcome.ok,
+            reason: outcome.reason,
+            latency: outcome.latency,
+            at: SystemTime::now(),
+        },
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hysteresis_needs_consecutive_results() {
+        let mut h = Hysteresis {
+            rise: 2,
+            fall: 3,
+            up: true,
+            against: 0,
+        };
+        let i = Duration::from_secs(5);
+        assert_eq!(h.change_in(i), None);
+        assert!(!h.observe(false));
+        assert_eq!(h.change_in(i), Some(Duration::from_secs(10)));
+        assert!(!h.observe(true), "a success resets the failure run");
+        assert!(!h.observe(false) && !h.observe(false));
+        assert!(h.observe(false), "third consecutive failure");
+        assert!(!h.up);
+        assert_eq!(h.change_in(i), Some(Duration::from_secs(10)));
+        assert!(!h.observe(true));
+        assert!(h.observe(true));
+        assert!(h.up);
+    }
+}
