@@ -371,3 +371,53 @@ fn icmp_up_for_reachable_hosts_and_down_for_a_removed_one() {
         assert!(local.is_up());
     }
 }
+
+#[test]
+fn site_checks_several_checks_per_member_and_shared_probes() {
+    let port = free_port(ip("127.0.3.41"));
+    let lb = TcpBackend::start(SocketAddr::new(ip("127.0.3.41"), port));
+    let listeners: Vec<TcpBackend> = ["127.0.3.42", "127.0.3.43", "127.0.3.44", "127.0.3.45"]
+        .iter()
+        .map(|a| TcpBackend::start(SocketAddr::new(ip(a), port)))
+        .collect();
+    let check =
+        format!("{{ type: tcp, port: {port}, interval: 200ms, timeout: 100ms, rise: 1, fall: 1 }}");
+    let zone = format!(
+        "zone: site.test\nns: [ns1]\nsites:\n  a: {{ check: {{ type: tcp, address: 127.0.3.41, port: {port}, interval: 200ms, timeout: 100ms, rise: 1, fall: 1 }} }}\n  b: {{}}\nfqdns:\n  app:\n    check: {check}\n    members:\n      - {{ address: 127.0.3.42, weight: 100, site: a }}\n      - {{ address: 127.0.3.43, weight: 90, site: a }}\n      - {{ address: 127.0.3.44, weight: 50, site: b }}\n  other:\n    check: {check}\n    members: [{{ address: 127.0.3.42 }}]\n  both:\n    checks: [{{ type: icmp, interval: 200ms, timeout: 100ms }}, {check}]\n    members:\n      - {{ address: 127.0.3.45, weight: 100 }}\n      - {{ address: 127.0.3.44, weight: 50 }}\n"
+    );
+    let s = start(&[("site.yaml", &zone)]);
+    // app and other share the probe of 127.0.3.42; the site check is one more probe.
+    let probes = s.running().registry.all();
+    let shared = probes
+        .iter()
+        .find(|p| p.key.address == ip("127.0.3.42"))
+        .unwrap();
+    assert_eq!(shared.users().len(), 2, "{:?}", shared.users());
+    assert_eq!(
+        probes.len(),
+        1 + 4 + 2,
+        "site, four tcp probes, icmp for .44 and .45"
+    );
+    assert_eq!(
+        addresses(&s.ask("app.site.test.", RecordType::A)),
+        ["127.0.3.42"]
+    );
+    assert_eq!(
+        addresses(&s.ask("both.site.test.", RecordType::A)),
+        ["127.0.3.45"]
+    );
+
+    // The site's load balancer fails: every member on site a is down at once.
+    lb.stop();
+    wait_for(&s, "app.site.test.", "127.0.3.44", within(1, INTERVAL));
+    // `other` has no site: its member stays up.
+    assert_eq!(
+        addresses(&s.ask("other.site.test.", RecordType::A)),
+        ["127.0.3.42"]
+    );
+
+    // ICMP still answers, but the TCP check fails: with several checks, all must pass.
+    let mut listeners = listeners;
+    listeners.pop().unwrap().stop();
+    wait_for(&s, "both.site.test.", "127.0.3.44", within(1, INTERVAL));
+}
