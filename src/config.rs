@@ -10,6 +10,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use hickory_proto::rr::rdata::TXT;
@@ -20,6 +21,7 @@ use serde::Deserialize;
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use serde_saphyr::{Location, Spanned};
 
+use crate::geo::GeoDb;
 use crate::select::{Policy, WhenAllDown};
 
 /// Default listen address when the server file names none: unprivileged, loopback only.
@@ -112,7 +114,10 @@ pub struct ServerConfig {
     /// Each address gets a UDP socket and a TCP listener.
     pub listen: Vec<SocketAddr>,
     pub zones_dir: PathBuf,
-    pub geoip: Option<PathBuf>,
+    /// The GeoIP database, opened and verified at load time.
+    pub geoip: Option<Arc<GeoDb>>,
+    /// Use the EDNS Client Subnet option of queries (RFC 7871) to place clients.
+    pub ecs: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -331,6 +336,7 @@ struct ServerRaw {
     listen: Option<Spanned<TextList>>,
     zones: Option<Spanned<String>>,
     geoip: Option<Spanned<String>>,
+    ecs: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -521,7 +527,20 @@ fn load_server(file: &Path) -> Result<ServerConfig, ConfigError> {
         None => listen.push(DEFAULT_LISTEN.parse().expect("valid default")),
     }
     let zones_dir = base.join(raw.zones.as_ref().map_or("zones", |z| z.value.as_str()));
-    let geoip = raw.geoip.as_ref().map(|g| base.join(&g.value));
+    let geoip = match &raw.geoip {
+        None => None,
+        Some(g) => match GeoDb::open(&base.join(&g.value)) {
+            Ok(db) => Some(Arc::new(db)),
+            Err(msg) => {
+                report.at(
+                    g.referenced,
+                    "geoip",
+                    format!("{}: {msg}", base.join(&g.value).display()),
+                );
+                None
+            }
+        },
+    };
     if let Some(e) = report.errors.into_iter().next() {
         return Err(e);
     }
@@ -530,6 +549,7 @@ fn load_server(file: &Path) -> Result<ServerConfig, ConfigError> {
         listen,
         zones_dir,
         geoip,
+        ecs: raw.ecs.unwrap_or(true),
     })
 }
 

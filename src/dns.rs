@@ -6,11 +6,13 @@ use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::time::Duration;
 
 use hickory_proto::op::{Edns, Metadata, OpCode, ResponseCode};
+use hickory_proto::rr::rdata::opt::{ClientSubnet, EdnsCode, EdnsOption};
 use hickory_proto::rr::{DNSClass, Record, RecordType};
 use hickory_server::Server;
 use hickory_server::net::runtime::Time;
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
 use hickory_server::zone_handler::MessageResponseBuilder;
+use ipnet::IpNet;
 use smallvec::SmallVec;
 use tracing::warn;
 
@@ -41,36 +43,49 @@ impl RequestHandler for Handler {
         mut response_handle: R,
     ) -> ResponseInfo {
         let mut metadata = Metadata::response_from_request(&request.metadata);
+        let table = self.table.load();
+        let mut answers: SmallVec<[Record; 8]> = SmallVec::new();
+        let mut soa: Option<Record> = None;
+        let ecs = if table.ecs {
+            client_subnet(request)
+        } else {
+            None
+        };
+        let mut scope = 0;
+
+        match classify(request).and_then(|q| Ok((q, client(request, ecs)?))) {
+            Err(rcode) => metadata.response_code = rcode,
+            Ok(((name, qtype), client)) => {
+                let res = table.resolve(name, qtype, &client);
+                metadata.response_code = res.rcode;
+                metadata.authoritative = res.authoritative;
+                // Never more bits than the query's ECS gave (0 when it asked for none).
+                let given = ecs.map_or(client.source_prefix, |e| e.source_prefix());
+                scope = res.scope.unwrap_or(0).min(given);
+                answers.extend(res.answers.iter().map(|rr| with_ttl(rr.record, rr.ttl)));
+                soa = res.soa.map(|rr| with_ttl(rr.record, rr.ttl));
+            }
+        }
+
         // Echo EDNS with the client's buffer size, so that hickory truncates (TC=1) at the
-        // size the client can take; without OPT it truncates at 512.
+        // size the client can take; without OPT it truncates at 512. ECS comes back with
+        // the scope that decided the answer (0 when the answer does not depend on it).
         let edns = request.edns.as_ref().map(|query_edns| {
             let mut e = Edns::new();
             e.set_max_payload(query_edns.max_payload().clamp(512, MAX_UDP_PAYLOAD));
+            if let Some(subnet) = ecs {
+                e.options_mut().insert(EdnsOption::Subnet(ClientSubnet::new(
+                    subnet.addr(),
+                    subnet.source_prefix(),
+                    scope,
+                )));
+            }
             e
         });
         let mut builder = MessageResponseBuilder::from_message_request(request);
         if let Some(e) = &edns {
             builder.edns(e);
         }
-
-        let table = self.table.load();
-        let mut answers: SmallVec<[Record; 8]> = SmallVec::new();
-        let mut soa: Option<Record> = None;
-
-        match classify(request) {
-            Err(rcode) => metadata.response_code = rcode,
-            Ok((name, qtype)) => {
-                let client = Client {
-                    addr: request.src().ip(),
-                };
-                let res = table.resolve(name, qtype, &client);
-                metadata.response_code = res.rcode;
-                metadata.authoritative = res.authoritative;
-                answers.extend(res.answers.iter().map(|rr| with_ttl(rr.record, rr.ttl)));
-                soa = res.soa.map(|rr| with_ttl(rr.record, rr.ttl));
-            }
-        }
-
         let response = builder.build(
             metadata,
             answers.iter(),
@@ -91,6 +106,35 @@ impl RequestHandler for Handler {
             }
         }
     }
+}
+
+/// The query's EDNS Client Subnet option, if it has one.
+fn client_subnet(request: &Request) -> Option<&ClientSubnet> {
+    match request.edns.as_ref()?.option(EdnsCode::Subnet)? {
+        EdnsOption::Subnet(subnet) => Some(subnet),
+        _ => None,
+    }
+}
+
+/// The client to choose for: the ECS address when the query carries one with a non-zero
+/// source prefix, else the packet source. A malformed ECS is FORMERR (RFC 7871 7.1.1):
+/// a scope in a query, or address bits beyond the source prefix.
+fn client(request: &Request, ecs: Option<&ClientSubnet>) -> Result<Client, ResponseCode> {
+    let Some(subnet) = ecs else {
+        return Ok(Client::from_source(request.src().ip()));
+    };
+    let prefix = subnet.source_prefix();
+    let masked = IpNet::new(subnet.addr(), prefix).map(|n| n.network());
+    if subnet.scope_prefix() != 0 || masked != Ok(subnet.addr()) {
+        return Err(ResponseCode::FormErr);
+    }
+    if prefix == 0 {
+        return Ok(Client::from_source(request.src().ip()));
+    }
+    Ok(Client {
+        addr: subnet.addr(),
+        source_prefix: prefix,
+    })
 }
 
 /// The question to look up, or the rcode that answers the query without a lookup.

@@ -8,6 +8,7 @@
 pub mod cli;
 pub mod config;
 pub mod dns;
+pub mod geo;
 pub mod health;
 pub mod select;
 pub mod server;

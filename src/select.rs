@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use serde::Deserialize;
 use smallvec::SmallVec;
 
+use crate::geo::{Located, Site, distance_km};
 use crate::health::MemberHealth;
 use hickory_proto::rr::Record;
 
@@ -31,6 +32,11 @@ pub enum Policy {
 }
 
 impl Policy {
+    /// Whether answers depend on where the client is.
+    pub fn needs_client(self) -> bool {
+        matches!(self, Policy::Proximity | Policy::Location)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Policy::RoundRobin => "round-robin",
@@ -58,7 +64,24 @@ pub enum WhenAllDown {
 #[derive(Clone, Copy, Debug)]
 pub struct Client {
     pub addr: IpAddr,
+    /// How many leading bits of `addr` are known: the ECS source prefix, or the full
+    /// address length for the packet source.
+    pub source_prefix: u8,
 }
+
+impl Client {
+    /// A client known by its packet source address.
+    pub fn from_source(addr: IpAddr) -> Self {
+        let source_prefix = if addr.is_ipv4() { 32 } else { 128 };
+        Client {
+            addr,
+            source_prefix,
+        }
+    }
+}
+
+/// Where the client is, and the zone's sites, for the geo policies.
+pub type Place<'a> = (&'a Located, &'a [Site]);
 
 /// One address of a health-checked name, with its answer record built at load time.
 #[derive(Debug)]
@@ -123,7 +146,7 @@ impl Pool {
 
     /// Chooses the members to answer with. Empty only when nothing is up and the name fails
     /// closed (or the pool is empty).
-    pub fn select(&self, rules: Rules, _client: &Client) -> Chosen<'_> {
+    pub fn select(&self, rules: Rules, place: Option<Place<'_>>) -> Chosen<'_> {
         let mut up: SmallVec<[bool; 16]> = self.members.iter().map(|m| m.health.is_up()).collect();
         if !up.contains(&true) {
             match rules.when_all_down {
@@ -135,16 +158,85 @@ impl Pool {
             Policy::RoundRobin => self.round_robin(&up, rules.answers),
             Policy::Weighted => self.weighted(&up, rules.answers),
             Policy::AllAvailable => self.iter_up(&up).collect(),
-            // Proximity and location need the client's position (geo); until a name's
-            // client can be placed they use the fixed-weight order, as documented.
-            Policy::FixedWeight | Policy::Proximity | Policy::Location => self
-                .by_weight
-                .iter()
-                .filter(|&&i| up[i])
-                .take(rules.answers)
-                .map(|&i| &self.members[i])
-                .collect(),
+            Policy::FixedWeight => self.fixed_weight(&up, rules.answers),
+            Policy::Proximity => match place {
+                Some((located, sites)) if located.lat_lon.is_some() => {
+                    self.proximity(&up, rules.answers, located, sites)
+                }
+                _ => self.fixed_weight(&up, rules.answers),
+            },
+            Policy::Location => self.location(&up, rules.answers, place),
         }
+    }
+
+    fn fixed_weight(&self, up: &[bool], answers: usize) -> Chosen<'_> {
+        self.by_weight
+            .iter()
+            .filter(|&&i| up[i])
+            .take(answers)
+            .map(|&i| &self.members[i])
+            .collect()
+    }
+
+    /// Nearest first by great-circle distance from the client to the member's site; ties
+    /// by weight, then list order. Members without a placed site come last, by weight.
+    fn proximity(
+        &self,
+        up: &[bool],
+        answers: usize,
+        located: &Located,
+        sites: &[Site],
+    ) -> Chosen<'_> {
+        let here = located.lat_lon.expect("checked by the caller");
+        let mut order: SmallVec<[(f64, usize); 16]> = self
+            .by_weight
+            .iter()
+            .filter(|&&i| up[i])
+            .map(|&i| {
+                let site = self.members[i].site.and_then(|s| sites[s].lat_lon);
+                (
+                    site.map_or(f64::INFINITY, |there| distance_km(here, there)),
+                    i,
+                )
+            })
+            .collect();
+        // Stable: equal distances keep the fixed-weight order.
+        order.sort_by(|a, b| a.0.total_cmp(&b.0));
+        order
+            .iter()
+            .take(answers)
+            .map(|&(_, i)| &self.members[i])
+            .collect()
+    }
+
+    /// The up members on the client's own site, else on sites listing its country, else
+    /// its continent, else on default sites, else all up members; round-robin within.
+    fn location(&self, up: &[bool], answers: usize, place: Option<Place<'_>>) -> Chosen<'_> {
+        let on = |matches: &dyn Fn(&Site) -> bool| -> SmallVec<[bool; 16]> {
+            self.members
+                .iter()
+                .zip(up)
+                .map(|(m, &u)| {
+                    u && place.is_some_and(|(_, sites)| m.site.is_some_and(|s| matches(&sites[s])))
+                })
+                .collect()
+        };
+        if let Some((here, sites)) = place {
+            let own = here.site.map(|s| sites[s].name.as_str());
+            let tiers: [&dyn Fn(&Site) -> bool; 4] = [
+                &|s: &Site| Some(s.name.as_str()) == own,
+                &|s: &Site| here.country.is_some_and(|c| s.countries.contains(&c)),
+                &|s: &Site| here.continent.is_some_and(|c| s.continents.contains(&c)),
+                &|s: &Site| s.default,
+            ];
+            for tier in tiers {
+                let chosen = on(tier);
+                if chosen.contains(&true) {
+                    return self.round_robin(&chosen, answers);
+                }
+            }
+        }
+        self.round_robin(up, answers)
     }
 
     fn iter_up<'a, 'u>(
@@ -230,12 +322,6 @@ mod tests {
         }
     }
 
-    fn client() -> Client {
-        Client {
-            addr: IpAddr::from([127, 0, 0, 1]),
-        }
-    }
-
     #[test]
     fn weighted_shares_are_proportional_and_interleaved() {
         let p = pool(&[100, 50, 50]);
@@ -244,7 +330,7 @@ mod tests {
         let mut longest_run = 0;
         let mut run = 0;
         for _ in 0..1000 {
-            let chosen = p.select(rules(Policy::Weighted, 1), &client());
+            let chosen = p.select(rules(Policy::Weighted, 1), None);
             let i = p
                 .members
                 .iter()
@@ -266,7 +352,7 @@ mod tests {
     #[test]
     fn fixed_weight_prefers_heaviest_then_list_order() {
         let p = pool(&[50, 100, 100]);
-        let chosen = p.select(rules(Policy::FixedWeight, 2), &client());
+        let chosen = p.select(rules(Policy::FixedWeight, 2), None);
         let got: Vec<_> = chosen.iter().map(|m| m.address.to_string()).collect();
         assert_eq!(got, ["192.0.2.2", "192.0.2.3"]);
     }

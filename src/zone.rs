@@ -11,6 +11,7 @@ use hickory_proto::rr::{LowerName, Name, RData, Record, RecordType};
 use smallvec::SmallVec;
 
 use crate::config::{Config, FqdnConfig, ZoneConfig};
+use crate::geo::{self, GeoDb, Located, SiteMap};
 use crate::health::{MemberHealth, ProbeKey, Registry};
 use crate::select::{Client, Member, Pool, Rules};
 
@@ -21,6 +22,9 @@ const MAX_CNAME_CHAIN: usize = 8;
 pub struct Table {
     nodes: HashMap<LowerName, Node>,
     zones: Vec<Zone>,
+    geoip: Option<Arc<GeoDb>>,
+    /// Whether queries' EDNS Client Subnet places the client (server file `ecs`).
+    pub ecs: bool,
 }
 
 #[derive(Debug)]
@@ -29,6 +33,7 @@ pub struct Zone {
     lower: LowerName,
     /// The SOA as it goes into negative answers: TTL = min(zone TTL, SOA minimum), RFC 2308.
     negative_soa: Record,
+    pub sites: SiteMap,
 }
 
 /// Everything at one owner name. An empty node is an empty non-terminal.
@@ -72,6 +77,8 @@ pub struct Resolution<'t> {
     pub answers: SmallVec<[Rr<'t>; 8]>,
     /// The zone SOA for NXDOMAIN and NODATA (authority section).
     pub soa: Option<Rr<'t>>,
+    /// Set when the answer depended on where the client is: the ECS scope prefix.
+    pub scope: Option<u8>,
 }
 
 /// What one node had for the asked type.
@@ -87,6 +94,8 @@ impl Table {
         let mut table = Table {
             nodes: HashMap::new(),
             zones: Vec::new(),
+            geoip: config.server.geoip.clone(),
+            ecs: config.server.ecs,
         };
         for zone in &config.zones {
             table.add_zone(zone, registry);
@@ -112,6 +121,7 @@ impl Table {
             origin: origin.clone(),
             lower: LowerName::new(&origin),
             negative_soa: Record::from_rdata(origin.clone(), negative_ttl, soa_rdata.clone()),
+            sites: site_map(zc),
         });
 
         let apex = self.node(&origin, index);
@@ -212,6 +222,7 @@ impl Table {
             authoritative: false,
             answers: SmallVec::new(),
             soa: None,
+            scope: None,
         };
         let mut name = qname;
         for hop in 0..MAX_CNAME_CHAIN {
@@ -241,8 +252,13 @@ impl Table {
                 name = target;
                 continue;
             }
-            if let Found::NoData(ttl) = node.answer(qtype, client, &mut res) {
-                let soa = &self.zones[node.zone].negative_soa;
+            let zone = &self.zones[node.zone];
+            let found = node.answer(qtype, &mut res, &zone.sites, || {
+                zone.sites
+                    .locate(client.addr, client.source_prefix, self.geoip.as_deref())
+            });
+            if let Found::NoData(ttl) = found {
+                let soa = &zone.negative_soa;
                 res.soa = Some(Rr {
                     record: soa,
                     ttl: ttl.unwrap_or(soa.ttl),
@@ -268,7 +284,14 @@ impl Node {
             .map(|r| r.name.clone())
     }
 
-    fn answer<'t>(&'t self, qtype: RecordType, client: &Client, res: &mut Resolution<'t>) -> Found {
+    /// `locate` places the client; it runs only for names whose policy needs it.
+    fn answer<'t>(
+        &'t self,
+        qtype: RecordType,
+        res: &mut Resolution<'t>,
+        sites: &SiteMap,
+        locate: impl FnOnce() -> Located,
+    ) -> Found {
         if let Some(fqdn) = &self.fqdn {
             let pool = match qtype {
                 RecordType::A => Some(&fqdn.v4),
@@ -279,7 +302,12 @@ impl Node {
                 _ => None,
             };
             if let Some(pool) = pool.filter(|p| !p.is_empty()) {
-                let chosen = pool.select(fqdn.rules, client);
+                let located = fqdn.rules.policy.needs_client().then(locate);
+                if let Some(l) = &located {
+                    res.scope = Some(l.scope);
+                }
+                let place = located.as_ref().map(|l| (l, sites.sites.as_slice()));
+                let chosen = pool.select(fqdn.rules, place);
                 if chosen.is_empty() {
                     // Failing closed: negative-cache no longer than the name's own TTL.
                     return Found::NoData(Some(fqdn.ttl));
@@ -370,3 +398,25 @@ fn compile_fqdn(fc: &FqdnConfig, zc: &ZoneConfig, registry: &Registry) -> Fqdn {
 
 /// A table shared with the DNS handler and replaced whole on reload.
 pub type SharedTable = Arc<arc_swap::ArcSwap<Table>>;
+
+/// The zone's sites as the geo policies use them.
+fn site_map(zc: &ZoneConfig) -> SiteMap {
+    let sites = zc
+        .sites
+        .iter()
+        .map(|s| geo::Site {
+            name: s.name.clone(),
+            lat_lon: s.lat.zip(s.lon),
+            countries: s.countries.iter().filter_map(|c| geo::code(c)).collect(),
+            continents: s.continents.iter().filter_map(|c| geo::code(c)).collect(),
+            default: s.default,
+        })
+        .collect();
+    let networks = zc
+        .sites
+        .iter()
+        .enumerate()
+        .flat_map(|(i, s)| s.networks.iter().map(move |n| (*n, i)))
+        .collect();
+    SiteMap::new(sites, networks)
+}

@@ -226,3 +226,39 @@ fn serve_refuses_to_start_on_a_broken_configuration() {
         "{stderr}"
     );
 }
+
+#[test]
+fn check_reports_a_missing_corrupt_or_unsuitable_geoip_database() {
+    let geoip = repo().join("geoip/maxmind-test-data");
+    let cases = [
+        (geoip.join("nope.mmdb"), "cannot open GeoIP database"),
+        (
+            geoip.join("GeoIP2-City-Test-Invalid-Node-Count.mmdb"),
+            "cannot open GeoIP database",
+        ),
+        (
+            geoip.join("GeoLite2-ASN-Test.mmdb"),
+            "GeoIP database type is `GeoLite2-ASN`; a City or Country database (GeoIP2/GeoLite2 layout) is needed",
+        ),
+    ];
+    for (db, expected) in cases {
+        let (dir, _) = common::write_config(&[("a.yaml", "zone: a.test\nns: [ns1]\n")]);
+        let server = dir.path().join("geo.yaml");
+        std::fs::write(&server, format!("zones: zones\ngeoip: {}\n", db.display())).unwrap();
+        let (code, _, stderr) = check(&server);
+        assert_eq!(code, 1, "{stderr}");
+        let want = format!(
+            "{}:2:8: geoip: {}: {expected}",
+            server.display(),
+            db.display()
+        );
+        assert!(stderr.contains(&want), "missing\n  {want}\nin\n{stderr}");
+        // serve refuses to start on it as well.
+        let out = Command::new(BIN)
+            .args(["serve", "--config"])
+            .arg(&server)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1));
+    }
+}

@@ -27,13 +27,25 @@ pub struct TestServer {
 /// Writes a server file listening on 127.0.0.1:0 and the given zone files into a fresh
 /// directory. Returns the directory and the server file's path.
 pub fn write_config(zones: &[(&str, &str)]) -> (tempfile::TempDir, PathBuf) {
+    write_config_with("", zones)
+}
+
+/// Like `write_config`, with more lines for the server file (e.g. `geoip: ...`).
+pub fn write_config_with(
+    server_extra: &str,
+    zones: &[(&str, &str)],
+) -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::create_dir(dir.path().join("zones")).unwrap();
     for (file, text) in zones {
         std::fs::write(dir.path().join("zones").join(file), text).unwrap();
     }
     let server = dir.path().join("meridian.yaml");
-    std::fs::write(&server, "listen: [127.0.0.1:0]\nzones: zones\n").unwrap();
+    std::fs::write(
+        &server,
+        format!("listen: [127.0.0.1:0]\nzones: zones\n{server_extra}"),
+    )
+    .unwrap();
     (dir, server)
 }
 
@@ -117,7 +129,17 @@ pub fn udp_exchange(addr: SocketAddr, msg: &Message) -> Message {
 
 /// Sends raw bytes over UDP; the reply bytes, or None after the timeout.
 pub fn udp_raw(addr: SocketAddr, bytes: &[u8]) -> Option<Vec<u8>> {
-    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    udp_raw_from("127.0.0.1".parse().unwrap(), addr, bytes)
+}
+
+/// A query sent from a chosen source address (any 127.x works on Linux).
+pub fn udp_exchange_from(src: std::net::IpAddr, addr: SocketAddr, msg: &Message) -> Message {
+    let bytes = udp_raw_from(src, addr, &msg.to_vec().unwrap()).expect("a UDP response");
+    Message::from_vec(&bytes).expect("a parsable response")
+}
+
+pub fn udp_raw_from(src: std::net::IpAddr, addr: SocketAddr, bytes: &[u8]) -> Option<Vec<u8>> {
+    let sock = UdpSocket::bind((src, 0)).unwrap();
     sock.set_read_timeout(Some(TIMEOUT)).unwrap();
     sock.send_to(bytes, addr).unwrap();
     let mut buf = [0u8; 65535];
@@ -179,4 +201,38 @@ pub fn serve(config: &Path) -> (Child, SocketAddr) {
         .recv_timeout(Duration::from_secs(30))
         .expect("server listens");
     (child, addr)
+}
+
+/// A query with EDNS carrying a Client Subnet option (`81.2.69.142/24`).
+pub fn ecs_query(name: &str, rtype: RecordType, subnet: &str) -> Message {
+    use hickory_proto::rr::rdata::opt::{ClientSubnet, EdnsOption};
+    let (addr, prefix) = subnet.split_once('/').unwrap();
+    let prefix: u8 = prefix.parse().unwrap();
+    let net = ipnet::IpNet::new(addr.parse().unwrap(), prefix).unwrap();
+    let mut m = query(name, rtype);
+    let mut edns = m.edns.take().unwrap();
+    edns.options_mut()
+        .insert(EdnsOption::Subnet(ClientSubnet::new(
+            net.network(),
+            prefix,
+            0,
+        )));
+    m.set_edns(edns);
+    m
+}
+
+/// The Client Subnet option of a response: (address, source prefix, scope prefix).
+pub fn ecs_of(msg: &Message) -> Option<(std::net::IpAddr, u8, u8)> {
+    use hickory_proto::rr::rdata::opt::{EdnsCode, EdnsOption};
+    match msg.edns.as_ref()?.option(EdnsCode::Subnet)? {
+        EdnsOption::Subnet(s) => Some((s.addr(), s.source_prefix(), s.scope_prefix())),
+        _ => None,
+    }
+}
+
+/// A file in the repository's geoip/ directory.
+pub fn geoip_file(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("geoip")
+        .join(name)
 }

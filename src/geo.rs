@@ -1,0 +1,296 @@
+//! Where is the client? Site networks first, then the GeoIP database; and how far apart
+//! two places are.
+//!
+//! Runs only for names whose policy needs it (proximity, location). Nothing here
+//! allocates: countries and continents are two-byte codes, and the GeoIP record is decoded
+//! into a struct that borrows from the database.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use ipnet::IpNet;
+use serde::Deserialize;
+
+/// A two-letter code (ISO 3166 country or continent), upper case.
+pub type Code = [u8; 2];
+
+pub fn code(s: &str) -> Option<Code> {
+    let b = s.as_bytes();
+    (b.len() == 2).then(|| [b[0].to_ascii_uppercase(), b[1].to_ascii_uppercase()])
+}
+
+pub fn code_str(c: &Code) -> &str {
+    std::str::from_utf8(c).unwrap_or("??")
+}
+
+/// An open MaxMind DB (City or Country layout).
+pub struct GeoDb {
+    pub path: PathBuf,
+    reader: maxminddb::Reader<Vec<u8>>,
+}
+
+impl std::fmt::Debug for GeoDb {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GeoDb").field("path", &self.path).finish()
+    }
+}
+
+/// The slice of a GeoIP2 City/Country record that selection uses.
+#[derive(Deserialize)]
+struct Record<'a> {
+    #[serde(borrow)]
+    country: Option<Named<'a>>,
+    #[serde(borrow)]
+    continent: Option<Continent<'a>>,
+    location: Option<Position>,
+}
+
+#[derive(Deserialize)]
+struct Named<'a> {
+    iso_code: Option<&'a str>,
+}
+
+#[derive(Deserialize)]
+struct Continent<'a> {
+    code: Option<&'a str>,
+}
+
+#[derive(Deserialize)]
+struct Position {
+    latitude: Option<f64>,
+    longitude: Option<f64>,
+}
+
+/// What the GeoIP database says of one address.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct GeoHit {
+    pub lat_lon: Option<(f64, f64)>,
+    pub country: Option<Code>,
+    pub continent: Option<Code>,
+    /// Prefix length of the database network the address fell in (IPv4 lengths for
+    /// IPv4 addresses), whether or not it had data.
+    pub prefix: u8,
+    pub found: bool,
+}
+
+impl GeoDb {
+    /// Opens and fully verifies the database, so that a broken file is an error at load
+    /// time rather than on some query.
+    pub fn open(path: &Path) -> Result<GeoDb, String> {
+        let reader = maxminddb::Reader::open_readfile(path)
+            .map_err(|e| format!("cannot open GeoIP database: {e}"))?;
+        reader
+            .verify()
+            .map_err(|e| format!("GeoIP database is corrupt: {e}"))?;
+        let kind = reader.metadata().database_type.clone();
+        if !(kind.contains("City") || kind.contains("Country")) {
+            return Err(format!(
+                "GeoIP database type is `{kind}`; a City or Country database (GeoIP2/GeoLite2 layout) is needed"
+            ));
+        }
+        Ok(GeoDb {
+            path: path.to_path_buf(),
+            reader,
+        })
+    }
+
+    pub fn database_type(&self) -> &str {
+        &self.reader.metadata().database_type
+    }
+
+    pub fn lookup(&self, addr: IpAddr) -> GeoHit {
+        let Ok(result) = self.reader.lookup(addr) else {
+            // An IPv6 address in an IPv4-only database: nothing known.
+            return GeoHit::default();
+        };
+        let mut prefix = result.network().map_or(0, |n| n.prefix());
+        // An IPv4 address found in an IPv6 tree reports an IPv6 network.
+        if addr.is_ipv4() && result.network().is_ok_and(|n| n.is_ipv6()) {
+            prefix = prefix.saturating_sub(96);
+        }
+        let record: Option<Record> = result.decode().ok().flatten();
+        let Some(record) = record else {
+            return GeoHit {
+                prefix,
+                ..GeoHit::default()
+            };
+        };
+        let lat_lon = record
+            .location
+            .and_then(|l| Some((l.latitude?, l.longitude?)));
+        GeoHit {
+            lat_lon,
+            country: record.country.and_then(|c| c.iso_code).and_then(code),
+            continent: record.continent.and_then(|c| c.code).and_then(code),
+            prefix,
+            found: true,
+        }
+    }
+}
+
+/// A data centre as selection sees it.
+#[derive(Clone, Debug, Default)]
+pub struct Site {
+    pub name: String,
+    pub lat_lon: Option<(f64, f64)>,
+    pub countries: Vec<Code>,
+    pub continents: Vec<Code>,
+    pub default: bool,
+}
+
+/// How the client was placed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Placement {
+    /// Inside one of a site's `networks`.
+    SiteNetwork,
+    GeoIp,
+    Unknown,
+}
+
+/// The client's position as far as it is known.
+#[derive(Clone, Copy, Debug)]
+pub struct Located {
+    pub how: Placement,
+    /// The site whose network holds the client.
+    pub site: Option<usize>,
+    pub lat_lon: Option<(f64, f64)>,
+    pub country: Option<Code>,
+    pub continent: Option<Code>,
+    /// The ECS scope: how many leading bits of the client address decided this.
+    pub scope: u8,
+}
+
+/// A zone's sites with their client networks, most specific first.
+#[derive(Debug, Default)]
+pub struct SiteMap {
+    pub sites: Vec<Site>,
+    networks: Vec<(IpNet, usize)>,
+}
+
+impl SiteMap {
+    pub fn new(sites: Vec<Site>, networks: Vec<(IpNet, usize)>) -> Self {
+        let mut networks = networks;
+        networks.sort_by_key(|(n, _)| std::cmp::Reverse(n.prefix_len()));
+        SiteMap { sites, networks }
+    }
+
+    /// Places `addr`: the most specific site network holding it, else GeoIP, else unknown.
+    /// `source_prefix` caps the scope (the ECS source prefix; the full length otherwise).
+    pub fn locate(&self, addr: IpAddr, source_prefix: u8, geoip: Option<&GeoDb>) -> Located {
+        let mut located = match self.networks.iter().find(|(net, _)| net.contains(&addr)) {
+            Some((net, site)) => {
+                let s = &self.sites[*site];
+                Located {
+                    how: Placement::SiteNetwork,
+                    site: Some(*site),
+                    lat_lon: s.lat_lon,
+                    country: s.countries.first().copied(),
+                    continent: s.continents.first().copied(),
+                    scope: net.prefix_len(),
+                }
+            }
+            None => match geoip.map(|db| db.lookup(addr)) {
+                Some(hit) => Located {
+                    how: if hit.found {
+                        Placement::GeoIp
+                    } else {
+                        Placement::Unknown
+                    },
+                    site: None,
+                    lat_lon: hit.lat_lon,
+                    country: hit.country,
+                    continent: hit.continent,
+                    scope: hit.prefix,
+                },
+                None => Located {
+                    how: Placement::Unknown,
+                    site: None,
+                    lat_lon: None,
+                    country: None,
+                    continent: None,
+                    scope: 0,
+                },
+            },
+        };
+        located.scope = self.narrow_scope(addr, located.scope).min(source_prefix);
+        located
+    }
+
+    /// A scope must not cover a more specific site network that does not hold the
+    /// client (it would be answered differently): lengthen it until it excludes them.
+    fn narrow_scope(&self, addr: IpAddr, mut scope: u8) -> u8 {
+        for (net, _) in &self.networks {
+            if net.contains(&addr) || net.prefix_len() <= scope {
+                continue;
+            }
+            let common = common_prefix(addr, net.network());
+            if common >= scope && common < net.prefix_len() {
+                scope = scope.max(common + 1);
+            }
+        }
+        scope
+    }
+}
+
+/// Leading bits that two addresses of the same family share (0 across families).
+fn common_prefix(a: IpAddr, b: IpAddr) -> u8 {
+    match (a, b) {
+        (IpAddr::V4(a), IpAddr::V4(b)) => (u32::from(a) ^ u32::from(b)).leading_zeros() as u8,
+        (IpAddr::V6(a), IpAddr::V6(b)) => (u128::from(a) ^ u128::from(b)).leading_zeros() as u8,
+        _ => 0,
+    }
+}
+
+/// Great-circle distance in kilometres (haversine).
+pub fn distance_km(a: (f64, f64), b: (f64, f64)) -> f64 {
+    let (lat1, lon1) = (a.0.to_radians(), a.1.to_radians());
+    let (lat2, lon2) = (b.0.to_radians(), b.1.to_radians());
+    let h = ((lat2 - lat1) / 2.0).sin().powi(2)
+        + lat1.cos() * lat2.cos() * ((lon2 - lon1) / 2.0).sin().powi(2);
+    2.0 * 6371.0 * h.sqrt().asin()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn london_to_new_york_is_about_5570_km() {
+        let d = distance_km((51.5142, -0.0931), (40.7128, -74.0060));
+        assert!((5560.0..5580.0).contains(&d), "{d}");
+    }
+
+    #[test]
+    fn most_specific_network_wins_and_scope_excludes_nested_networks() {
+        let site = |name: &str| Site {
+            name: name.into(),
+            ..Site::default()
+        };
+        let map = SiteMap::new(
+            vec![site("wide"), site("narrow")],
+            vec![
+                ("10.0.0.0/8".parse().unwrap(), 0),
+                ("10.1.0.0/16".parse().unwrap(), 1),
+            ],
+        );
+        let inner = map.locate(ip("10.1.2.3"), 32, None);
+        assert_eq!((inner.site, inner.scope), (Some(1), 16));
+        // 10.2.3.4 is in the /8 only; a /8 scope would also cover 10.1/16, so the scope
+        // grows to the first bit that separates it from 10.1.0.0: 10.2.0.0/15.
+        let outer = map.locate(ip("10.2.3.4"), 32, None);
+        assert_eq!((outer.site, outer.scope), (Some(0), 15));
+        let far = map.locate(ip("10.200.0.1"), 24, None);
+        assert_eq!((far.site, far.scope), (Some(0), 8));
+        assert_eq!(
+            map.locate(ip("10.2.3.4"), 12, None).scope,
+            12,
+            "capped at the source prefix"
+        );
+        let none = map.locate(ip("192.0.2.1"), 24, None);
+        assert_eq!((none.how, none.scope), (Placement::Unknown, 0));
+    }
+}
