@@ -118,6 +118,31 @@ pub struct ServerConfig {
     pub geoip: Option<Arc<GeoDb>>,
     /// Use the EDNS Client Subnet option of queries (RFC 7871) to place clients.
     pub ecs: bool,
+    pub admin: Option<AdminConfig>,
+    pub forward: Option<ForwardConfig>,
+    /// Log one line per query.
+    pub query_log: bool,
+}
+
+/// The admin HTTP API.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AdminConfig {
+    pub listen: SocketAddr,
+    /// Bearer token for the write endpoints; without one they answer 403.
+    pub token: Option<String>,
+}
+
+/// Forwarding of names outside our zones, for clients that use Meridian as their resolver.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ForwardConfig {
+    /// Tried in order.
+    pub upstreams: Vec<SocketAddr>,
+    /// Per upstream.
+    pub timeout: Duration,
+    /// Client networks that may use forwarding; everyone else gets REFUSED.
+    pub allow: Vec<IpNet>,
+    /// Most responses kept in the cache.
+    pub cache_size: usize,
 }
 
 #[derive(Clone, Debug)]
@@ -337,6 +362,25 @@ struct ServerRaw {
     zones: Option<Spanned<String>>,
     geoip: Option<Spanned<String>>,
     ecs: Option<bool>,
+    admin: Option<Spanned<AdminRaw>>,
+    forward: Option<Spanned<ForwardRaw>>,
+    query_log: Option<bool>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct AdminRaw {
+    listen: Option<Spanned<String>>,
+    token: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct ForwardRaw {
+    upstreams: Spanned<TextList>,
+    timeout: Option<Spanned<String>>,
+    allow: Spanned<TextList>,
+    cache_size: Option<usize>,
 }
 
 #[derive(Deserialize)]
@@ -541,6 +585,27 @@ fn load_server(file: &Path) -> Result<ServerConfig, ConfigError> {
             }
         },
     };
+    let admin = raw.admin.as_ref().and_then(|a| {
+        let listen = match &a.value.listen {
+            None => "127.0.0.1:9153".parse().ok(),
+            Some(l) => parse_listen(&l.value)
+                .map_err(|msg| report.at(l.referenced, "admin.listen", msg))
+                .ok(),
+        };
+        let token = a.value.token.as_ref().and_then(|t| {
+            if t.value.trim().len() < 16 {
+                report.at(t.referenced, "admin.token", "use at least 16 characters");
+                None
+            } else {
+                Some(t.value.trim().to_string())
+            }
+        });
+        listen.map(|listen| AdminConfig { listen, token })
+    });
+    let forward = raw
+        .forward
+        .as_ref()
+        .and_then(|f| validate_forward(&mut report, &f.value));
     if let Some(e) = report.errors.into_iter().next() {
         return Err(e);
     }
@@ -550,6 +615,58 @@ fn load_server(file: &Path) -> Result<ServerConfig, ConfigError> {
         zones_dir,
         geoip,
         ecs: raw.ecs.unwrap_or(true),
+        admin,
+        forward,
+        query_log: raw.query_log.unwrap_or(false),
+    })
+}
+
+fn validate_forward(r: &mut Report, raw: &ForwardRaw) -> Option<ForwardConfig> {
+    let before = r.errors.len();
+    let mut upstreams = Vec::new();
+    for (i, (loc, text)) in items(&raw.upstreams).enumerate() {
+        match parse_listen(text) {
+            Ok(a) => upstreams.push(a),
+            Err(msg) => r.at(loc, format!("forward.upstreams[{i}]"), msg),
+        }
+    }
+    if raw.upstreams.value.0.is_empty() {
+        r.at(
+            raw.upstreams.referenced,
+            "forward.upstreams",
+            "give at least one upstream resolver",
+        );
+    }
+    let mut allow = Vec::new();
+    for (i, (loc, text)) in items(&raw.allow).enumerate() {
+        match text.trim().parse::<IpNet>() {
+            Ok(n) => allow.push(n.trunc()),
+            Err(_) => r.at(
+                loc,
+                format!("forward.allow[{i}]"),
+                format!("`{text}` is not a network (write 10.0.0.0/8)"),
+            ),
+        }
+    }
+    let timeout = match &raw.timeout {
+        None => Duration::from_secs(2),
+        Some(t) => match humantime::parse_duration(t.value.trim()) {
+            Ok(d) if !d.is_zero() => d,
+            _ => {
+                r.at(
+                    t.referenced,
+                    "forward.timeout",
+                    "not a duration (write 500ms or 2s)",
+                );
+                Duration::from_secs(2)
+            }
+        },
+    };
+    (r.errors.len() == before).then(|| ForwardConfig {
+        upstreams,
+        timeout,
+        allow,
+        cache_size: raw.cache_size.unwrap_or(10_000),
     })
 }
 

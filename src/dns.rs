@@ -3,7 +3,9 @@
 
 use std::io;
 use std::net::{SocketAddr, TcpListener, UdpSocket};
-use std::time::Duration;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
 
 use hickory_proto::op::{Edns, Metadata, OpCode, ResponseCode};
 use hickory_proto::rr::rdata::opt::{ClientSubnet, EdnsCode, EdnsOption};
@@ -14,25 +16,28 @@ use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseI
 use hickory_server::zone_handler::MessageResponseBuilder;
 use ipnet::IpNet;
 use smallvec::SmallVec;
-use tracing::warn;
+use tracing::{info, warn};
 
+use crate::forward::{self, Forwarder};
 use crate::select::Client;
-use crate::zone::SharedTable;
+use crate::server::Meridian;
 
 /// How long an idle TCP connection is kept open between queries.
 const TCP_IDLE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Largest UDP response we send, whatever the client offers (RFC 6891 6.2.5 lets us choose).
 const MAX_UDP_PAYLOAD: u16 = 4096;
 
-/// Answers queries from the shared table.
+/// Answers queries from the current table of a running Meridian.
 pub struct Handler {
-    table: SharedTable,
+    meridian: Arc<Meridian>,
 }
 
-impl Handler {
-    pub fn new(table: SharedTable) -> Self {
-        Handler { table }
-    }
+/// The records of one response.
+#[derive(Default)]
+struct Reply {
+    answers: SmallVec<[Record; 8]>,
+    authorities: SmallVec<[Record; 2]>,
+    additionals: Vec<Record>,
 }
 
 #[async_trait::async_trait]
@@ -42,28 +47,48 @@ impl RequestHandler for Handler {
         request: &Request,
         mut response_handle: R,
     ) -> ResponseInfo {
+        let started = Instant::now();
         let mut metadata = Metadata::response_from_request(&request.metadata);
-        let table = self.table.load();
-        let mut answers: SmallVec<[Record; 8]> = SmallVec::new();
-        let mut soa: Option<Record> = None;
+        let table = self.meridian.table.load();
+        let mut reply = Reply::default();
         let ecs = if table.ecs {
             client_subnet(request)
         } else {
             None
         };
         let mut scope = 0;
+        let mut qtype = None;
 
         match classify(request).and_then(|q| Ok((q, client(request, ecs)?))) {
-            Err(rcode) => metadata.response_code = rcode,
-            Ok(((name, qtype), client)) => {
-                let res = table.resolve(name, qtype, &client);
+            Err(rcode) => {
+                metadata.response_code = rcode;
+                table.outside.count(RecordType::Unknown(0), rcode);
+            }
+            Ok(((name, rtype), client)) => {
+                qtype = Some(rtype);
+                let res = table.resolve(name, rtype, &client);
                 metadata.response_code = res.rcode;
                 metadata.authoritative = res.authoritative;
                 // Never more bits than the query's ECS gave (0 when it asked for none).
                 let given = ecs.map_or(client.source_prefix, |e| e.source_prefix());
                 scope = res.scope.unwrap_or(0).min(given);
-                answers.extend(res.answers.iter().map(|rr| with_ttl(rr.record, rr.ttl)));
-                soa = res.soa.map(|rr| with_ttl(rr.record, rr.ttl));
+                reply
+                    .answers
+                    .extend(res.answers.iter().map(|rr| with_ttl(rr.record, rr.ttl)));
+                reply
+                    .authorities
+                    .extend(res.soa.map(|rr| with_ttl(rr.record, rr.ttl)));
+                let outside = res.zone.is_none();
+                res.zone
+                    .map_or(&*table.outside, |z| &*z.queries)
+                    .count(rtype, res.rcode);
+                let forwarder = table
+                    .forwarder
+                    .as_ref()
+                    .filter(|f| f.allows(request.src().ip()));
+                if let (true, Some(fwd)) = (outside, forwarder) {
+                    self.forward(fwd, request, &mut metadata, &mut reply).await;
+                }
             }
         }
 
@@ -82,16 +107,19 @@ impl RequestHandler for Handler {
             }
             e
         });
+        if table.query_log {
+            log_query(request, qtype, &metadata, &reply, started);
+        }
         let mut builder = MessageResponseBuilder::from_message_request(request);
         if let Some(e) = &edns {
             builder.edns(e);
         }
         let response = builder.build(
             metadata,
-            answers.iter(),
+            reply.answers.iter(),
+            reply.authorities.iter(),
             std::iter::empty(),
-            soa.iter(),
-            std::iter::empty(),
+            reply.additionals.iter(),
         );
         match response_handle.send_response(response).await {
             Ok(info) => info,
@@ -106,6 +134,69 @@ impl RequestHandler for Handler {
             }
         }
     }
+}
+
+impl Handler {
+    /// Replaces a REFUSED for a name outside our zones with the upstream's answer.
+    async fn forward(
+        &self,
+        fwd: &Forwarder,
+        request: &Request,
+        metadata: &mut Metadata,
+        reply: &mut Reply,
+    ) {
+        let Ok(info) = request.request_info() else {
+            return;
+        };
+        let query = info.query.original();
+        metadata.recursion_available = true;
+        let metrics = &self.meridian.metrics;
+        match fwd.resolve(query).await {
+            Ok((message, source)) => {
+                let counter = match source {
+                    forward::Source::Cache => &metrics.forward_cache_hits,
+                    forward::Source::Upstream(_) => &metrics.forwarded,
+                };
+                counter.fetch_add(1, Ordering::Relaxed);
+                metadata.response_code = message.metadata.response_code;
+                reply.answers.extend(message.answers);
+                reply.authorities.extend(message.authorities);
+                reply.additionals = message.additionals;
+            }
+            Err(e) => {
+                metrics.forward_failures.fetch_add(1, Ordering::Relaxed);
+                warn!(name = %query.name(), error = %e, "every upstream failed");
+                metadata.response_code = ResponseCode::ServFail;
+            }
+        }
+    }
+}
+
+/// One line per query (`query-log: true`): only then is anything formatted.
+fn log_query(
+    request: &Request,
+    qtype: Option<RecordType>,
+    metadata: &Metadata,
+    reply: &Reply,
+    started: Instant,
+) {
+    let name = request
+        .queries
+        .queries()
+        .first()
+        .map(|q| q.name().to_string());
+    let answer: Vec<String> = reply.answers.iter().map(|r| r.data.to_string()).collect();
+    info!(
+        target: "meridian::query",
+        client = %request.src(),
+        protocol = %request.protocol(),
+        name = name.as_deref().unwrap_or("-"),
+        qtype = %qtype.map_or("-".to_string(), |t| t.to_string()),
+        rcode = %metadata.response_code,
+        answer = %answer.join(","),
+        latency_us = started.elapsed().as_micros() as u64,
+        "query"
+    );
 }
 
 /// The query's EDNS Client Subnet option, if it has one.
@@ -209,8 +300,8 @@ pub fn bind(addr: SocketAddr) -> io::Result<Bound> {
 }
 
 /// A hickory server answering on every bound address. Must be called inside the runtime.
-pub fn server(table: SharedTable, bound: Vec<Bound>) -> io::Result<Server<Handler>> {
-    let mut server = Server::new(Handler::new(table));
+pub fn server(meridian: Arc<Meridian>, bound: Vec<Bound>) -> io::Result<Server<Handler>> {
+    let mut server = Server::new(Handler { meridian });
     for b in bound {
         server.register_socket(tokio::net::UdpSocket::from_std(b.udp)?);
         server.register_listener(

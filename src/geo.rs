@@ -283,14 +283,16 @@ mod tests {
         // grows to the first bit that separates it from 10.1.0.0: 10.2.0.0/15.
         let outer = map.locate(ip("10.2.3.4"), 32, None);
         assert_eq!((outer.site, outer.scope), (Some(0), 15));
+        // 10.200/8 still shares its first bit after 10. with 10.1/16: 9 bits.
         let far = map.locate(ip("10.200.0.1"), 24, None);
-        assert_eq!((far.site, far.scope), (Some(0), 8));
+        assert_eq!((far.site, far.scope), (Some(0), 9));
         assert_eq!(
             map.locate(ip("10.2.3.4"), 12, None).scope,
             12,
             "capped at the source prefix"
         );
+        // Unknown, but scope 0 would claim 10/8 too, which answers differently: 1 bit.
         let none = map.locate(ip("192.0.2.1"), 24, None);
-        assert_eq!((none.how, none.scope), (Placement::Unknown, 0));
+        assert_eq!((none.how, none.scope), (Placement::Unknown, 1));
     }
 }

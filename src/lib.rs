@@ -5,11 +5,14 @@
 //! Health checkers ([`health`]) write member state that the table's selection policies
 //! ([`select`]) read with atomics.
 
+pub mod admin;
 pub mod cli;
 pub mod config;
 pub mod dns;
+pub mod forward;
 pub mod geo;
 pub mod health;
+pub mod metrics;
 pub mod select;
 pub mod server;
 pub mod zone;

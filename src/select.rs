@@ -4,6 +4,7 @@
 //! its per-name rotation in an atomic counter, and collects into inline `SmallVec`s.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::Deserialize;
@@ -92,6 +93,8 @@ pub struct Member {
     pub health: MemberHealth,
     /// The A or AAAA record for this address, owned by the name.
     pub record: Record,
+    /// Responses that chose this member (metrics).
+    pub answered: Arc<AtomicU64>,
 }
 
 /// The members of one name and one address family, with their rotation state.
@@ -308,6 +311,7 @@ mod tests {
                         site: None,
                         health: MemberHealth::always_up(),
                         record: Record::from_rdata(Name::root(), 30, RData::A(v4.into())),
+                        answered: Arc::default(),
                     }
                 })
                 .collect(),

@@ -1,72 +1,243 @@
-//! A running Meridian: the configuration compiled into a table, and the DNS listeners
-//! answering from it.
+//! A running Meridian: the state that outlives any one configuration (probes, maintenance
+//! flags, counters), the table compiled from the current configuration, the DNS listeners,
+//! the admin API, and reloads.
 
+use std::collections::HashSet;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use hickory_server::Server;
-use tracing::info;
+use notify::EventKind;
+use notify::event::{AccessKind, AccessMode};
+use notify_debouncer_full::{DebounceEventResult, new_debouncer};
+use tokio::sync::mpsc;
+use tracing::{error, info, warn};
 
-use crate::config::Config;
+use crate::config::{self, Config, ConfigErrors};
 use crate::dns::{self, Handler};
-use crate::health::{Checker, Registry};
-use crate::zone::{SharedTable, Table};
+use crate::health::{Checker, Maintenance, ProbeKey, Registry};
+use crate::metrics::{Metrics, unix_now};
+use crate::zone::{Live, SharedTable, Table};
+
+/// How long file events settle before a reload.
+const DEBOUNCE: Duration = Duration::from_millis(300);
+
+/// The outcome of the last load of the configuration.
+#[derive(Clone, Debug, Default)]
+pub struct LoadStatus {
+    /// Unix time of the last configuration that loaded (and is serving).
+    pub last_good: u64,
+    /// The errors of the last reload if it failed, with its Unix time. Cleared by a good one.
+    pub last_error: Option<(u64, Vec<String>)>,
+}
+
+/// Everything a running server shares between its DNS handler, admin API and reloader.
+pub struct Meridian {
+    pub config_file: PathBuf,
+    pub table: SharedTable,
+    pub registry: Registry,
+    pub maintenance: Maintenance,
+    pub metrics: Metrics,
+    pub checker: Checker,
+    /// The DNS addresses bound at start-up.
+    pub listen: Vec<SocketAddr>,
+    /// The configuration's listen and admin settings at start-up (changes need a restart).
+    started_with: (Vec<SocketAddr>, Option<config::AdminConfig>),
+    status: Mutex<LoadStatus>,
+    reloading: tokio::sync::Mutex<()>,
+}
+
+impl Meridian {
+    fn live(&self) -> Live<'_> {
+        Live {
+            registry: &self.registry,
+            maintenance: &self.maintenance,
+            metrics: &self.metrics,
+        }
+    }
+
+    pub fn status(&self) -> LoadStatus {
+        self.status.lock().expect("status lock").clone()
+    }
+
+    pub fn admin_config(&self) -> Option<&config::AdminConfig> {
+        self.started_with.1.as_ref()
+    }
+
+    /// Compiles `config`, starts the probes it adds (waiting for their first results, so
+    /// that new members are not answered before they are checked), swaps the table in
+    /// whole, and stops the probes it no longer uses. Unchanged probes keep their state.
+    async fn apply(&self, config: &Config) {
+        let table = Table::compile(config, &self.live());
+        let keep: HashSet<ProbeKey> = table.probe_keys();
+        self.registry.retain(&keep);
+        let report = self.checker.sync(&self.registry.all()).await;
+        if report.started > 0 {
+            info!(
+                new_probes = report.started,
+                without_result = report.late,
+                "started probes"
+            );
+        }
+        self.table.store(Arc::new(table));
+        self.metrics
+            .last_good_load
+            .store(unix_now(), Ordering::Relaxed);
+        let mut status = self.status.lock().expect("status lock");
+        status.last_good = unix_now();
+        status.last_error = None;
+    }
+
+    /// Re-reads every file, validates it exactly as `meridian check` does, and applies it
+    /// only if it is all valid; otherwise the current table keeps serving untouched.
+    pub async fn reload(&self) -> Result<(), ConfigErrors> {
+        let _one_at_a_time = self.reloading.lock().await;
+        let started = Instant::now();
+        let file = self.config_file.clone();
+        let loaded = tokio::task::spawn_blocking(move || config::load(&file))
+            .await
+            .unwrap_or_else(|e| {
+                Err(ConfigErrors(vec![internal_error(
+                    &self.config_file,
+                    &e.to_string(),
+                )]))
+            });
+        match loaded {
+            Err(errors) => {
+                self.metrics.reloads_failed.fetch_add(1, Ordering::Relaxed);
+                for e in &errors.0 {
+                    error!("{e}");
+                }
+                error!(
+                    errors = errors.0.len(),
+                    "reload rejected; still serving the previous configuration"
+                );
+                let lines = errors.0.iter().map(ToString::to_string).collect();
+                self.status.lock().expect("status lock").last_error = Some((unix_now(), lines));
+                Err(errors)
+            }
+            Ok(config) => {
+                if config.server.listen != self.started_with.0 {
+                    warn!(
+                        configured = ?config.server.listen,
+                        serving = ?self.listen,
+                        "listen addresses changed: restart Meridian to bind them"
+                    );
+                }
+                if config.server.admin != self.started_with.1 {
+                    warn!("admin settings changed: restart Meridian to apply them");
+                }
+                self.apply(&config).await;
+                self.metrics.reloads_ok.fetch_add(1, Ordering::Relaxed);
+                info!(
+                    zones = config.zones.len(),
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    "configuration reloaded"
+                );
+                Ok(())
+            }
+        }
+    }
+}
+
+fn internal_error(file: &Path, message: &str) -> config::ConfigError {
+    config::ConfigError {
+        file: file.to_path_buf(),
+        line: 0,
+        column: 0,
+        field: String::new(),
+        message: message.to_string(),
+    }
+}
 
 pub struct Running {
     /// The addresses actually bound (port 0 in the configuration resolved).
     pub addrs: Vec<SocketAddr>,
-    pub table: SharedTable,
-    pub registry: Arc<Registry>,
-    pub checker: Arc<Checker>,
+    /// Where the admin API listens, if it is on.
+    pub admin: Option<SocketAddr>,
+    pub meridian: Arc<Meridian>,
     server: Server<Handler>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
-/// Compiles the table, binds every listen address and starts answering.
-/// Must be called inside a tokio runtime.
+/// Binds every listen address, runs the first round of checks, and starts answering, with
+/// the admin API and the reloader (file watching and SIGHUP). Must run inside a tokio
+/// runtime.
 pub async fn start(config: Config) -> io::Result<Running> {
-    let registry = Arc::new(Registry::default());
-    let table = Table::compile(&config, &registry);
-    log_loaded(&config, &table);
-    let table: SharedTable = Arc::new(ArcSwap::from_pointee(table));
-
+    log_loaded(&config);
     // Bind first, so that a busy port fails start-up before any probing.
     let mut bound = Vec::new();
     for addr in &config.server.listen {
         bound.push(dns::bind(*addr)?);
     }
+    let admin_listener = match &config.server.admin {
+        Some(admin) => Some(crate::admin::bind(admin.listen)?),
+        None => None,
+    };
+    let addrs: Vec<SocketAddr> = bound.iter().map(|b| b.addr).collect();
+
+    let empty = Table::empty();
+    let meridian = Arc::new(Meridian {
+        config_file: config.server.file.clone(),
+        table: Arc::new(ArcSwap::from_pointee(empty)),
+        registry: Registry::default(),
+        maintenance: Maintenance::default(),
+        metrics: Metrics::default(),
+        checker: Checker::default(),
+        listen: addrs.clone(),
+        started_with: (config.server.listen.clone(), config.server.admin.clone()),
+        status: Mutex::default(),
+        reloading: tokio::sync::Mutex::new(()),
+    });
 
     // Answer only once the first round of checks has decided every member's state.
-    let checker = Arc::new(Checker::default());
-    let probes = registry.all();
-    let started = std::time::Instant::now();
-    let report = checker.sync(&probes).await;
+    let started = Instant::now();
+    meridian.apply(&config).await;
+    let probes = meridian.registry.all();
     let down = probes.iter().filter(|p| !p.is_up()).count();
     info!(
-        probes = report.started,
+        probes = probes.len(),
         up = probes.len() - down,
         down,
-        without_result = report.late,
         elapsed_ms = started.elapsed().as_millis() as u64,
         "first health-check round done"
     );
 
-    let addrs: Vec<SocketAddr> = bound.iter().map(|b| b.addr).collect();
-    let server = dns::server(table.clone(), bound)?;
+    let server = dns::server(meridian.clone(), bound)?;
     for addr in &addrs {
         info!(%addr, "listening on UDP and TCP");
     }
+    let mut tasks = vec![tokio::spawn(reloader(
+        meridian.clone(),
+        watched_paths(&config),
+    ))];
+    let admin = match admin_listener {
+        Some(listener) => {
+            let addr = listener.local_addr()?;
+            tasks.push(tokio::spawn(crate::admin::serve(
+                listener,
+                meridian.clone(),
+            )));
+            info!(%addr, "admin API listening");
+            Some(addr)
+        }
+        None => None,
+    };
     Ok(Running {
         addrs,
-        table,
-        registry,
-        checker,
+        admin,
+        meridian,
         server,
+        tasks,
     })
 }
 
-fn log_loaded(config: &Config, table: &Table) {
+fn log_loaded(config: &Config) {
     for zone in &config.zones {
         let members: usize = zone.fqdns.iter().map(|f| f.members.len()).sum();
         info!(
@@ -78,22 +249,123 @@ fn log_loaded(config: &Config, table: &Table) {
             "loaded zone"
         );
     }
-    info!(zones = table.zones().len(), "zone table ready");
+}
+
+/// The files whose changes trigger a reload, and the directories to watch for them.
+/// Directories, not files: editors and deploy tools replace files by rename, which ends a
+/// watch on the file itself.
+struct Watched {
+    dirs: Vec<PathBuf>,
+    server_file: PathBuf,
+    zones_dir: PathBuf,
+    geoip: Option<PathBuf>,
+}
+
+fn watched_paths(config: &Config) -> Watched {
+    let abs = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+    let server_file = abs(&config.server.file);
+    let zones_dir = abs(&config.server.zones_dir);
+    let geoip = config.server.geoip.as_ref().map(|g| abs(&g.path));
+    let mut dirs = vec![zones_dir.clone()];
+    dirs.extend(server_file.parent().map(Path::to_path_buf));
+    dirs.extend(
+        geoip
+            .as_ref()
+            .and_then(|g| g.parent())
+            .map(Path::to_path_buf),
+    );
+    dirs.sort();
+    dirs.dedup();
+    Watched {
+        dirs,
+        server_file,
+        zones_dir,
+        geoip,
+    }
+}
+
+impl Watched {
+    fn concerns(&self, path: &Path) -> bool {
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        let zone_file = path.parent() == Some(&self.zones_dir)
+            && (name.ends_with(".yaml") || name.ends_with(".yml"))
+            && !name.starts_with('.');
+        zone_file || path == self.server_file || Some(path) == self.geoip.as_deref()
+    }
+}
+
+/// Reloads on SIGHUP and on changes to the watched files, one reload at a time.
+async fn reloader(meridian: Arc<Meridian>, watched: Watched) {
+    let (tx, mut rx) = mpsc::unbounded_channel::<()>();
+    let mut hangup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            warn!("cannot listen for SIGHUP: {e}");
+            None
+        }
+    };
+    let watched = Arc::new(watched);
+    let filter = watched.clone();
+    let debouncer = new_debouncer(DEBOUNCE, None, move |result: DebounceEventResult| {
+        let Ok(events) = result else { return };
+        // Reading a file is an event too: react only to writes, or a reload would
+        // trigger the next one.
+        let relevant = events.iter().any(|e| {
+            let writes = matches!(
+                e.kind,
+                EventKind::Create(_)
+                    | EventKind::Modify(_)
+                    | EventKind::Remove(_)
+                    | EventKind::Access(AccessKind::Close(AccessMode::Write))
+            );
+            writes && e.paths.iter().any(|p| filter.concerns(p))
+        });
+        if relevant {
+            let _ = tx.send(());
+        }
+    });
+    let _debouncer = match debouncer {
+        Ok(mut d) => {
+            for dir in &watched.dirs {
+                if let Err(e) = d.watch(dir, notify::RecursiveMode::NonRecursive) {
+                    warn!(dir = %dir.display(), "cannot watch for changes: {e}; reload with SIGHUP");
+                }
+            }
+            Some(d)
+        }
+        Err(e) => {
+            warn!("cannot watch files: {e}; reload with SIGHUP");
+            None
+        }
+    };
+    loop {
+        let hup = async {
+            match hangup.as_mut() {
+                Some(s) => s.recv().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            Some(()) = rx.recv() => {
+                // Coalesce what piled up while the last reload ran.
+                while rx.try_recv().is_ok() {}
+                info!("configuration files changed: reloading");
+            }
+            _ = hup => info!("SIGHUP: reloading"),
+        }
+        let _ = meridian.reload().await;
+    }
 }
 
 impl Running {
-    /// Stops accepting queries and waits for the listeners to end.
+    /// Stops answering and checking.
     pub async fn shutdown(mut self) {
-        if let Err(e) = self.server.shutdown_gracefully().await {
-            tracing::warn!(error = %e, "listener ended with an error");
+        for t in &self.tasks {
+            t.abort();
         }
-    }
-
-    /// Runs until a listener fails.
-    pub async fn wait(mut self) -> io::Result<()> {
-        self.server
-            .block_until_done()
-            .await
-            .map_err(|e| io::Error::other(e.to_string()))
+        if let Err(e) = self.server.shutdown_gracefully().await {
+            warn!(error = %e, "listener ended with an error");
+        }
+        self.meridian.checker.stop_all();
     }
 }

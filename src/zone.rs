@@ -11,8 +11,10 @@ use hickory_proto::rr::{LowerName, Name, RData, Record, RecordType};
 use smallvec::SmallVec;
 
 use crate::config::{Config, FqdnConfig, ZoneConfig};
+use crate::forward::Forwarder;
 use crate::geo::{self, GeoDb, Located, SiteMap};
-use crate::health::{MemberHealth, ProbeKey, Registry};
+use crate::health::{Maintenance, MemberHealth, ProbeKey, Registry};
+use crate::metrics::{Metrics, QueryCounters};
 use crate::select::{Client, Member, Pool, Rules};
 
 /// CNAME chains longer than this are cut (and loops end here).
@@ -25,15 +27,32 @@ pub struct Table {
     geoip: Option<Arc<GeoDb>>,
     /// Whether queries' EDNS Client Subnet places the client (server file `ecs`).
     pub ecs: bool,
+    /// Counters of queries for names in none of our zones.
+    pub outside: Arc<QueryCounters>,
+    /// Forwarding of names outside our zones, when configured.
+    pub forwarder: Option<Arc<Forwarder>>,
+    /// Whether to log every query.
+    pub query_log: bool,
+}
+
+/// What a compiled table takes from the running server: probe states, maintenance flags
+/// and counters, all of which outlive any one table.
+pub struct Live<'a> {
+    pub registry: &'a Registry,
+    pub maintenance: &'a Maintenance,
+    pub metrics: &'a Metrics,
 }
 
 #[derive(Debug)]
 pub struct Zone {
     pub origin: Name,
+    pub file: std::path::PathBuf,
+    pub serial: u32,
     lower: LowerName,
     /// The SOA as it goes into negative answers: TTL = min(zone TTL, SOA minimum), RFC 2308.
     negative_soa: Record,
     pub sites: SiteMap,
+    pub queries: Arc<QueryCounters>,
 }
 
 /// Everything at one owner name. An empty node is an empty non-terminal.
@@ -79,6 +98,8 @@ pub struct Resolution<'t> {
     pub soa: Option<Rr<'t>>,
     /// Set when the answer depended on where the client is: the ECS scope prefix.
     pub scope: Option<u8>,
+    /// The zone the question fell in, if any.
+    pub zone: Option<&'t Zone>,
 }
 
 /// What one node had for the asked type.
@@ -89,21 +110,50 @@ enum Found {
 }
 
 impl Table {
-    /// Builds the table, taking each member's probe states from `registry`.
-    pub fn compile(config: &Config, registry: &Registry) -> Table {
+    /// The keys of every probe this table's members use.
+    pub fn probe_keys(&self) -> std::collections::HashSet<ProbeKey> {
+        self.fqdns()
+            .flat_map(|f| f.v4.members.iter().chain(&f.v6.members))
+            .flat_map(|m| m.health.probes().iter().map(|p| p.key.clone()))
+            .collect()
+    }
+
+    /// A table with no zones, to stand until the first configuration is compiled.
+    pub fn empty() -> Table {
+        Table {
+            nodes: HashMap::new(),
+            zones: Vec::new(),
+            geoip: None,
+            ecs: false,
+            outside: Arc::default(),
+            forwarder: None,
+            query_log: false,
+        }
+    }
+
+    /// Builds the table, taking probe states, maintenance flags and counters from `live`.
+    pub fn compile(config: &Config, live: &Live) -> Table {
+        live.registry.clear_users();
         let mut table = Table {
             nodes: HashMap::new(),
             zones: Vec::new(),
             geoip: config.server.geoip.clone(),
             ecs: config.server.ecs,
+            outside: live.metrics.outside.clone(),
+            forwarder: config
+                .server
+                .forward
+                .clone()
+                .map(|f| Arc::new(Forwarder::new(f))),
+            query_log: config.server.query_log,
         };
         for zone in &config.zones {
-            table.add_zone(zone, registry);
+            table.add_zone(zone, live);
         }
         table
     }
 
-    fn add_zone(&mut self, zc: &ZoneConfig, registry: &Registry) {
+    fn add_zone(&mut self, zc: &ZoneConfig, live: &Live) {
         let index = self.zones.len();
         let origin = zc.origin.clone();
         let soa = &zc.soa;
@@ -119,9 +169,12 @@ impl Table {
         let negative_ttl = zc.ttl.min(soa.minimum);
         self.zones.push(Zone {
             origin: origin.clone(),
+            file: zc.file.clone(),
+            serial: soa.serial,
             lower: LowerName::new(&origin),
             negative_soa: Record::from_rdata(origin.clone(), negative_ttl, soa_rdata.clone()),
             sites: site_map(zc),
+            queries: live.metrics.zone(&origin.to_string()),
         });
 
         let apex = self.node(&origin, index);
@@ -163,7 +216,7 @@ impl Table {
         }
 
         for fc in &zc.fqdns {
-            let fqdn = compile_fqdn(fc, zc, registry);
+            let fqdn = compile_fqdn(fc, zc, live);
             self.node(&fc.name, index).fqdn = Some(Box::new(fqdn));
         }
 
@@ -202,6 +255,28 @@ impl Table {
         self.nodes.values().filter_map(|n| n.fqdn.as_deref())
     }
 
+    /// All health-checked names with their zones, in name order.
+    pub fn fqdns_by_name(&self) -> Vec<(&Fqdn, &Zone)> {
+        let mut v: Vec<_> = self
+            .nodes
+            .values()
+            .filter_map(|n| n.fqdn.as_deref().map(|f| (f, &self.zones[n.zone])))
+            .collect();
+        v.sort_by(|a, b| a.0.name.cmp(&b.0.name));
+        v
+    }
+
+    /// The health-checked name `name`, with its zone.
+    pub fn fqdn(&self, name: &LowerName) -> Option<(&Fqdn, &Zone)> {
+        let node = self.nodes.get(name)?;
+        node.fqdn.as_deref().map(|f| (f, &self.zones[node.zone]))
+    }
+
+    /// The GeoIP database in use, if any.
+    pub fn geoip(&self) -> Option<&GeoDb> {
+        self.geoip.as_deref()
+    }
+
     /// The zone a name belongs to, if any: the longest origin that contains it.
     fn zone_of(&self, name: &LowerName) -> Option<&Zone> {
         self.zones
@@ -223,11 +298,13 @@ impl Table {
             answers: SmallVec::new(),
             soa: None,
             scope: None,
+            zone: None,
         };
         let mut name = qname;
         for hop in 0..MAX_CNAME_CHAIN {
             let Some(node) = self.nodes.get(name) else {
                 if let Some(zone) = self.zone_of(name) {
+                    res.zone = Some(zone);
                     res.authoritative = true;
                     res.rcode = ResponseCode::NXDomain;
                     res.soa = Some(Rr {
@@ -253,6 +330,7 @@ impl Table {
                 continue;
             }
             let zone = &self.zones[node.zone];
+            res.zone = Some(zone);
             let found = node.answer(qtype, &mut res, &zone.sites, || {
                 zone.sites
                     .locate(client.addr, client.source_prefix, self.geoip.as_deref())
@@ -313,6 +391,10 @@ impl Node {
                     return Found::NoData(Some(fqdn.ttl));
                 }
                 let ttl = pool.ttl(fqdn.ttl);
+                for m in &chosen {
+                    m.answered
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
                 res.answers.extend(chosen.iter().map(|m| Rr {
                     record: &m.record,
                     ttl,
@@ -338,7 +420,8 @@ impl Node {
     }
 }
 
-fn compile_fqdn(fc: &FqdnConfig, zc: &ZoneConfig, registry: &Registry) -> Fqdn {
+fn compile_fqdn(fc: &FqdnConfig, zc: &ZoneConfig, live: &Live) -> Fqdn {
+    let lower_name = fc.name.to_lowercase().to_string();
     let mut v4 = Vec::new();
     let mut v6 = Vec::new();
     for mc in &fc.members {
@@ -358,7 +441,8 @@ fn compile_fqdn(fc: &FqdnConfig, zc: &ZoneConfig, registry: &Registry) -> Fqdn {
                     address,
                     check: check.clone(),
                 };
-                registry.probe(key, format!("{} {}", fc.name, mc.address))
+                live.registry
+                    .probe(key, format!("{} {}", fc.name, mc.address))
             })
             .collect();
         let enabled = mc.enabled && site.is_none_or(|s| s.enabled);
@@ -370,7 +454,12 @@ fn compile_fqdn(fc: &FqdnConfig, zc: &ZoneConfig, registry: &Registry) -> Fqdn {
             address: mc.address,
             weight: mc.weight,
             site: mc.site,
-            health: MemberHealth::new(probes, enabled),
+            health: MemberHealth::new(
+                probes,
+                enabled,
+                live.maintenance.flag(&lower_name, mc.address),
+            ),
+            answered: live.metrics.answers(&lower_name, mc.address),
             record: Record::from_rdata(fc.name.clone(), fc.ttl, rdata),
         };
         if mc.address.is_ipv4() {

@@ -96,7 +96,7 @@ fn http_check_follows_the_node_that_answers_200() {
         addresses(&s.ask("vault.http.test.", RecordType::A)),
         ["127.0.3.11"]
     );
-    let probes = s.running().registry.all();
+    let probes = s.running().meridian.registry.all();
     let b_probe = probes
         .iter()
         .find(|p| p.key.address == ip("127.0.3.12"))
@@ -147,7 +147,7 @@ fn https_check_without_the_ca_fails_verification_unless_disabled() {
         "zone: tls.test\nns: [ns1]\nfqdns:\n  strict:\n    check: {{ type: https, port: {port}, host: vault.tls.test }}\n    members: [{{ address: 127.0.3.15 }}]\n  lax:\n    check: {{ type: https, port: {port}, tls-verify: false }}\n    members: [{{ address: 127.0.3.15 }}]\n"
     );
     let s = start(&[("tls.yaml", &zone)]);
-    let probes = s.running().registry.all();
+    let probes = s.running().meridian.registry.all();
     let strict = probes
         .iter()
         .find(|p| p.key.to_string().contains("https") && p.users()[0].starts_with("strict"))
@@ -233,7 +233,7 @@ fn flapping_backend_is_held_by_rise_and_fall() {
     flappy.set_status(200);
     flappy.set_flapping(true);
     hold("127.0.3.22");
-    let probes = s.running().registry.all();
+    let probes = s.running().meridian.registry.all();
     let p = probes
         .iter()
         .find(|p| p.key.address == ip("127.0.3.21"))
@@ -349,7 +349,7 @@ fn icmp_up_for_reachable_hosts_and_down_for_a_removed_one() {
             addresses(&s.ask("app.icmp.test.", RecordType::AAAA)),
             ["::1"]
         );
-        let probes = s.running().registry.all();
+        let probes = s.running().meridian.registry.all();
         assert!(
             probes.iter().all(|p| p.is_up()),
             "every address answers echo"
@@ -387,7 +387,7 @@ fn site_checks_several_checks_per_member_and_shared_probes() {
     );
     let s = start(&[("site.yaml", &zone)]);
     // app and other share the probe of 127.0.3.42; the site check is one more probe.
-    let probes = s.running().registry.all();
+    let probes = s.running().meridian.registry.all();
     let shared = probes
         .iter()
         .find(|p| p.key.address == ip("127.0.3.42"))

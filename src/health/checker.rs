@@ -80,6 +80,13 @@ impl Checker {
         SyncReport { started, late }
     }
 
+    /// Stops every probe.
+    pub fn stop_all(&self) {
+        let mut tasks = self.tasks.lock().expect("checker lock");
+        tasks.values().for_each(AbortHandle::abort);
+        tasks.clear();
+    }
+
     pub fn running(&self) -> usize {
         self.tasks.lock().expect("checker lock").len()
     }

@@ -75,6 +75,18 @@ pub struct ProbeState {
     detail: Mutex<ProbeDetail>,
     /// Names and members that use this probe, for log lines.
     users: Mutex<Vec<String>>,
+    runs_ok: AtomicU64,
+    runs_failed: AtomicU64,
+    latency_us: AtomicU64,
+}
+
+/// Totals of a probe's runs, for metrics.
+#[derive(Clone, Copy, Debug)]
+pub struct ProbeStats {
+    pub ok: u64,
+    pub failed: u64,
+    /// Sum of run durations, microseconds.
+    pub latency_us: u64,
 }
 
 impl ProbeState {
@@ -91,6 +103,17 @@ impl ProbeState {
                 state_changes: 0,
             }),
             users: Mutex::new(Vec::new()),
+            runs_ok: AtomicU64::new(0),
+            runs_failed: AtomicU64::new(0),
+            latency_us: AtomicU64::new(0),
+        }
+    }
+
+    pub fn stats(&self) -> ProbeStats {
+        ProbeStats {
+            ok: self.runs_ok.load(Ordering::Relaxed),
+            failed: self.runs_failed.load(Ordering::Relaxed),
+            latency_us: self.latency_us.load(Ordering::Relaxed),
         }
     }
 
@@ -127,6 +150,14 @@ impl ProbeState {
 
     /// Publishes a checker decision: the state, and how soon it could change again.
     fn publish(&self, up: bool, change_in: Option<Duration>, result: ProbeResult) {
+        let runs = if result.ok {
+            &self.runs_ok
+        } else {
+            &self.runs_failed
+        };
+        runs.fetch_add(1, Ordering::Relaxed);
+        self.latency_us
+            .fetch_add(result.latency.as_micros() as u64, Ordering::Relaxed);
         let deadline = change_in.map_or(0, |d| clock_ms() + d.as_millis() as u64);
         self.change_deadline.store(deadline, Ordering::Relaxed);
         let was = self.up.swap(up, Ordering::Relaxed);
@@ -141,32 +172,43 @@ impl ProbeState {
     }
 }
 
-/// The health of one member as the query path sees it: up when it is enabled and every
-/// probe behind it (its own checks and its site's) is up.
+/// The health of one member as the query path sees it: up when it is enabled (in YAML
+/// and not put in maintenance through the admin API) and every probe behind it (its own
+/// checks and its site's) is up.
 #[derive(Debug, Clone)]
 pub struct MemberHealth {
     probes: Box<[Arc<ProbeState>]>,
     enabled: bool,
+    maintenance: Arc<AtomicBool>,
 }
 
 impl MemberHealth {
-    pub fn new(probes: Vec<Arc<ProbeState>>, enabled: bool) -> Self {
+    pub fn new(probes: Vec<Arc<ProbeState>>, enabled: bool, maintenance: Arc<AtomicBool>) -> Self {
         MemberHealth {
             probes: probes.into_boxed_slice(),
             enabled,
+            maintenance,
         }
     }
 
     pub fn always_up() -> Self {
-        Self::new(Vec::new(), true)
+        Self::new(Vec::new(), true, Arc::default())
     }
 
     pub fn is_up(&self) -> bool {
-        self.enabled && self.probes.iter().all(|p| p.is_up())
+        self.enabled
+            && !self.maintenance.load(Ordering::Relaxed)
+            && self.probes.iter().all(|p| p.is_up())
     }
 
+    /// Enabled in the configuration.
     pub fn enabled(&self) -> bool {
         self.enabled
+    }
+
+    /// Disabled through the admin API.
+    pub fn in_maintenance(&self) -> bool {
+        self.maintenance.load(Ordering::Relaxed)
     }
 
     pub fn probes(&self) -> &[Arc<ProbeState>] {
@@ -211,5 +253,30 @@ impl Registry {
     pub fn retain(&self, keep: &HashSet<ProbeKey>) {
         let mut probes = self.probes.lock().expect("registry lock");
         probes.retain(|k, _| keep.contains(k));
+    }
+
+    /// Forgets who uses which probe, before a compile records it afresh.
+    pub fn clear_users(&self) {
+        for p in self.probes.lock().expect("registry lock").values() {
+            p.users.lock().expect("probe users lock").clear();
+        }
+    }
+}
+
+/// Members put in maintenance through the admin API, by (name, address). Kept across
+/// reloads, lost on restart.
+#[derive(Debug, Default)]
+pub struct Maintenance {
+    flags: Mutex<HashMap<(String, IpAddr), Arc<AtomicBool>>>,
+}
+
+impl Maintenance {
+    /// The flag of one member; `name` is the lower-case FQDN with its trailing dot.
+    pub fn flag(&self, name: &str, address: IpAddr) -> Arc<AtomicBool> {
+        let mut flags = self.flags.lock().expect("maintenance lock");
+        flags
+            .entry((name.to_string(), address))
+            .or_default()
+            .clone()
     }
 }

@@ -1,0 +1,227 @@
+//! The admin HTTP API: metrics, status (JSON and a page), maintenance, health, explain.
+//!
+//! It reads the same live table as the DNS handler and never blocks it.
+
+mod explain;
+mod status;
+
+pub use explain::{Explanation, explain};
+pub use status::{Status, status};
+
+use std::convert::Infallible;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use hickory_proto::rr::{LowerName, Name, RecordType};
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Bytes, Incoming};
+use hyper::{Method, Request, Response, StatusCode, header};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tracing::{info, warn};
+
+use crate::server::Meridian;
+
+/// Binds the admin listener (before start-up goes further, so a busy port fails early).
+pub fn bind(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
+    let listener = std::net::TcpListener::bind(addr).map_err(|e| {
+        io::Error::new(
+            e.kind(),
+            format!("cannot bind the admin API on {addr}: {e}"),
+        )
+    })?;
+    listener.set_nonblocking(true)?;
+    Ok(listener)
+}
+
+pub async fn serve(listener: std::net::TcpListener, meridian: Arc<Meridian>) {
+    let listener = match tokio::net::TcpListener::from_std(listener) {
+        Ok(l) => l,
+        Err(e) => {
+            warn!("admin API: {e}");
+            return;
+        }
+    };
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(x) => x,
+            Err(e) => {
+                warn!("admin API accept: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let meridian = meridian.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |req| {
+                let meridian = meridian.clone();
+                async move { Ok::<_, Infallible>(route(&meridian, req, peer.ip()).await) }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(Duration::from_secs(10))
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
+
+type Reply = Response<Full<Bytes>>;
+
+fn reply(status: StatusCode, content_type: &str, body: impl Into<Bytes>) -> Reply {
+    Response::builder()
+        .status(status)
+        .header(header::CONTENT_TYPE, content_type)
+        .header(header::CACHE_CONTROL, "no-store")
+        .body(Full::new(body.into()))
+        .expect("valid response")
+}
+
+fn json<T: serde::Serialize>(status: StatusCode, value: &T) -> Reply {
+    let body = serde_json::to_vec_pretty(value).unwrap_or_default();
+    reply(status, "application/json", body)
+}
+
+fn error(status: StatusCode, message: &str) -> Reply {
+    json(status, &serde_json::json!({ "error": message }))
+}
+
+async fn route(m: &Meridian, req: Request<Incoming>, peer: IpAddr) -> Reply {
+    let path = req.uri().path().to_string();
+    let query = req.uri().query().unwrap_or("").to_string();
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    match (req.method(), segments.as_slice()) {
+        (&Method::GET, [""]) => reply(
+            StatusCode::OK,
+            "text/html; charset=utf-8",
+            status::page(&status(m)),
+        ),
+        (&Method::GET, ["status"]) => json(StatusCode::OK, &status(m)),
+        (&Method::GET, ["metrics"]) => {
+            let table = m.table.load();
+            let text = m.metrics.render(&table, &m.registry);
+            reply(
+                StatusCode::OK,
+                "text/plain; version=0.0.4; charset=utf-8",
+                text,
+            )
+        }
+        (&Method::GET, ["healthz"]) => {
+            if m.table.load().zones().is_empty() {
+                reply(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "text/plain",
+                    "no zones loaded\n",
+                )
+            } else {
+                reply(StatusCode::OK, "text/plain", "ok\n")
+            }
+        }
+        (&Method::GET, ["explain"]) => explain_route(m, &query, peer),
+        (&Method::POST, ["members", name, address, action @ ("enable" | "disable")]) => {
+            if let Err(denied) = authorize(m, &req) {
+                return *denied;
+            }
+            // Drain the body (ignored) so that keep-alive connections stay in step.
+            let _ = req.into_body().collect().await;
+            maintenance(m, name, address, *action == "disable")
+        }
+        (_, ["members", ..]) | (_, ["status" | "metrics" | "healthz" | "explain"]) => {
+            error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
+        }
+        _ => error(StatusCode::NOT_FOUND, "no such endpoint"),
+    }
+}
+
+/// Write endpoints need `Authorization: Bearer <token>`; with no token configured they
+/// are closed (403).
+fn authorize(m: &Meridian, req: &Request<Incoming>) -> Result<(), Box<Reply>> {
+    let Some(token) = m.admin_config().and_then(|a| a.token.as_deref()) else {
+        return Err(Box::new(error(
+            StatusCode::FORBIDDEN,
+            "write endpoints are off: set admin.token in the server file",
+        )));
+    };
+    let given = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    if constant_time_eq(given.as_bytes(), token.as_bytes()) {
+        Ok(())
+    } else {
+        Err(Box::new(error(
+            StatusCode::UNAUTHORIZED,
+            "missing or wrong bearer token",
+        )))
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn parse_name(text: &str) -> Option<LowerName> {
+    let mut name = Name::from_ascii(text).ok()?;
+    name.set_fqdn(true);
+    Some(LowerName::new(&name))
+}
+
+fn maintenance(m: &Meridian, name: &str, address: &str, disable: bool) -> Reply {
+    let (Some(lower), Ok(address)) = (parse_name(name), address.parse::<IpAddr>()) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "expected /members/{name}/{address}/enable|disable",
+        );
+    };
+    let table = m.table.load();
+    let Some((fqdn, _)) = table.fqdn(&lower) else {
+        return error(StatusCode::NOT_FOUND, "no such health-checked name");
+    };
+    if !fqdn
+        .v4
+        .members
+        .iter()
+        .chain(&fqdn.v6.members)
+        .any(|mb| mb.address == address)
+    {
+        return error(StatusCode::NOT_FOUND, "no such member of that name");
+    }
+    m.maintenance
+        .flag(&lower.to_string(), address)
+        .store(disable, Ordering::Relaxed);
+    let state = if disable { "disabled" } else { "enabled" };
+    info!(name = %lower, member = %address, "member {state} through the admin API");
+    json(
+        StatusCode::OK,
+        &serde_json::json!({ "name": lower.to_string(), "member": address, "maintenance": disable }),
+    )
+}
+
+fn explain_route(m: &Meridian, query: &str, peer: IpAddr) -> Reply {
+    let mut name = None;
+    let mut qtype = RecordType::A;
+    let mut client = peer;
+    for (k, v) in form_urlencoded::parse(query.as_bytes()) {
+        match k.as_ref() {
+            "name" => name = parse_name(&v),
+            "type" => match v.to_ascii_uppercase().parse::<RecordType>() {
+                Ok(t) => qtype = t,
+                Err(_) => return error(StatusCode::BAD_REQUEST, "unknown type"),
+            },
+            "client" => match v.parse() {
+                Ok(ip) => client = ip,
+                Err(_) => return error(StatusCode::BAD_REQUEST, "client must be an IP address"),
+            },
+            _ => {}
+        }
+    }
+    let Some(name) = name else {
+        return error(StatusCode::BAD_REQUEST, "give ?name=...&type=A&client=IP");
+    };
+    let table = m.table.load();
+    json(StatusCode::OK, &explain(&table, &name, qtype, client))
+}

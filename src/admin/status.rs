@@ -1,0 +1,261 @@
+//! `/status` (JSON) and `/` (the same facts as a page), generated from the live table.
+
+use std::fmt::Write;
+use std::sync::atomic::Ordering;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+
+use crate::health::ProbeState;
+use crate::select::Member;
+use crate::server::Meridian;
+use crate::zone::{Fqdn, Zone};
+
+#[derive(Serialize)]
+pub struct Status {
+    pub version: &'static str,
+    pub config_file: String,
+    pub listen: Vec<String>,
+    /// Unix time the serving configuration was loaded.
+    pub last_good_load: u64,
+    pub reloads_ok: u64,
+    pub reloads_failed: u64,
+    /// The errors of the last reload, when it failed (the previous configuration serves).
+    pub last_reload_error: Option<ReloadError>,
+    pub zones: Vec<ZoneStatus>,
+    pub names: Vec<NameStatus>,
+}
+
+#[derive(Serialize)]
+pub struct ReloadError {
+    pub at: u64,
+    pub errors: Vec<String>,
+}
+
+#[derive(Serialize)]
+pub struct ZoneStatus {
+    pub zone: String,
+    pub file: String,
+    pub serial: u32,
+}
+
+#[derive(Serialize)]
+pub struct NameStatus {
+    pub name: String,
+    pub policy: &'static str,
+    pub ttl: u32,
+    pub answers: usize,
+    pub when_all_down: &'static str,
+    pub members: Vec<MemberStatus>,
+}
+
+#[derive(Serialize)]
+pub struct MemberStatus {
+    pub address: String,
+    pub weight: u32,
+    pub site: Option<String>,
+    pub up: bool,
+    /// `enabled: false` in YAML.
+    pub enabled: bool,
+    /// Disabled through the admin API.
+    pub maintenance: bool,
+    pub answers: u64,
+    pub checks: Vec<CheckStatus>,
+}
+
+#[derive(Serialize)]
+pub struct CheckStatus {
+    pub probe: String,
+    pub up: bool,
+    pub reason: Option<String>,
+    pub latency_ms: Option<f64>,
+    /// Unix time of the last result.
+    pub checked_at: Option<u64>,
+    /// Unix time the current state began.
+    pub since: u64,
+}
+
+fn unix(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+pub fn check_status(p: &ProbeState) -> CheckStatus {
+    let d = p.detail();
+    CheckStatus {
+        probe: p.key.to_string(),
+        up: p.is_up(),
+        reason: d.last.as_ref().map(|l| l.reason.clone()),
+        latency_ms: d.last.as_ref().map(|l| l.latency.as_secs_f64() * 1000.0),
+        checked_at: d.last.as_ref().map(|l| unix(l.at)),
+        since: unix(d.since),
+    }
+}
+
+pub fn member_status(m: &Member, zone: &Zone) -> MemberStatus {
+    MemberStatus {
+        address: m.address.to_string(),
+        weight: m.weight,
+        site: m.site.map(|s| zone.sites.sites[s].name.clone()),
+        up: m.health.is_up(),
+        enabled: m.health.enabled(),
+        maintenance: m.health.in_maintenance(),
+        answers: m.answered.load(Ordering::Relaxed),
+        checks: m.health.probes().iter().map(|p| check_status(p)).collect(),
+    }
+}
+
+fn name_status(f: &Fqdn, zone: &Zone) -> NameStatus {
+    NameStatus {
+        name: f.name.to_string(),
+        policy: f.rules.policy.as_str(),
+        ttl: f.ttl,
+        answers: f.rules.answers,
+        when_all_down: match f.rules.when_all_down {
+            crate::select::WhenAllDown::All => "all",
+            crate::select::WhenAllDown::None => "none",
+        },
+        members: f
+            .v4
+            .members
+            .iter()
+            .chain(&f.v6.members)
+            .map(|m| member_status(m, zone))
+            .collect(),
+    }
+}
+
+pub fn status(m: &Meridian) -> Status {
+    let table = m.table.load();
+    let load = m.status();
+    Status {
+        version: env!("CARGO_PKG_VERSION"),
+        config_file: m.config_file.display().to_string(),
+        listen: m.listen.iter().map(ToString::to_string).collect(),
+        last_good_load: load.last_good,
+        reloads_ok: m.metrics.reloads_ok.load(Ordering::Relaxed),
+        reloads_failed: m.metrics.reloads_failed.load(Ordering::Relaxed),
+        last_reload_error: load
+            .last_error
+            .map(|(at, errors)| ReloadError { at, errors }),
+        zones: table
+            .zones()
+            .iter()
+            .map(|z| ZoneStatus {
+                zone: z.origin.to_string(),
+                file: z.file.display().to_string(),
+                serial: z.serial,
+            })
+            .collect(),
+        names: table
+            .fqdns_by_name()
+            .into_iter()
+            .map(|(f, z)| name_status(f, z))
+            .collect(),
+    }
+}
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+fn ago(now: u64, t: u64) -> String {
+    let s = now.saturating_sub(t);
+    match s {
+        0..=119 => format!("{s}s ago"),
+        120..=7199 => format!("{}m ago", s / 60),
+        _ => format!("{}h ago", s / 3600),
+    }
+}
+
+/// The status as a page an operator reads at a glance.
+pub fn page(s: &Status) -> String {
+    let now = unix(SystemTime::now());
+    let mut h = String::new();
+    h.push_str("<!doctype html><html><head><meta charset=\"utf-8\"><meta http-equiv=\"refresh\" content=\"5\">");
+    h.push_str("<title>Meridian</title><style>body{font:14px system-ui,sans-serif;margin:1.5em;color:#222}");
+    h.push_str("table{border-collapse:collapse;margin:.3em 0 1.4em}td,th{padding:.25em .7em;border-bottom:1px solid #ddd;text-align:left}");
+    h.push_str(".up{color:#fff;background:#2a7;padding:0 .5em;border-radius:3px}.down{color:#fff;background:#c33;padding:0 .5em;border-radius:3px}");
+    h.push_str(".muted{color:#888}.err{background:#fee;border:1px solid #c33;padding:.5em}</style></head><body>");
+    let _ = write!(
+        h,
+        "<h1>Meridian {}</h1><p class=\"muted\">{} &middot; listening on {} &middot; configuration loaded {} &middot; reloads {} ok, {} failed</p>",
+        s.version,
+        esc(&s.config_file),
+        esc(&s.listen.join(", ")),
+        ago(now, s.last_good_load),
+        s.reloads_ok,
+        s.reloads_failed
+    );
+    if let Some(e) = &s.last_reload_error {
+        let _ = write!(
+            h,
+            "<div class=\"err\"><b>Last reload failed ({}); the previous configuration is serving:</b><pre>",
+            ago(now, e.at)
+        );
+        for line in &e.errors {
+            let _ = writeln!(h, "{}", esc(line));
+        }
+        h.push_str("</pre></div>");
+    }
+    for n in &s.names {
+        let _ = write!(
+            h,
+            "<h2>{}</h2><p class=\"muted\">{} &middot; ttl {} &middot; when all down: {}</p>",
+            esc(&n.name),
+            n.policy,
+            n.ttl,
+            n.when_all_down
+        );
+        h.push_str("<table><tr><th>member</th><th>state</th><th>weight</th><th>site</th><th>check</th><th>last result</th><th>latency</th><th>since</th><th>answers</th></tr>");
+        for m in &n.members {
+            let state = if m.up {
+                "<span class=\"up\">up</span>".to_string()
+            } else if !m.enabled {
+                "<span class=\"down\">disabled</span>".to_string()
+            } else if m.maintenance {
+                "<span class=\"down\">maintenance</span>".to_string()
+            } else {
+                "<span class=\"down\">down</span>".to_string()
+            };
+            let rows = m.checks.len().max(1);
+            let _ = write!(
+                h,
+                "<tr><td rowspan=\"{rows}\">{}</td><td rowspan=\"{rows}\">{state}</td><td rowspan=\"{rows}\">{}</td><td rowspan=\"{rows}\">{}</td>",
+                esc(&m.address),
+                m.weight,
+                esc(m.site.as_deref().unwrap_or("-"))
+            );
+            if m.checks.is_empty() {
+                let _ = write!(
+                    h,
+                    "<td class=\"muted\">none</td><td></td><td></td><td></td><td>{}</td></tr>",
+                    m.answers
+                );
+            }
+            for (i, c) in m.checks.iter().enumerate() {
+                if i > 0 {
+                    h.push_str("<tr>");
+                }
+                let mark = if c.up { "up" } else { "down" };
+                let _ = write!(
+                    h,
+                    "<td><span class=\"{mark}\">{mark}</span> {}</td><td>{}</td><td>{}</td><td>{}</td>",
+                    esc(&c.probe),
+                    esc(c.reason.as_deref().unwrap_or("-")),
+                    c.latency_ms.map_or("-".into(), |l| format!("{l:.1} ms")),
+                    ago(now, c.since)
+                );
+                if i == 0 {
+                    let _ = write!(h, "<td rowspan=\"{rows}\">{}</td>", m.answers);
+                }
+                h.push_str("</tr>");
+            }
+        }
+        h.push_str("</table>");
+    }
+    h.push_str("<p class=\"muted\">JSON: <a href=\"/status\">/status</a> &middot; <a href=\"/metrics\">/metrics</a> &middot; why an answer: /explain?name=&amp;type=A&amp;client=</p></body></html>");
+    h
+}
