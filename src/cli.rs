@@ -33,13 +33,196 @@ enum Command {
         #[arg(long, short, default_value = "meridian.yaml")]
         config: PathBuf,
     },
+    /// Ask the running server (through its admin API) why NAME answers what it answers.
+    Explain {
+        /// The name to explain, e.g. vault.kemp.local
+        name: String,
+        /// The query type.
+        #[arg(long, short, default_value = "A")]
+        r#type: String,
+        /// The client to answer for (default: this machine as the admin API sees it).
+        #[arg(long)]
+        client: Option<std::net::IpAddr>,
+        /// The server file (for the admin API's address).
+        #[arg(long, short, default_value = "meridian.yaml")]
+        config: PathBuf,
+    },
 }
 
 pub fn main() -> ExitCode {
+    crate::health::install_tls_provider();
     match Cli::parse().command {
         Command::Check { config } => check(&config),
         Command::Serve { config } => serve(&config),
+        Command::Explain {
+            name,
+            r#type,
+            client,
+            config,
+        } => explain(&config, &name, &r#type, client),
     }
+}
+
+fn explain(config: &Path, name: &str, qtype: &str, client: Option<std::net::IpAddr>) -> ExitCode {
+    let server = match config::load_server(config) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let Some(admin) = server.admin else {
+        eprintln!(
+            "{}: no `admin:` section, so there is no API to ask",
+            config.display()
+        );
+        return ExitCode::FAILURE;
+    };
+    let mut url = format!("http://{}/explain?name={name}&type={qtype}", admin.listen);
+    if let Some(c) = client {
+        url.push_str(&format!("&client={c}"));
+    }
+    let fetched = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())
+        .and_then(|rt| {
+            rt.block_on(async {
+                let resp = reqwest::Client::builder()
+                    .no_proxy()
+                    .build()
+                    .map_err(|e| e.to_string())?
+                    .get(&url)
+                    .send()
+                    .await
+                    .map_err(|e| format!("cannot reach the admin API at {}: {e}", admin.listen))?;
+                let status = resp.status();
+                let body = resp.text().await.map_err(|e| e.to_string())?;
+                if status.is_success() {
+                    Ok(body)
+                } else {
+                    Err(format!("{status}: {body}"))
+                }
+            })
+        });
+    match fetched.and_then(|body| {
+        serde_json::from_str::<serde_json::Value>(&body).map_err(|e| e.to_string())
+    }) {
+        Ok(v) => {
+            print!("{}", render_explanation(&v));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The admin API's explanation as text for a terminal.
+fn render_explanation(v: &serde_json::Value) -> String {
+    use std::fmt::Write;
+    let s = |v: &serde_json::Value| {
+        v.as_str()
+            .map(str::to_string)
+            .unwrap_or_else(|| v.to_string())
+    };
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{} {} for client {}",
+        s(&v["name"]),
+        s(&v["type"]),
+        s(&v["client"])
+    );
+    let _ = writeln!(
+        out,
+        "zone: {}   rcode: {}   policy: {}",
+        v["zone"].as_str().unwrap_or("none"),
+        s(&v["rcode"]),
+        v["policy"].as_str().unwrap_or("none (static)")
+    );
+    if let Some(l) = v["location"].as_object() {
+        let mut place = format!("client placed by {}", s(&l["found_by"]));
+        for (key, label) in [
+            ("site", "site"),
+            ("country", "country"),
+            ("continent", "continent"),
+        ] {
+            if let Some(x) = l[key].as_str() {
+                let _ = write!(place, ", {label} {x}");
+            }
+        }
+        if let (Some(lat), Some(lon)) = (l["lat"].as_f64(), l["lon"].as_f64()) {
+            let _ = write!(place, ", at {lat:.2},{lon:.2}");
+        }
+        let _ = writeln!(out, "{place}; ECS scope /{}", s(&l["scope"]));
+    }
+    if let Some(members) = v["members"].as_array().filter(|m| !m.is_empty()) {
+        let _ = writeln!(out, "members:");
+        for m in members {
+            let state = if m["up"].as_bool() == Some(true) {
+                "up"
+            } else if m["maintenance"].as_bool() == Some(true) {
+                "maintenance"
+            } else if m["enabled"].as_bool() == Some(false) {
+                "disabled"
+            } else {
+                "down"
+            };
+            let mark = if m["chosen"].as_bool() == Some(true) {
+                "*"
+            } else {
+                " "
+            };
+            let distance = m["distance_km"]
+                .as_f64()
+                .map_or(String::new(), |d| format!("  {d:.0} km"));
+            let site = m["site"]
+                .as_str()
+                .map_or(String::new(), |x| format!("  site {x}"));
+            let _ = writeln!(
+                out,
+                "  {mark} {:<24} {:<11} weight {}{site}{distance}",
+                s(&m["address"]),
+                state,
+                s(&m["weight"])
+            );
+            for c in m["checks"].as_array().into_iter().flatten() {
+                let _ = writeln!(
+                    out,
+                    "      {} {}: {}",
+                    if c["up"].as_bool() == Some(true) {
+                        "up  "
+                    } else {
+                        "down"
+                    },
+                    s(&c["probe"]),
+                    c["reason"].as_str().unwrap_or("-")
+                );
+            }
+        }
+    }
+    let answer: Vec<String> = v["answer"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(s)
+        .collect();
+    let ttl = v["ttl"]
+        .as_u64()
+        .map_or(String::new(), |t| format!(" (ttl {t})"));
+    let _ = writeln!(
+        out,
+        "answer: {}{ttl}",
+        if answer.is_empty() {
+            "none".into()
+        } else {
+            answer.join(", ")
+        }
+    );
+    let _ = writeln!(out, "why: {}", s(&v["why"]));
+    out
 }
 
 fn check(path: &Path) -> ExitCode {

@@ -122,6 +122,8 @@ pub struct ServerConfig {
     pub forward: Option<ForwardConfig>,
     /// Log one line per query.
     pub query_log: bool,
+    /// Reload when the files change (SIGHUP reloads either way).
+    pub watch: bool,
 }
 
 /// The admin HTTP API.
@@ -365,6 +367,7 @@ struct ServerRaw {
     admin: Option<Spanned<AdminRaw>>,
     forward: Option<Spanned<ForwardRaw>>,
     query_log: Option<bool>,
+    watch: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -544,7 +547,8 @@ pub fn load(server_file: &Path) -> Result<Config, ConfigErrors> {
     Ok(Config { server, zones })
 }
 
-fn load_server(file: &Path) -> Result<ServerConfig, ConfigError> {
+/// Reads and validates the server file alone (for commands that only need its settings).
+pub fn load_server(file: &Path) -> Result<ServerConfig, ConfigError> {
     let text = read_file(file)?;
     let raw: ServerRaw = parse_yaml(file, &text)?;
     let base = file.parent().unwrap_or(Path::new("."));
@@ -618,6 +622,7 @@ fn load_server(file: &Path) -> Result<ServerConfig, ConfigError> {
         admin,
         forward,
         query_log: raw.query_log.unwrap_or(false),
+        watch: raw.watch.unwrap_or(true),
     })
 }
 

@@ -192,7 +192,7 @@ fn log_query(
         protocol = %request.protocol(),
         name = name.as_deref().unwrap_or("-"),
         qtype = %qtype.map_or("-".to_string(), |t| t.to_string()),
-        rcode = %metadata.response_code,
+        rcode = %crate::metrics::rcode_name(metadata.response_code),
         answer = %answer.join(","),
         latency_us = started.elapsed().as_micros() as u64,
         "query"

@@ -33,14 +33,22 @@ const TYPES: [RecordType; 11] = [
     RecordType::PTR,
     RecordType::ANY,
 ];
-const RCODES: [ResponseCode; 6] = [
-    ResponseCode::NoError,
-    ResponseCode::NXDomain,
-    ResponseCode::Refused,
-    ResponseCode::FormErr,
-    ResponseCode::ServFail,
-    ResponseCode::NotImp,
+const RCODES: [(ResponseCode, &str); 6] = [
+    (ResponseCode::NoError, "NOERROR"),
+    (ResponseCode::NXDomain, "NXDOMAIN"),
+    (ResponseCode::Refused, "REFUSED"),
+    (ResponseCode::FormErr, "FORMERR"),
+    (ResponseCode::ServFail, "SERVFAIL"),
+    (ResponseCode::NotImp, "NOTIMP"),
 ];
+
+/// The DNS mnemonic of a response code (`NOERROR`, `NXDOMAIN`, ...).
+pub fn rcode_name(rcode: ResponseCode) -> String {
+    RCODES.iter().find(|(r, _)| *r == rcode).map_or_else(
+        || u16::from(rcode).to_string(),
+        |(_, name)| name.to_string(),
+    )
+}
 
 /// Queries of one zone by type and rcode.
 #[derive(Debug, Default)]
@@ -56,7 +64,7 @@ impl QueryCounters {
             .unwrap_or(TYPES.len());
         let r = RCODES
             .iter()
-            .position(|&r| r == rcode)
+            .position(|&(r, _)| r == rcode)
             .unwrap_or(RCODES.len());
         self.counts[t][r].fetch_add(1, Ordering::Relaxed);
     }
@@ -69,9 +77,7 @@ impl QueryCounters {
                     continue;
                 }
                 let qtype = TYPES.get(t).map_or("other".to_string(), |t| t.to_string());
-                let rcode = RCODES
-                    .get(r)
-                    .map_or("other".to_string(), |r| r.to_str().to_uppercase());
+                let rcode = RCODES.get(r).map_or("OTHER", |(_, name)| name);
                 let _ = writeln!(
                     out,
                     "meridian_queries_total{{zone=\"{zone}\",type=\"{qtype}\",rcode=\"{rcode}\"}} {n}"

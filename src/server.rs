@@ -26,6 +26,9 @@ use crate::zone::{Live, SharedTable, Table};
 
 /// How long file events settle before a reload.
 const DEBOUNCE: Duration = Duration::from_millis(300);
+/// How often the watched files are also compared by size and modification time, for
+/// changes the file watcher missed (just after start-up, or on network filesystems).
+const POLL: Duration = Duration::from_secs(2);
 
 /// The outcome of the last load of the configuration.
 #[derive(Clone, Debug, Default)]
@@ -169,6 +172,8 @@ pub struct Running {
 /// the admin API and the reloader (file watching and SIGHUP). Must run inside a tokio
 /// runtime.
 pub async fn start(config: Config) -> io::Result<Running> {
+    // What the files looked like as loaded, to notice any change from here on.
+    let seen = watched_paths(&config).fingerprint();
     log_loaded(&config);
     // Bind first, so that a busy port fails start-up before any probing.
     let mut bound = Vec::new();
@@ -212,9 +217,18 @@ pub async fn start(config: Config) -> io::Result<Running> {
     for addr in &addrs {
         info!(%addr, "listening on UDP and TCP");
     }
+    // SIGHUP's default action ends the process: take it over before anything else.
+    let hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .inspect_err(|e| warn!("cannot listen for SIGHUP: {e}"))
+        .ok();
+    let watched = Arc::new(watched_paths(&config));
+    let watching = watch(watched.clone());
     let mut tasks = vec![tokio::spawn(reloader(
         meridian.clone(),
-        watched_paths(&config),
+        watched,
+        watching,
+        hangup,
+        seen,
     ))];
     let admin = match admin_listener {
         Some(listener) => {
@@ -255,6 +269,7 @@ fn log_loaded(config: &Config) {
 /// Directories, not files: editors and deploy tools replace files by rename, which ends a
 /// watch on the file itself.
 struct Watched {
+    enabled: bool,
     dirs: Vec<PathBuf>,
     server_file: PathBuf,
     zones_dir: PathBuf,
@@ -277,6 +292,7 @@ fn watched_paths(config: &Config) -> Watched {
     dirs.sort();
     dirs.dedup();
     Watched {
+        enabled: config.server.watch,
         dirs,
         server_file,
         zones_dir,
@@ -284,7 +300,23 @@ fn watched_paths(config: &Config) -> Watched {
     }
 }
 
+/// Name, size and modification time of every watched file.
+type Fingerprint = Vec<(PathBuf, u64, Option<std::time::SystemTime>)>;
+
 impl Watched {
+    fn fingerprint(&self) -> Fingerprint {
+        let stat = |p: PathBuf| {
+            let meta = std::fs::metadata(&p).ok();
+            let len = meta.as_ref().map_or(0, |m| m.len());
+            let modified = meta.and_then(|m| m.modified().ok());
+            (p, len, modified)
+        };
+        let mut files: Vec<PathBuf> = config::zone_files(&self.zones_dir).unwrap_or_default();
+        files.push(self.server_file.clone());
+        files.extend(self.geoip.clone());
+        files.into_iter().map(stat).collect()
+    }
+
     fn concerns(&self, path: &Path) -> bool {
         let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
         let zone_file = path.parent() == Some(&self.zones_dir)
@@ -294,18 +326,14 @@ impl Watched {
     }
 }
 
-/// Reloads on SIGHUP and on changes to the watched files, one reload at a time.
-async fn reloader(meridian: Arc<Meridian>, watched: Watched) {
-    let (tx, mut rx) = mpsc::unbounded_channel::<()>();
-    let mut hangup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
-        Ok(s) => Some(s),
-        Err(e) => {
-            warn!("cannot listen for SIGHUP: {e}");
-            None
-        }
-    };
-    let watched = Arc::new(watched);
-    let filter = watched.clone();
+/// Starts watching (before `start` returns); each relevant batch of file events sends one
+/// message.
+fn watch(watched: Arc<Watched>) -> (Option<Debouncer>, mpsc::UnboundedReceiver<()>) {
+    let (tx, rx) = mpsc::unbounded_channel::<()>();
+    if !watched.enabled {
+        return (None, rx);
+    }
+    let dirs = watched.dirs.clone();
     let debouncer = new_debouncer(DEBOUNCE, None, move |result: DebounceEventResult| {
         let Ok(events) = result else { return };
         // Reading a file is an event too: react only to writes, or a reload would
@@ -318,26 +346,43 @@ async fn reloader(meridian: Arc<Meridian>, watched: Watched) {
                     | EventKind::Remove(_)
                     | EventKind::Access(AccessKind::Close(AccessMode::Write))
             );
-            writes && e.paths.iter().any(|p| filter.concerns(p))
+            writes && e.paths.iter().any(|p| watched.concerns(p))
         });
         if relevant {
             let _ = tx.send(());
         }
     });
-    let _debouncer = match debouncer {
+    match debouncer {
         Ok(mut d) => {
-            for dir in &watched.dirs {
+            for dir in &dirs {
                 if let Err(e) = d.watch(dir, notify::RecursiveMode::NonRecursive) {
                     warn!(dir = %dir.display(), "cannot watch for changes: {e}; reload with SIGHUP");
                 }
             }
-            Some(d)
+            (Some(d), rx)
         }
         Err(e) => {
             warn!("cannot watch files: {e}; reload with SIGHUP");
-            None
+            (None, rx)
         }
-    };
+    }
+}
+
+type Debouncer = notify_debouncer_full::Debouncer<
+    notify::RecommendedWatcher,
+    notify_debouncer_full::RecommendedCache,
+>;
+
+/// Reloads on SIGHUP and on changes to the watched files, one reload at a time.
+async fn reloader(
+    meridian: Arc<Meridian>,
+    watched: Arc<Watched>,
+    (_watching, mut changes): (Option<Debouncer>, mpsc::UnboundedReceiver<()>),
+    mut hangup: Option<tokio::signal::unix::Signal>,
+    mut seen: Fingerprint,
+) {
+    let mut poll = tokio::time::interval(POLL);
+    poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let hup = async {
             match hangup.as_mut() {
@@ -346,13 +391,24 @@ async fn reloader(meridian: Arc<Meridian>, watched: Watched) {
             }
         };
         tokio::select! {
-            Some(()) = rx.recv() => {
-                // Coalesce what piled up while the last reload ran.
-                while rx.try_recv().is_ok() {}
+            Some(()) = changes.recv() => {
+                // Coalesce what piled up while the last reload ran; one edit can come
+                // as several batches of events, so reload only if a file really differs.
+                while changes.try_recv().is_ok() {}
+                if watched.fingerprint() == seen {
+                    continue;
+                }
                 info!("configuration files changed: reloading");
             }
             _ = hup => info!("SIGHUP: reloading"),
+            _ = poll.tick(), if watched.enabled => {
+                if watched.fingerprint() == seen {
+                    continue;
+                }
+                info!("configuration files changed: reloading");
+            }
         }
+        seen = watched.fingerprint();
         let _ = meridian.reload().await;
     }
 }

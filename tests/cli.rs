@@ -147,7 +147,8 @@ fn demo_answers_dig_as_the_readme_shows() {
         format!("listen: [127.0.0.1:0]\nzones: {}\n", zones.display()),
     )
     .unwrap();
-    let (mut child, addr) = common::serve(&server);
+    let served = common::serve(&server);
+    let addr = served.addr;
     let dig = |args: &[&str]| {
         let out = Command::new("dig")
             .arg(format!("@{}", addr.ip()))
@@ -175,8 +176,7 @@ fn demo_answers_dig_as_the_readme_shows() {
     assert_eq!(tcp.trim(), "vault.kemp.local.\n127.0.1.1");
     let nx = dig(&["nothing.kemp.local"]);
     assert!(nx.contains("status: NXDOMAIN"), "{nx}");
-    child.kill().unwrap();
-    child.wait().unwrap();
+    drop(served);
 }
 
 #[test]

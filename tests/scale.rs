@@ -54,7 +54,9 @@ fn two_thousand_members_checked_every_second_keep_their_state() {
     }
     let (dir, file) = write_config(&[("scale.yaml", &zone)]);
     let started = Instant::now();
-    let (mut child, addr) = serve(&file);
+    let served = serve(&file);
+    let addr = served.addr;
+    let pid = served.child.id();
     println!(
         "2000 probes: start-up including the first round in {:?}",
         started.elapsed()
@@ -80,10 +82,10 @@ fn two_thousand_members_checked_every_second_keep_their_state() {
     }
 
     // Checking alone, no queries: what 2,000 probes a second cost.
-    let (cpu0, _) = usage(child.id());
+    let (cpu0, _) = usage(pid);
     let quiet = Instant::now();
     std::thread::sleep(Duration::from_secs(3));
-    let (cpu1, rss) = usage(child.id());
+    let (cpu1, rss) = usage(pid);
     let idle_share = (cpu1 - cpu0) / quiet.elapsed().as_secs_f64();
 
     // Take the listeners of n3 away while querying; every name must stay right.
@@ -105,12 +107,11 @@ fn two_thousand_members_checked_every_second_keep_their_state() {
         }
         queries += 20;
     }
-    let (_, rss_after) = usage(child.id());
+    let (_, rss_after) = usage(pid);
     println!(
         "2000 members every 1 s: server CPU {:.1}% of one core while only checking; RSS {rss:.1} MiB, {rss_after:.1} MiB after {queries} more queries",
         100.0 * idle_share
     );
-    child.kill().unwrap();
-    child.wait().unwrap();
+    drop(served);
     drop(dir);
 }

@@ -66,7 +66,7 @@ pub fn explain(table: &Table, name: &LowerName, qtype: RecordType, client: IpAdd
         qtype: qtype.to_string(),
         client: client.to_string(),
         zone: res.zone.map(|z| z.origin.to_string()),
-        rcode: res.rcode.to_str().to_uppercase(),
+        rcode: crate::metrics::rcode_name(res.rcode),
         policy: None,
         location: None,
         members: Vec::new(),

@@ -8,7 +8,7 @@ mod checker;
 mod probe;
 
 pub use checker::Checker;
-pub use probe::Outcome;
+pub use probe::{Outcome, install_tls_provider};
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;

@@ -42,11 +42,15 @@ pub struct ProbeContext {
     icmp_seq: u16,
 }
 
+/// reqwest is built without a default TLS provider (ring instead of aws-lc keeps the
+/// build lean), so every HTTPS client needs this first; installing twice is harmless.
+pub fn install_tls_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 impl Default for Prober {
     fn default() -> Self {
-        // reqwest is built without a default TLS provider (ring instead of aws-lc keeps the
-        // build lean); installing twice is harmless.
-        let _ = rustls::crypto::ring::default_provider().install_default();
+        install_tls_provider();
         Prober {
             icmp_v4: OnceCell::new(),
             icmp_v6: OnceCell::new(),

@@ -221,3 +221,55 @@ pub fn free_port(ip: IpAddr) -> u16 {
         .unwrap()
         .port()
 }
+
+/// A stand-in upstream resolver on 127.x: answers every A query with `answer` (TTL 60)
+/// and counts the queries it gets.
+pub struct FakeResolver {
+    pub addr: SocketAddr,
+    pub queries: Arc<AtomicUsize>,
+    stop: Arc<AtomicBool>,
+}
+
+impl FakeResolver {
+    pub fn start(ip: IpAddr, answer: std::net::Ipv4Addr) -> Self {
+        use hickory_proto::op::{Message, MessageType};
+        use hickory_proto::rr::{RData, Record};
+        let socket = std::net::UdpSocket::bind((ip, 0)).unwrap();
+        socket
+            .set_read_timeout(Some(Duration::from_millis(50)))
+            .unwrap();
+        let addr = socket.local_addr().unwrap();
+        let queries = Arc::new(AtomicUsize::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (q, s) = (queries.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while !s.load(Ordering::SeqCst) {
+                let Ok((n, from)) = socket.recv_from(&mut buf) else {
+                    continue;
+                };
+                let Ok(query) = Message::from_vec(&buf[..n]) else {
+                    continue;
+                };
+                q.fetch_add(1, Ordering::SeqCst);
+                let mut reply = query.clone();
+                reply.metadata.message_type = MessageType::Response;
+                reply.metadata.recursion_available = true;
+                let name = query.queries[0].name().clone();
+                reply.add_answer(Record::from_rdata(name, 60, RData::A(answer.into())));
+                let _ = socket.send_to(&reply.to_vec().unwrap(), from);
+            }
+        });
+        FakeResolver {
+            addr,
+            queries,
+            stop,
+        }
+    }
+}
+
+impl Drop for FakeResolver {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+}

@@ -74,6 +74,11 @@ pub fn start_with(dir: tempfile::TempDir, server_file: &Path) -> TestServer {
 }
 
 impl TestServer {
+    /// The admin API's address (the server file must configure `admin:`).
+    pub fn admin(&self) -> SocketAddr {
+        self.running().admin.expect("admin API configured")
+    }
+
     pub fn running(&self) -> &Running {
         self.running.as_ref().unwrap()
     }
@@ -180,8 +185,28 @@ pub fn assert_rcode(msg: &Message, rcode: ResponseCode) {
     assert_eq!(msg.metadata.response_code, rcode, "rcode of {msg:?}");
 }
 
+/// A `meridian serve` child process and what it logged so far.
+pub struct Served {
+    pub child: Child,
+    pub addr: SocketAddr,
+    pub log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Served {
+    pub fn log_contains(&self, needle: &str) -> bool {
+        self.log.lock().unwrap().iter().any(|l| l.contains(needle))
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// Starts the `meridian serve` binary and waits for the log line naming the bound address.
-pub fn serve(config: &Path) -> (Child, SocketAddr) {
+pub fn serve(config: &Path) -> Served {
     let mut child = Command::new(env!("CARGO_BIN_EXE_meridian"))
         .args(["serve", "--config"])
         .arg(config)
@@ -190,19 +215,59 @@ pub fn serve(config: &Path) -> (Child, SocketAddr) {
         .unwrap();
     let stderr = child.stderr.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
+    let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = log.clone();
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
             if let Some(rest) = line.split("listening on UDP and TCP addr=").nth(1) {
                 let _ = tx.send(rest.trim().parse::<SocketAddr>().unwrap());
             }
+            sink.lock().unwrap().push(line);
         }
     });
     let addr = rx
         .recv_timeout(Duration::from_secs(30))
         .expect("server listens");
-    (child, addr)
+    Served { child, addr, log }
 }
 
+/// One HTTP/1.1 request over a fresh connection: (status, body).
+pub fn http(addr: SocketAddr, method: &str, path: &str, token: Option<&str>) -> (u16, String) {
+    let mut stream = TcpStream::connect_timeout(&addr, TIMEOUT).unwrap();
+    stream.set_read_timeout(Some(TIMEOUT)).unwrap();
+    let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let status = response.split(' ').nth(1).unwrap().parse().unwrap();
+    let body = response
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, b)| b)
+        .to_string();
+    (status, body)
+}
+
+/// Polls `f` every 20 ms until it returns true, for at most `limit`.
+pub fn eventually(limit: Duration, what: &str, mut f: impl FnMut() -> bool) {
+    let start = std::time::Instant::now();
+    while !f() {
+        assert!(
+            start.elapsed() < limit,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Replaces a file the way editors and deploy tools do: write a temporary file, rename.
+pub fn replace_file(path: &Path, text: &str) {
+    let tmp = path.with_extension("tmp~");
+    std::fs::write(&tmp, text).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
 /// A query with EDNS carrying a Client Subnet option (`81.2.69.142/24`).
 pub fn ecs_query(name: &str, rtype: RecordType, subnet: &str) -> Message {
     use hickory_proto::rr::rdata::opt::{ClientSubnet, EdnsOption};
