@@ -7,7 +7,8 @@ The leader answers 200, the others 429 (standby), as Vault does.
     python3 demo/fake-vault.py step-down 4    # node 4 becomes the leader
     python3 demo/fake-vault.py seal 4         # node 4 answers 503 (sealed)
 
-`serve` takes --nodes (default 127.0.1.1-127.0.1.6) and --port (default 8200). The leader
+`serve` takes --nodes (default 127.0.1.1-127.0.1.6), --port (default 8200) and --first
+(the node number of the first address, default 1: one node per container). The leader
 is kept in a small state file ($MERIDIAN_DEMO_STATE, default /tmp/meridian-demo-vault.json),
 read on every request, so step-down and seal work from any shell.
 """
@@ -64,11 +65,11 @@ def handler_for(node):
     return Health
 
 
-def serve(nodes, port):
+def serve(nodes, port, first):
     if not os.path.exists(STATE):
         write_state({"leader": 1, "sealed": []})
     servers = []
-    for i, addr in enumerate(nodes, start=1):
+    for i, addr in enumerate(nodes, start=first):
         srv = ThreadingHTTPServer((addr, port), handler_for(i))
         threading.Thread(target=srv.serve_forever, daemon=True).start()
         servers.append(srv)
@@ -83,6 +84,7 @@ def main():
     s = sub.add_parser("serve")
     s.add_argument("--nodes", default=",".join(f"127.0.1.{i}" for i in range(1, 7)))
     s.add_argument("--port", type=int, default=8200)
+    s.add_argument("--first", type=int, default=1, help="node number of the first address")
     d = sub.add_parser("step-down", help="make node N the leader")
     d.add_argument("node", type=int)
     z = sub.add_parser("seal", help="seal node N (503)")
@@ -91,7 +93,7 @@ def main():
     u.add_argument("node", type=int)
     a = p.parse_args()
     if a.cmd == "serve":
-        serve(a.nodes.split(","), a.port)
+        serve(a.nodes.split(","), a.port, a.first)
         return
     state = read_state()
     if a.cmd == "step-down":
