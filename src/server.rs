@@ -165,6 +165,7 @@ pub struct Running {
     pub admin: Option<SocketAddr>,
     pub meridian: Arc<Meridian>,
     server: Server<Handler>,
+    udp: dns::udp::Workers,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -213,7 +214,7 @@ pub async fn start(config: Config) -> io::Result<Running> {
         "first health-check round done"
     );
 
-    let server = dns::server(meridian.clone(), bound)?;
+    let (server, udp) = dns::server(meridian.clone(), bound)?;
     for addr in &addrs {
         info!(%addr, "listening on UDP and TCP");
     }
@@ -247,6 +248,7 @@ pub async fn start(config: Config) -> io::Result<Running> {
         admin,
         meridian,
         server,
+        udp,
         tasks,
     })
 }
@@ -422,6 +424,7 @@ impl Running {
         if let Err(e) = self.server.shutdown_gracefully().await {
             warn!(error = %e, "listener ended with an error");
         }
+        drop(self.udp);
         self.meridian.checker.stop_all();
     }
 }

@@ -1,5 +1,11 @@
 //! The DNS front end: sockets, and the handler that turns a query into a response from the
 //! current zone table. All hickory-server glue lives here.
+//!
+//! TCP runs on hickory-server. UDP runs on our own threads (`udp`): the common query is
+//! answered by the fast path (`fast`) and everything else by the same `Handler` as TCP.
+
+mod fast;
+pub mod udp;
 
 use std::io;
 use std::net::{SocketAddr, TcpListener, UdpSocket};
@@ -256,59 +262,93 @@ fn with_ttl(record: &Record, ttl: u32) -> Record {
     r
 }
 
-/// One listen address: its UDP socket and TCP listener, bound to the same port.
+/// One listen address: its UDP sockets (one per core, SO_REUSEPORT) and TCP listener, bound
+/// to the same port.
 #[derive(Debug)]
 pub struct Bound {
     pub addr: SocketAddr,
-    udp: UdpSocket,
+    udp: Vec<UdpSocket>,
     tcp: TcpListener,
+}
+
+fn explain(proto: &str, a: SocketAddr, e: io::Error) -> io::Error {
+    let hint = match e.kind() {
+        io::ErrorKind::PermissionDenied if a.port() < 1024 => {
+            " (ports below 1024 need root or CAP_NET_BIND_SERVICE)"
+        }
+        io::ErrorKind::AddrInUse => " (another process is using it)",
+        io::ErrorKind::AddrNotAvailable => " (no interface has this address)",
+        _ => "",
+    };
+    io::Error::new(e.kind(), format!("cannot bind {proto} {a}: {e}{hint}"))
+}
+
+fn udp_socket(addr: SocketAddr) -> io::Result<UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    // Every socket of the group sets it, so that a foreign socket on the port still fails.
+    socket.set_reuse_port(true)?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    // Room for bursts; the kernel caps it at net.core.rmem_max.
+    let _ = socket.set_recv_buffer_size(4 << 20);
+    socket.bind(&addr.into())?;
+    Ok(socket.into())
+}
+
+/// UDP sockets per listen address: one per core this process may run on.
+fn udp_sockets_per_address() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 /// Binds UDP and TCP on `addr`. Port 0 picks a port that is free for both.
 pub fn bind(addr: SocketAddr) -> io::Result<Bound> {
-    let explain = |proto: &str, a: SocketAddr, e: io::Error| {
-        let hint = match e.kind() {
-            io::ErrorKind::PermissionDenied if a.port() < 1024 => {
-                " (ports below 1024 need root or CAP_NET_BIND_SERVICE)"
-            }
-            io::ErrorKind::AddrInUse => " (another process is using it)",
-            io::ErrorKind::AddrNotAvailable => " (no interface has this address)",
-            _ => "",
-        };
-        io::Error::new(e.kind(), format!("cannot bind {proto} {a}: {e}{hint}"))
-    };
     // With port 0 the kernel picks the UDP port; TCP may find it taken, so try again.
     let attempts = if addr.port() == 0 { 20 } else { 1 };
     let mut last = None;
     for _ in 0..attempts {
-        let udp = UdpSocket::bind(addr).map_err(|e| explain("UDP", addr, e))?;
-        let bound = udp.local_addr()?;
-        match TcpListener::bind(bound) {
-            Ok(tcp) => {
-                udp.set_nonblocking(true)?;
-                tcp.set_nonblocking(true)?;
-                return Ok(Bound {
-                    addr: bound,
-                    udp,
-                    tcp,
-                });
+        let first = udp_socket(addr).map_err(|e| explain("UDP", addr, e))?;
+        let bound = first.local_addr()?;
+        let tcp = match TcpListener::bind(bound) {
+            Ok(tcp) => tcp,
+            Err(e) => {
+                last = Some(explain("TCP", bound, e));
+                continue;
             }
-            Err(e) => last = Some(explain("TCP", bound, e)),
+        };
+        tcp.set_nonblocking(true)?;
+        let mut udp = vec![first];
+        for _ in 1..udp_sockets_per_address() {
+            udp.push(udp_socket(bound).map_err(|e| explain("UDP", bound, e))?);
         }
+        return Ok(Bound {
+            addr: bound,
+            udp,
+            tcp,
+        });
     }
     Err(last.expect("at least one attempt"))
 }
 
-/// A hickory server answering on every bound address. Must be called inside the runtime.
-pub fn server(meridian: Arc<Meridian>, bound: Vec<Bound>) -> io::Result<Server<Handler>> {
-    let mut server = Server::new(Handler { meridian });
+/// Starts answering on every bound address: TCP on a hickory server, UDP on our worker
+/// threads. Must be called inside the runtime.
+pub fn server(
+    meridian: Arc<Meridian>,
+    bound: Vec<Bound>,
+) -> io::Result<(Server<Handler>, udp::Workers)> {
+    let mut server = Server::new(Handler {
+        meridian: meridian.clone(),
+    });
+    let mut sockets = Vec::new();
     for b in bound {
-        server.register_socket(tokio::net::UdpSocket::from_std(b.udp)?);
         server.register_listener(
             tokio::net::TcpListener::from_std(b.tcp)?,
             TCP_IDLE_TIMEOUT,
             32,
         );
+        sockets.extend(b.udp);
     }
-    Ok(server)
+    let workers = udp::start(meridian, sockets)?;
+    Ok((server, workers))
 }

@@ -1,0 +1,190 @@
+#!/usr/bin/env bash
+# Meridian beside gdnsd and Knot under the same dnsperf load, on 127.0.0.1.
+#
+#   bench/run.sh --install    # once per machine, as root: dnsperf, gdnsd, knot, dig
+#   bench/run.sh              # build Meridian (release), measure, print the table
+#
+# Each server is pinned to CPU $SERVER_CPU and dnsperf to CPU $CLIENT_CPU. Rounds
+# interleave the servers so that background noise falls on all alike; the table shows
+# medians. Loads:
+#   mixed  80% health-checked name (vault: all up members, TCP checks), 10% static name,
+#          10% NXDOMAIN: Meridian, gdnsd (DYNA multifo + tcp_connect) and Knot (static)
+#   ecs    Meridian only: a proximity name queried with EDNS Client Subnet options, the
+#          client subnets rotating over site networks and GeoIP-placed addresses
+# Settings (environment): DURATION (s per run, default 10), ROUNDS (3), CLIENTS (8),
+# OUTSTANDING (200), SERVER_CPU (0), CLIENT_CPU (1), SERVERS ("meridian gdnsd knot").
+# Everything started is stopped on exit, and every load run is bounded by DURATION.
+set -euo pipefail
+cd "$(dirname "$0")"
+BENCH=$PWD
+ROOT=$(cd .. && pwd)
+
+DURATION=${DURATION:-10}
+ROUNDS=${ROUNDS:-3}
+CLIENTS=${CLIENTS:-8}
+OUTSTANDING=${OUTSTANDING:-200}
+SERVER_CPU=${SERVER_CPU:-0}
+CLIENT_CPU=${CLIENT_CPU:-1}
+SERVERS=${SERVERS:-meridian gdnsd knot}
+PORT_MERIDIAN=5401 PORT_GDNSD=5402 PORT_KNOT=5403
+
+if [ "${1:-}" = --install ]; then
+  apt-get update -q
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q dnsperf gdnsd knot dnsutils python3
+  exit 0
+fi
+for t in dnsperf dig taskset python3 cargo; do
+  command -v "$t" >/dev/null || { echo "missing $t: run $0 --install" >&2; exit 1; }
+done
+case " $SERVERS " in *" gdnsd "*) command -v gdnsd >/dev/null || { echo "missing gdnsd: run $0 --install" >&2; exit 1; } ;; esac
+case " $SERVERS " in *" knot "*) command -v knotd >/dev/null || { echo "missing knotd: run $0 --install" >&2; exit 1; } ;; esac
+
+echo "building Meridian (release)..." >&2
+(cd "$ROOT" && cargo build --release --quiet)
+MERIDIAN=$ROOT/target/release/meridian
+
+RUNDIR=$(mktemp -d /tmp/meridian-bench.XXXXXX)
+RESULTS=$RUNDIR/results.tsv
+PIDS=()
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${PIDS[@]}"; do
+    for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$p" 2>/dev/null || true
+  done
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+fill() { sed -e "s|@RUNDIR@|$1|g" -e "s|@PORT@|$2|g" -e "s|@GEOIP@|$ROOT/geoip/maxmind-test-data/GeoIP2-City-Test.mmdb|g" "$3"; }
+port_of() { case $1 in meridian) echo $PORT_MERIDIAN ;; gdnsd) echo $PORT_GDNSD ;; knot) echo $PORT_KNOT ;; esac; }
+
+python3 "$BENCH/tcp-listeners.py" --lifetime 3600 127.0.1.1 127.0.1.2 127.0.1.3 &
+PIDS+=("$!")
+
+start() {
+  local name=$1 port d
+  port=$(port_of "$name"); d=$RUNDIR/$name; mkdir -p "$d"
+  if ss -Hlun "sport = :$port" | grep -q .; then echo "port $port is busy" >&2; exit 1; fi
+  case $name in
+    meridian)
+      mkdir -p "$d/zones"
+      fill "$d" "$port" conf/meridian.yaml > "$d/meridian.yaml"
+      cp conf/kemp.local.yaml "$d/zones/"
+      RUST_LOG=warn taskset -c "$SERVER_CPU" "$MERIDIAN" serve -c "$d/meridian.yaml" > "$d/log" 2>&1 & ;;
+    gdnsd)
+      mkdir -p "$d/zones" "$d/run" "$d/state"
+      fill "$d" "$port" conf/gdnsd.config > "$d/config"
+      cp conf/gdnsd.zone "$d/zones/kemp.local"
+      taskset -c "$SERVER_CPU" gdnsd -c "$d" start > "$d/log" 2>&1 & ;;
+    knot)
+      mkdir -p "$d/run" "$d/db"
+      fill "$d" "$port" conf/knot.conf > "$d/knot.conf"
+      cp conf/knot.zone "$d/kemp.local.zone"
+      taskset -c "$SERVER_CPU" knotd -c "$d/knot.conf" > "$d/log" 2>&1 & ;;
+  esac
+  echo $! > "$d/pid"; PIDS+=("$!")
+}
+
+wait_ready() {
+  local name=$1 port; port=$(port_of "$name")
+  for _ in $(seq 60); do
+    kill -0 "$(cat "$RUNDIR/$name/pid")" 2>/dev/null || { echo "$name died:" >&2; tail "$RUNDIR/$name/log" >&2; exit 1; }
+    if [ "$(dig +short +norec +time=1 +tries=1 @127.0.0.1 -p "$port" vault.kemp.local | grep -c '^127\.0\.1\.')" = 3 ]; then
+      return
+    fi
+    sleep 0.5
+  done
+  echo "$name not ready after 30 s" >&2; tail "$RUNDIR/$name/log" >&2; exit 1
+}
+
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+
+# run LABEL SERVER QUERYFILE SECONDS [dnsperf args...]: one bounded dnsperf run.
+run() {
+  local label=$1 name=$2 queries=$3 seconds=$4; shift 4
+  local pid port out t0 t1
+  pid=$(cat "$RUNDIR/$name/pid"); port=$(port_of "$name")
+  out=$RUNDIR/$label.$(date +%s%N).out
+  t0=$(cpu_ticks "$pid")
+  taskset -c "$CLIENT_CPU" dnsperf -s 127.0.0.1 -p "$port" -d "$queries" -T 1 -c "$CLIENTS" \
+    -q "$OUTSTANDING" -t 1 -l "$seconds" "$@" > "$out" 2>&1
+  t1=$(cpu_ticks "$pid")
+  python3 - "$out" "$label" "$((t1 - t0))" "$(getconf CLK_TCK)" >> "$RESULTS" <<'PY'
+import re, sys
+text = open(sys.argv[1]).read()
+def num(pat, default=0.0):
+    m = re.search(pat, text)
+    return float(m.group(1)) if m else default
+completed = num(r"Queries completed:\s+(\d+)")
+lost = num(r"Queries lost:\s+(\d+)")
+qps = num(r"Queries per second:\s+([\d.]+)")
+runtime = num(r"Run time \(s\):\s+([\d.]+)", 1.0)
+avg = num(r"Average Latency \(s\):\s+([\d.]+)")
+mx = num(r"Average Latency \(s\):\s+[\d.]+ \(min [\d.]+, max ([\d.]+)\)")
+cpu = int(sys.argv[3]) / int(sys.argv[4])
+print(f"{sys.argv[2]}\t{completed:.0f}\t{lost:.0f}\t{qps:.1f}\t{runtime:.3f}\t{cpu:.3f}\t{avg*1000:.3f}\t{mx*1000:.3f}")
+PY
+}
+
+# ECS option values (dnsperf -E code:hex): family, source prefix, scope 0, address bytes.
+ecs() { python3 -c "import ipaddress,sys; n=ipaddress.ip_network(sys.argv[1]); f=1 if n.version==4 else 2; b=n.network_address.packed[:(n.prefixlen+7)//8]; print('8:%04x%02x00%s' % (f, n.prefixlen, b.hex()))" "$1"; }
+SUBNETS="10.1.7.0/24 10.2.7.0/24 10.3.7.0/24 81.2.69.142/32 89.160.20.112/32 216.160.83.56/32 175.16.199.0/24 214.0.0.1/32"
+
+for s in $SERVERS; do start "$s"; done
+for s in $SERVERS; do wait_ready "$s"; done
+printf 'label\tcompleted\tlost\tqps\truntime\tcpu\tavg_ms\tmax_ms\n' > "$RESULTS"
+echo "warming up..." >&2
+for s in $SERVERS; do run "warmup-$s" "$s" queries.txt 2 > /dev/null; done
+sed -i '/^warmup/d' "$RESULTS"
+for r in $(seq "$ROUNDS"); do
+  for s in $SERVERS; do
+    echo "round $r/$ROUNDS: $s, mixed load, ${DURATION}s" >&2
+    run "$s mixed" "$s" queries.txt "$DURATION"
+  done
+  case " $SERVERS " in *" meridian "*)
+    # The ECS run: each client subnet for an equal share of DURATION.
+    n=$(echo "$SUBNETS" | wc -w); share=$(( (DURATION + n - 1) / n ))
+    echo "round $r/$ROUNDS: meridian, ECS proximity load, $n subnets x ${share}s" >&2
+    for net in $SUBNETS; do run "meridian ecs-part" meridian queries-ecs.txt "$share" -E "$(ecs "$net")"; done
+    python3 - "$RESULTS" >> "$RESULTS" <<'PY'
+import sys
+rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1]) if l.startswith("meridian ecs-part")]
+tot = [sum(float(r[i]) for r in rows) for i in range(1, 8)]
+avg_lat = sum(float(r[6]) * float(r[1]) for r in rows) / max(tot[0], 1)
+print(f"meridian ecs\t{tot[0]:.0f}\t{tot[1]:.0f}\t{tot[0]/tot[3]:.1f}\t{tot[3]:.3f}\t{tot[4]:.3f}\t{avg_lat:.3f}\t{max(float(r[7]) for r in rows):.3f}")
+PY
+    sed -i '/^meridian ecs-part/d' "$RESULTS" ;;
+  esac
+done
+
+for s in $SERVERS; do
+  echo -e "$s\t$(awk '/VmHWM/ {print $2}' "/proc/$(cat "$RUNDIR/$s/pid")/status")" >> "$RUNDIR/rss.tsv"
+done
+
+python3 - "$RESULTS" "$RUNDIR/rss.tsv" "$DURATION" "$ROUNDS" <<'PY'
+import statistics, sys
+rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1])][1:]
+rss = dict(l.split() for l in open(sys.argv[2]))
+by = {}
+for r in rows:
+    by.setdefault(r[0], []).append([float(x) for x in r[1:]])
+def med(k, i):
+    return statistics.median(v[i] for v in by[k])
+def per_cpu(k):
+    return statistics.median(v[0] / v[4] for v in by[k] if v[4] > 0)
+print(f"\nMeridian beside gdnsd and Knot: {sys.argv[4]} rounds of {sys.argv[3]} s, medians; server and dnsperf pinned to separate cores\n")
+print("| server, load | QPS | server CPU s | answers per CPU-s | avg / max latency ms | lost / sent | peak RSS MiB |")
+print("|---|---|---|---|---|---|---|")
+for k in by:
+    server = k.split()[0]
+    lost = sum(v[1] for v in by[k]); sent = sum(v[0] + v[1] for v in by[k])
+    print(f"| {k} | {med(k,2):,.0f} | {med(k,4):.2f} | {per_cpu(k):,.0f} | {med(k,5):.2f} / {max(v[6] for v in by[k]):.1f} | {lost:.0f} / {sent:,.0f} | {int(rss.get(server, 0))/1024:.1f} |")
+print()
+for peer in ("gdnsd mixed", "knot mixed"):
+    if peer in by:
+        for k in ("meridian mixed", "meridian ecs"):
+            if k in by:
+                print(f"- {k} / {peer}: answers per CPU-s ratio **{per_cpu(k)/per_cpu(peer):.2f}**")
+PY
+echo "raw results: $RUNDIR" >&2
