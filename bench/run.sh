@@ -162,8 +162,19 @@ for s in $SERVERS; do
   echo -e "$s\t$(awk '/VmHWM/ {print $2}' "/proc/$(cat "$RUNDIR/$s/pid")/status")" >> "$RUNDIR/rss.tsv"
 done
 
-python3 - "$RESULTS" "$RUNDIR/rss.tsv" "$DURATION" "$ROUNDS" <<'PY'
-import statistics, sys
+# Below saturation: 80% of Meridian's median QPS, fixed rate, for DURATION.
+FIXED=""
+case " $SERVERS " in *" meridian "*)
+  rate=$(awk -F'\t' '$1 == "meridian mixed" {print $4}' "$RESULTS" | sort -n | awk '{a[NR]=$1} END {print int(a[int((NR+1)/2)] * 0.8)}')
+  echo "meridian at 80% of its saturation: ${rate} QPS for ${DURATION}s" >&2
+  out=$RUNDIR/fixed.out
+  taskset -c "$CLIENT_CPU" dnsperf -s 127.0.0.1 -p "$PORT_MERIDIAN" -d queries.txt -T 1 -c "$CLIENTS" \
+    -q "$OUTSTANDING" -t 1 -l "$DURATION" -Q "$rate" > "$out" 2>&1
+  FIXED=$out ;;
+esac
+
+python3 - "$RESULTS" "$RUNDIR/rss.tsv" "$DURATION" "$ROUNDS" "$FIXED" <<'PY'
+import re, statistics, sys
 rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1])][1:]
 rss = dict(l.split() for l in open(sys.argv[2]))
 by = {}
@@ -186,5 +197,42 @@ for peer in ("gdnsd mixed", "knot mixed"):
         for k in ("meridian mixed", "meridian ecs"):
             if k in by:
                 print(f"- {k} / {peer}: answers per CPU-s ratio **{per_cpu(k)/per_cpu(peer):.2f}**")
+if len(sys.argv) > 5 and sys.argv[5]:
+    t = open(sys.argv[5]).read()
+    def g(p):
+        return re.search(p, t).group(1)
+    qps = float(g(r"Queries per second:\s+([\d.]+)"))
+    lost, sent = g(r"Queries lost:\s+(\d+)"), g(r"Queries sent:\s+(\d+)")
+    avg = float(g(r"Average Latency \(s\):\s+([\d.]+)")) * 1000
+    mx = float(g(r"max ([\d.]+)\)")) * 1000
+    sd = float(g(r"Latency StdDev \(s\):\s+([\d.]+)")) * 1000
+    print(f"- meridian at 80% of saturation ({qps:,.0f} QPS): lost {lost} of {sent}, "
+          f"latency avg {avg:.3f} ms, stddev {sd:.3f} ms, max {mx:.3f} ms")
 PY
+# Scale: 100,000 health-checked names of 3 members each (no checks: this measures the
+# table, not probing), load time to the first answer and resident memory.
+if [ "${SCALE:-1}" = 1 ] && case " $SERVERS " in *" meridian "*) true ;; *) false ;; esac; then
+  d=$RUNDIR/scale; mkdir -p "$d/zones"
+  printf 'listen: [127.0.0.1:5404]\nzones: zones\n' > "$d/meridian.yaml"
+  python3 - "$d/zones/scale.yaml" <<'PY'
+import sys
+with open(sys.argv[1], "w") as f:
+    f.write("zone: scale.test\nns: [ns1]\nfqdns:\n")
+    for i in range(100_000):
+        a, b = divmod(i, 250)
+        f.write(f"  n{i}: {{ selection: round-robin, members: [{{ address: 127.{20 + a // 250}.{a % 250}.{b + 1} }}, "
+                f"{{ address: 127.{20 + a // 250}.{a % 250}.{b + 2} }}, {{ address: \"2001:db8::{i // 65536:x}:{i % 65536:x}\" }}] }}\n")
+PY
+  start_ns=$(date +%s%N)
+  RUST_LOG=warn taskset -c "$SERVER_CPU" "$MERIDIAN" serve -c "$d/meridian.yaml" > "$d/log" 2>&1 &
+  spid=$!; PIDS+=("$spid")
+  until dig +short +norec +time=1 +tries=1 @127.0.0.1 -p 5404 n99999.scale.test 2>/dev/null | grep -q '^127\.'; do
+    kill -0 "$spid" 2>/dev/null || { echo "scale server died:" >&2; tail "$d/log" >&2; exit 1; }
+    [ $(( ($(date +%s%N) - start_ns) / 1000000000 )) -lt 120 ] || { echo "scale server not ready in 120 s" >&2; exit 1; }
+    sleep 0.1
+  done
+  load_ms=$(( ($(date +%s%N) - start_ns) / 1000000 ))
+  rss_kb=$(awk '/VmRSS/ {print $2}' "/proc/$spid/status")
+  echo "- 100,000 health-checked names (300,000 members): serving after $(awk "BEGIN {printf \"%.1f\", $load_ms / 1000}") s, RSS $(( rss_kb / 1024 )) MiB"
+fi
 echo "raw results: $RUNDIR" >&2

@@ -447,7 +447,7 @@ struct SiteRaw {
     networks: Option<Spanned<TextList>>,
     default: Option<bool>,
     enabled: Option<bool>,
-    check: Option<Spanned<CheckRaw>>,
+    check: Option<Box<Spanned<CheckRaw>>>,
     checks: Option<Vec<Spanned<CheckRaw>>>,
 }
 
@@ -458,7 +458,7 @@ struct FqdnRaw {
     ttl: Option<Spanned<u32>>,
     answers: Option<Spanned<u32>>,
     when_all_down: Option<WhenAllDown>,
-    check: Option<Spanned<CheckRaw>>,
+    check: Option<Box<Spanned<CheckRaw>>>,
     checks: Option<Vec<Spanned<CheckRaw>>>,
     members: Spanned<Vec<Spanned<MemberRaw>>>,
 }
@@ -470,7 +470,7 @@ struct MemberRaw {
     weight: Option<Spanned<i64>>,
     site: Option<Spanned<String>>,
     enabled: Option<bool>,
-    check: Option<Spanned<CheckRaw>>,
+    check: Option<Box<Spanned<CheckRaw>>>,
     checks: Option<Vec<Spanned<CheckRaw>>>,
 }
 
@@ -497,7 +497,16 @@ struct CheckRaw {
 /// Parses YAML into `T`, turning a serde error into a positioned [`ConfigError`].
 fn parse_yaml<T: for<'de> Deserialize<'de>>(file: &Path, text: &str) -> Result<T, ConfigError> {
     let mut path = String::new();
-    serde_saphyr::with_deserializer_from_str(text, |de| {
+    // serde-saphyr's default budget (250,000 nodes) stops a zone of some 15,000 names; a
+    // zone of 100,000 names with 3 members each is about 2.5 million events. Alias
+    // expansion keeps its own limits, which are what stop YAML bombs.
+    let mut budget = serde_saphyr::Budget::default();
+    budget.max_events = 100_000_000;
+    budget.max_nodes = 50_000_000;
+    budget.max_total_scalar_bytes = 1 << 30;
+    let mut options = serde_saphyr::Options::default();
+    options.budget = Some(budget);
+    serde_saphyr::with_deserializer_from_str_with_options(text, options, |de| {
         serde_path_to_error::deserialize::<_, T>(de).map_err(|e| {
             path = e.path().to_string();
             e.into_inner()
@@ -1242,7 +1251,7 @@ fn validate_fqdn(
 fn validate_checks(
     r: &mut Report,
     field: &str,
-    one: &Option<Spanned<CheckRaw>>,
+    one: &Option<Box<Spanned<CheckRaw>>>,
     many: &Option<Vec<Spanned<CheckRaw>>>,
     needs_address: bool,
 ) -> Option<Vec<Check>> {
