@@ -4,6 +4,7 @@
 
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
+use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -68,6 +69,10 @@ pub fn start(meridian: Arc<Meridian>, sockets: Vec<UdpSocket>) -> io::Result<Wor
     Ok(Workers { stop, threads })
 }
 
+/// Datagrams read or written per system call: the kernel's per-call cost, most of the
+/// CPU time at high rates, is spread over a batch.
+const BATCH: usize = 32;
+
 fn serve(
     socket: &Arc<UdpSocket>,
     meridian: &Meridian,
@@ -75,11 +80,12 @@ fn serve(
     runtime: &tokio::runtime::Handle,
     stop: &AtomicBool,
 ) {
-    let mut buf = [0u8; 4096];
-    let mut out = Vec::with_capacity(1232);
+    let mut batch = Batch::new();
+    let mut replies: Vec<Vec<u8>> = (0..BATCH).map(|_| Vec::with_capacity(1232)).collect();
+    let mut to: Vec<usize> = Vec::with_capacity(BATCH);
     while !stop.load(Ordering::Relaxed) {
-        let (n, src) = match socket.recv_from(&mut buf) {
-            Ok(x) => x,
+        let received = match batch.receive(socket) {
+            Ok(n) => n,
             Err(e)
                 if matches!(
                     e.kind(),
@@ -95,24 +101,151 @@ fn serve(
                 continue;
             }
         };
-        // As hickory-server does: never answer port 0, unspecified or broadcast sources.
-        if src.port() == 0 || src.ip().is_unspecified() {
-            continue;
-        }
         let table = meridian.table.load();
-        match fast::answer(&table, &buf[..n], src.ip(), &mut out) {
-            Ok(()) => {
-                let _ = socket.send_to(&out, src);
+        to.clear();
+        for i in 0..received {
+            let Some(src) = batch.peer(i) else { continue };
+            // As hickory-server does: never answer port 0 or unspecified sources.
+            if src.port() == 0 || src.ip().is_unspecified() {
+                continue;
             }
-            Err(fast::Slow) => {
-                let raw = buf[..n].to_vec();
-                let (socket, handler) = (socket.clone(), handler.clone());
-                runtime.spawn(async move {
-                    if let Some(reply) = general(&handler, raw, src).await {
-                        let _ = socket.send_to(&reply, src);
-                    }
-                });
+            let query = batch.datagram(i);
+            match fast::answer(&table, query, src.ip(), &mut replies[to.len()]) {
+                Ok(()) => to.push(i),
+                Err(fast::Slow) => {
+                    let raw = query.to_vec();
+                    let (socket, handler) = (socket.clone(), handler.clone());
+                    runtime.spawn(async move {
+                        if let Some(reply) = general(&handler, raw, src).await {
+                            let _ = socket.send_to(&reply, src);
+                        }
+                    });
+                }
             }
+        }
+        batch.send(socket, &replies, &to);
+    }
+}
+
+/// Buffers and peer addresses for `recvmmsg`/`sendmmsg`.
+struct Batch {
+    buffers: Vec<[u8; 4096]>,
+    lengths: [usize; BATCH],
+    peers: [libc::sockaddr_storage; BATCH],
+    peer_lengths: [libc::socklen_t; BATCH],
+}
+
+impl Batch {
+    fn new() -> Self {
+        Batch {
+            buffers: vec![[0u8; 4096]; BATCH],
+            lengths: [0; BATCH],
+            // SAFETY: sockaddr_storage is plain data; all zeroes is a valid value.
+            peers: unsafe { std::mem::zeroed() },
+            peer_lengths: [0; BATCH],
+        }
+    }
+
+    /// Waits for at least one datagram and takes up to BATCH that are ready.
+    fn receive(&mut self, socket: &UdpSocket) -> io::Result<usize> {
+        // SAFETY: plain C structs; all zeroes is valid (null pointers, zero lengths).
+        let mut iov: [libc::iovec; BATCH] = unsafe { std::mem::zeroed() };
+        let mut headers: [libc::mmsghdr; BATCH] = unsafe { std::mem::zeroed() };
+        for i in 0..BATCH {
+            iov[i].iov_base = self.buffers[i].as_mut_ptr().cast();
+            iov[i].iov_len = self.buffers[i].len();
+            let h = &mut headers[i].msg_hdr;
+            h.msg_name = (&mut self.peers[i] as *mut libc::sockaddr_storage).cast();
+            h.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+            h.msg_iov = &mut iov[i];
+            h.msg_iovlen = 1;
+        }
+        // SAFETY: every header points at buffers and addresses that live through the
+        // call; the kernel writes at most the lengths given.
+        let n = unsafe {
+            libc::recvmmsg(
+                socket.as_raw_fd(),
+                headers.as_mut_ptr(),
+                BATCH as libc::c_uint,
+                libc::MSG_WAITFORONE,
+                std::ptr::null_mut(),
+            )
+        };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let n = n as usize;
+        for i in 0..n {
+            self.lengths[i] = headers[i].msg_len as usize;
+            self.peer_lengths[i] = headers[i].msg_hdr.msg_namelen;
+        }
+        Ok(n)
+    }
+
+    fn datagram(&self, i: usize) -> &[u8] {
+        &self.buffers[i][..self.lengths[i]]
+    }
+
+    fn peer(&self, i: usize) -> Option<SocketAddr> {
+        let storage = &self.peers[i];
+        match i32::from(storage.ss_family) {
+            libc::AF_INET => {
+                // SAFETY: the kernel wrote a sockaddr_in for AF_INET.
+                let sin = unsafe {
+                    &*(storage as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>()
+                };
+                let ip = std::net::Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr));
+                Some(SocketAddr::from((ip, u16::from_be(sin.sin_port))))
+            }
+            libc::AF_INET6 => {
+                // SAFETY: the kernel wrote a sockaddr_in6 for AF_INET6.
+                let sin6 = unsafe {
+                    &*(storage as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>()
+                };
+                let ip = std::net::Ipv6Addr::from(sin6.sin6_addr.s6_addr);
+                Some(SocketAddr::V6(std::net::SocketAddrV6::new(
+                    ip,
+                    u16::from_be(sin6.sin6_port),
+                    sin6.sin6_flowinfo,
+                    sin6.sin6_scope_id,
+                )))
+            }
+            _ => None,
+        }
+    }
+
+    /// Sends `replies[j]` to the peer of datagram `to[j]`, for every j, in as few calls as
+    /// the kernel allows. A reply the kernel refuses is dropped, as a lost datagram would be.
+    fn send(&mut self, socket: &UdpSocket, replies: &[Vec<u8>], to: &[usize]) {
+        if to.is_empty() {
+            return;
+        }
+        // SAFETY: plain C structs; all zeroes is valid.
+        let mut iov: [libc::iovec; BATCH] = unsafe { std::mem::zeroed() };
+        let mut headers: [libc::mmsghdr; BATCH] = unsafe { std::mem::zeroed() };
+        for (j, &i) in to.iter().enumerate() {
+            iov[j].iov_base = replies[j].as_ptr() as *mut libc::c_void;
+            iov[j].iov_len = replies[j].len();
+            let h = &mut headers[j].msg_hdr;
+            h.msg_name = (&mut self.peers[i] as *mut libc::sockaddr_storage).cast();
+            h.msg_namelen = self.peer_lengths[i];
+            h.msg_iov = &mut iov[j];
+            h.msg_iovlen = 1;
+        }
+        let mut sent = 0;
+        while sent < to.len() {
+            // SAFETY: the headers point at replies and addresses that live through the
+            // call; the kernel only reads them.
+            let n = unsafe {
+                libc::sendmmsg(
+                    socket.as_raw_fd(),
+                    headers[sent..].as_mut_ptr(),
+                    (to.len() - sent) as libc::c_uint,
+                    0,
+                )
+            };
+            // A datagram the kernel refuses (an unreachable peer, a full buffer) is skipped.
+            sent += if n <= 0 { 1 } else { n as usize };
         }
     }
 }
