@@ -175,9 +175,9 @@ impl Batch {
             return Err(io::Error::last_os_error());
         }
         let n = n as usize;
-        for i in 0..n {
-            self.lengths[i] = headers[i].msg_len as usize;
-            self.peer_lengths[i] = headers[i].msg_hdr.msg_namelen;
+        for (i, h) in headers.iter().take(n).enumerate() {
+            self.lengths[i] = h.msg_len as usize;
+            self.peer_lengths[i] = h.msg_hdr.msg_namelen;
         }
         Ok(n)
     }
