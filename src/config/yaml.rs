@@ -1,0 +1,291 @@
+//! The YAML shapes users write, read by serde with the position of every value kept
+//! (`Spanned`), and the parse that turns serde's errors into positioned ones.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::Path;
+
+use serde::Deserialize;
+use serde::de::{self, Deserializer, SeqAccess, Visitor};
+use serde_saphyr::{Location, Spanned};
+
+use super::ConfigError;
+use crate::select::{Policy, WhenAllDown};
+
+/// A scalar read as text whatever YAML typed it as (`200`, `1.5`, `true`, `abc`).
+#[derive(Clone, Debug)]
+pub(super) struct Text(pub(super) String);
+
+impl<'de> Deserialize<'de> for Text {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = Text;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a scalar")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Text, E> {
+                Ok(Text(v.to_owned()))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Text, E> {
+                Ok(Text(v.to_string()))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Text, E> {
+                Ok(Text(v.to_string()))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Text, E> {
+                Ok(Text(v.to_string()))
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<Text, E> {
+                Ok(Text(v.to_string()))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// A scalar or a list of scalars (`A: 192.0.2.1` or `A: [192.0.2.1, 192.0.2.2]`).
+#[derive(Clone, Debug, Default)]
+pub(super) struct TextList(pub(super) Vec<Spanned<Text>>);
+
+impl<'de> Deserialize<'de> for TextList {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = TextList;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a value or a list of values")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<TextList, A::Error> {
+                let mut out = Vec::new();
+                while let Some(v) = seq.next_element::<Spanned<Text>>()? {
+                    out.push(v);
+                }
+                Ok(TextList(out))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<TextList, E> {
+                Ok(TextList(vec![unplaced(Text(v.to_owned()))]))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<TextList, E> {
+                Ok(TextList(vec![unplaced(Text(v.to_string()))]))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<TextList, E> {
+                Ok(TextList(vec![unplaced(Text(v.to_string()))]))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// A single scalar has no span of its own; `items` gives it the enclosing field's.
+pub(super) fn unplaced<T>(value: T) -> Spanned<T> {
+    Spanned {
+        value,
+        referenced: Location::UNKNOWN,
+        defined: Location::UNKNOWN,
+    }
+}
+
+/// The entries with their positions (a lone scalar takes the field's position).
+pub(super) fn items(list: &Spanned<TextList>) -> impl Iterator<Item = (Location, &str)> {
+    list.value.0.iter().map(|t| {
+        let loc = if t.referenced.line() == 0 {
+            list.referenced
+        } else {
+            t.referenced
+        };
+        (loc, t.value.0.as_str())
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub(super) struct ServerRaw {
+    pub(super) listen: Option<Spanned<TextList>>,
+    pub(super) zones: Option<Spanned<String>>,
+    pub(super) geoip: Option<Spanned<String>>,
+    pub(super) ecs: Option<bool>,
+    pub(super) admin: Option<Spanned<AdminRaw>>,
+    pub(super) forward: Option<Spanned<ForwardRaw>>,
+    pub(super) query_log: Option<bool>,
+    pub(super) watch: Option<bool>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub(super) struct AdminRaw {
+    pub(super) listen: Option<Spanned<String>>,
+    pub(super) token: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub(super) struct ForwardRaw {
+    pub(super) upstreams: Spanned<TextList>,
+    pub(super) timeout: Option<Spanned<String>>,
+    pub(super) allow: Spanned<TextList>,
+    pub(super) cache_size: Option<usize>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub(super) struct ZoneRaw {
+    pub(super) zone: Spanned<String>,
+    pub(super) ttl: Option<Spanned<u32>>,
+    pub(super) soa: Option<Spanned<SoaRaw>>,
+    pub(super) ns: Spanned<TextList>,
+    #[serde(default)]
+    pub(super) records: BTreeMap<String, Spanned<RecordSetRaw>>,
+    #[serde(default)]
+    pub(super) sites: BTreeMap<String, Spanned<SiteRaw>>,
+    #[serde(default)]
+    pub(super) fqdns: BTreeMap<String, Spanned<FqdnRaw>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub(super) struct SoaRaw {
+    pub(super) mname: Option<Spanned<String>>,
+    pub(super) rname: Option<Spanned<String>>,
+    pub(super) serial: Option<u32>,
+    pub(super) refresh: Option<i32>,
+    pub(super) retry: Option<i32>,
+    pub(super) expire: Option<i32>,
+    pub(super) minimum: Option<u32>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RecordSetRaw {
+    pub(super) ttl: Option<Spanned<u32>>,
+    #[serde(rename = "A")]
+    pub(super) a: Option<Spanned<TextList>>,
+    #[serde(rename = "AAAA")]
+    pub(super) aaaa: Option<Spanned<TextList>>,
+    #[serde(rename = "CNAME")]
+    pub(super) cname: Option<Spanned<TextList>>,
+    #[serde(rename = "NS")]
+    pub(super) ns: Option<Spanned<TextList>>,
+    #[serde(rename = "MX")]
+    pub(super) mx: Option<Spanned<TextList>>,
+    #[serde(rename = "TXT")]
+    pub(super) txt: Option<Spanned<TextList>>,
+    #[serde(rename = "SRV")]
+    pub(super) srv: Option<Spanned<TextList>>,
+    #[serde(rename = "CAA")]
+    pub(super) caa: Option<Spanned<TextList>>,
+    #[serde(rename = "PTR")]
+    pub(super) ptr: Option<Spanned<TextList>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub(super) struct SiteRaw {
+    pub(super) lat: Option<Spanned<f64>>,
+    pub(super) lon: Option<Spanned<f64>>,
+    pub(super) countries: Option<Spanned<TextList>>,
+    pub(super) continents: Option<Spanned<TextList>>,
+    pub(super) networks: Option<Spanned<TextList>>,
+    pub(super) default: Option<bool>,
+    pub(super) enabled: Option<bool>,
+    pub(super) check: Option<Box<Spanned<CheckRaw>>>,
+    pub(super) checks: Option<Vec<Spanned<CheckRaw>>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub(super) struct FqdnRaw {
+    pub(super) selection: Option<Spanned<Policy>>,
+    pub(super) ttl: Option<Spanned<u32>>,
+    pub(super) answers: Option<Spanned<u32>>,
+    pub(super) when_all_down: Option<WhenAllDown>,
+    pub(super) check: Option<Box<Spanned<CheckRaw>>>,
+    pub(super) checks: Option<Vec<Spanned<CheckRaw>>>,
+    pub(super) members: Spanned<Vec<Spanned<MemberRaw>>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub(super) struct MemberRaw {
+    pub(super) address: Spanned<String>,
+    pub(super) weight: Option<Spanned<i64>>,
+    pub(super) site: Option<Spanned<String>>,
+    pub(super) enabled: Option<bool>,
+    pub(super) check: Option<Box<Spanned<CheckRaw>>>,
+    pub(super) checks: Option<Vec<Spanned<CheckRaw>>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub(super) struct CheckRaw {
+    #[serde(rename = "type")]
+    pub(super) kind: Spanned<String>,
+    pub(super) address: Option<Spanned<String>>,
+    pub(super) port: Option<Spanned<u16>>,
+    pub(super) interval: Option<Spanned<String>>,
+    pub(super) timeout: Option<Spanned<String>>,
+    pub(super) rise: Option<Spanned<u32>>,
+    pub(super) fall: Option<Spanned<u32>>,
+    pub(super) method: Option<Spanned<String>>,
+    pub(super) path: Option<Spanned<String>>,
+    pub(super) host: Option<Spanned<String>>,
+    pub(super) expect: Option<Spanned<TextList>>,
+    pub(super) body_contains: Option<Spanned<String>>,
+    pub(super) tls_verify: Option<Spanned<bool>>,
+    pub(super) ca: Option<Spanned<String>>,
+}
+
+/// Parses YAML into `T`, turning a serde error into a positioned [`ConfigError`].
+pub(super) fn parse_yaml<T: for<'de> Deserialize<'de>>(
+    file: &Path,
+    text: &str,
+) -> Result<T, ConfigError> {
+    let mut path = String::new();
+    // serde-saphyr's default budget (250,000 nodes) stops a zone of some 15,000 names; a
+    // zone of 100,000 names with 3 members each is about 2.5 million events. Alias
+    // expansion keeps its own limits, which are what stop YAML bombs.
+    let mut budget = serde_saphyr::Budget::default();
+    budget.max_events = 100_000_000;
+    budget.max_nodes = 50_000_000;
+    budget.max_total_scalar_bytes = 1 << 30;
+    let mut options = serde_saphyr::Options::default();
+    options.budget = Some(budget);
+    serde_saphyr::with_deserializer_from_str_with_options(text, options, |de| {
+        serde_path_to_error::deserialize::<_, T>(de).map_err(|e| {
+            path = e.path().to_string();
+            e.into_inner()
+        })
+    })
+    .map_err(|e| {
+        let loc = e.location().unwrap_or(Location::UNKNOWN);
+        let inner = e.without_snippet().to_string();
+        // The position is reported separately; drop serde-saphyr's own suffix.
+        let message = match inner.rfind(" at line ") {
+            Some(i) => inner[..i].to_string(),
+            None => inner,
+        };
+        // `Spanned` shows up as a `.value` path segment; `?` is a key serde could not name.
+        let field = path
+            .replace(".value", "")
+            .trim_end_matches(".?")
+            .trim_end_matches('?')
+            .to_string();
+        ConfigError {
+            file: file.to_path_buf(),
+            line: loc.line(),
+            column: loc.column(),
+            field: if field == "." { String::new() } else { field },
+            message,
+        }
+    })
+}
+
+pub(super) fn read_file(path: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path).map_err(|e| ConfigError {
+        file: path.to_path_buf(),
+        line: 0,
+        column: 0,
+        field: String::new(),
+        message: format!("cannot read: {e}"),
+    })
+}

@@ -1,0 +1,575 @@
+//! Validation of one zone file: names, static records, sites and health-checked names.
+
+use std::collections::{HashMap, HashSet};
+use std::net::IpAddr;
+use std::path::Path;
+
+use hickory_proto::rr::rdata::TXT;
+use hickory_proto::rr::{Name, RData, RecordType};
+use hickory_proto::serialize::txt::Parser as ZoneFileParser;
+use ipnet::IpNet;
+use serde_saphyr::{Location, Spanned};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use super::check::validate_checks;
+use super::yaml::{FqdnRaw, RecordSetRaw, SiteRaw, SoaRaw, TextList, ZoneRaw, items};
+use super::{
+    ConfigError, FqdnConfig, MemberConfig, RecordSetConfig, Report, SiteConfig, SoaConfig,
+    ZoneConfig,
+};
+use crate::select::{Policy, WhenAllDown};
+
+pub(super) fn validate_zone(file: &Path, raw: ZoneRaw) -> Result<ZoneConfig, Vec<ConfigError>> {
+    let mut r = Report::new(file);
+    let origin = match parse_absolute(&raw.zone.value) {
+        Ok(n) => n,
+        Err(msg) => {
+            r.at(raw.zone.referenced, "zone", msg);
+            return Err(r.errors);
+        }
+    };
+    let ttl = raw.ttl.as_ref().map_or(300, |t| t.value);
+
+    let mut ns = Vec::new();
+    for (i, (loc, text)) in items(&raw.ns).enumerate() {
+        match parse_target(text, &origin) {
+            Ok(n) => ns.push(n),
+            Err(msg) => r.at(loc, format!("ns[{i}]"), msg),
+        }
+    }
+    if ns.is_empty() && raw.ns.value.0.is_empty() {
+        r.at(
+            raw.ns.referenced,
+            "ns",
+            "a zone needs at least one name server",
+        );
+    }
+
+    let soa = validate_soa(&mut r, raw.soa.as_ref(), &origin, ns.first(), file);
+
+    let mut records = Vec::new();
+    for (owner_text, set) in &raw.records {
+        let field = format!("records.{owner_text}");
+        let owner = match parse_owner(owner_text, &origin) {
+            Ok(n) => n,
+            Err(msg) => {
+                r.at(set.referenced, field, msg);
+                continue;
+            }
+        };
+        validate_rrsets(&mut r, &field, &owner, &origin, ttl, set, &mut records);
+    }
+
+    let mut sites = Vec::new();
+    let mut site_index = HashMap::new();
+    for (name, site) in &raw.sites {
+        let field = format!("sites.{name}");
+        site_index.insert(name.clone(), sites.len());
+        sites.push(validate_site(&mut r, &field, name, site));
+    }
+
+    let mut fqdns = Vec::new();
+    for (key, fqdn) in &raw.fqdns {
+        let field = format!("fqdns.{key}");
+        let name = match parse_owner(key, &origin) {
+            Ok(n) => n,
+            Err(msg) => {
+                r.at(fqdn.referenced, field, msg);
+                continue;
+            }
+        };
+        if let Some(f) = validate_fqdn(&mut r, &field, name, fqdn, &site_index) {
+            fqdns.push(f);
+        }
+    }
+
+    check_conflicts(&mut r, &raw, &origin, &records, &fqdns);
+    r.errors.sort_by_key(|e| (e.line, e.column));
+
+    if r.errors.is_empty() {
+        Ok(ZoneConfig {
+            file: file.to_path_buf(),
+            origin,
+            ttl,
+            soa,
+            ns,
+            records,
+            sites,
+            fqdns,
+        })
+    } else {
+        Err(r.errors)
+    }
+}
+
+fn validate_soa(
+    r: &mut Report,
+    raw: Option<&Spanned<SoaRaw>>,
+    origin: &Name,
+    first_ns: Option<&Name>,
+    file: &Path,
+) -> SoaConfig {
+    let name_field =
+        |r: &mut Report, f: Option<&Spanned<String>>, field: &str, default: Name| match f {
+            None => default,
+            Some(s) => parse_target(&s.value, origin).unwrap_or_else(|msg| {
+                r.at(s.referenced, format!("soa.{field}"), msg);
+                default
+            }),
+        };
+    let hostmaster = Name::from_ascii("hostmaster")
+        .and_then(|h| h.append_domain(origin))
+        .unwrap_or_else(|_| origin.clone());
+    let mname = name_field(
+        r,
+        raw.and_then(|s| s.value.mname.as_ref()),
+        "mname",
+        first_ns.cloned().unwrap_or_else(|| origin.clone()),
+    );
+    let rname = name_field(
+        r,
+        raw.and_then(|s| s.value.rname.as_ref()),
+        "rname",
+        hostmaster,
+    );
+    let soa = raw.map(|s| &s.value);
+    SoaConfig {
+        mname,
+        rname,
+        // The file's modification time: it grows on every edit, which is all secondaries need.
+        serial: soa
+            .and_then(|s| s.serial)
+            .unwrap_or_else(|| mtime_serial(file)),
+        refresh: soa.and_then(|s| s.refresh).unwrap_or(3600),
+        retry: soa.and_then(|s| s.retry).unwrap_or(600),
+        expire: soa.and_then(|s| s.expire).unwrap_or(604_800),
+        minimum: soa.and_then(|s| s.minimum).unwrap_or(60),
+    }
+}
+
+fn mtime_serial(file: &Path) -> u32 {
+    std::fs::metadata(file)
+        .and_then(|m| m.modified())
+        .unwrap_or_else(|_| SystemTime::now())
+        .duration_since(UNIX_EPOCH)
+        .map_or(1, |d| d.as_secs() as u32)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn validate_rrsets(
+    r: &mut Report,
+    field: &str,
+    owner: &Name,
+    origin: &Name,
+    zone_ttl: u32,
+    set: &Spanned<RecordSetRaw>,
+    out: &mut Vec<RecordSetConfig>,
+) {
+    let raw = &set.value;
+    let ttl = raw.ttl.as_ref().map_or(zone_ttl, |t| t.value);
+    let typed = [
+        (RecordType::A, &raw.a),
+        (RecordType::AAAA, &raw.aaaa),
+        (RecordType::CNAME, &raw.cname),
+        (RecordType::NS, &raw.ns),
+        (RecordType::MX, &raw.mx),
+        (RecordType::TXT, &raw.txt),
+        (RecordType::SRV, &raw.srv),
+        (RecordType::CAA, &raw.caa),
+        (RecordType::PTR, &raw.ptr),
+    ];
+    let present: Vec<RecordType> = typed
+        .iter()
+        .filter(|(_, v)| v.is_some())
+        .map(|(t, _)| *t)
+        .collect();
+    if present.is_empty() {
+        r.at(
+            set.referenced,
+            field,
+            "no records (give at least one type, e.g. A: [192.0.2.1])",
+        );
+    }
+    for (rtype, values) in typed {
+        let Some(values) = values else { continue };
+        let tfield = format!("{field}.{rtype}");
+        if rtype == RecordType::CNAME && present.len() > 1 {
+            r.at(
+                values.referenced,
+                &tfield,
+                "a CNAME cannot stand beside other data at the same name (RFC 1034 3.6.2)",
+            );
+            continue;
+        }
+        if rtype == RecordType::CNAME && values.value.0.len() != 1 {
+            r.at(
+                values.referenced,
+                &tfield,
+                "a name has exactly one CNAME target",
+            );
+            continue;
+        }
+        if rtype == RecordType::NS && owner != origin {
+            r.at(
+                values.referenced,
+                &tfield,
+                "NS records are only supported at the zone apex (delegations are not supported)",
+            );
+            continue;
+        }
+        if rtype == RecordType::CNAME && owner == origin {
+            r.at(
+                values.referenced,
+                &tfield,
+                "the zone apex cannot be a CNAME",
+            );
+            continue;
+        }
+        let mut rdata = Vec::new();
+        for (i, (loc, text)) in items(values).enumerate() {
+            match parse_rdata(rtype, text, origin) {
+                Ok(d) if rdata.contains(&d) => {
+                    r.at(loc, format!("{tfield}[{i}]"), "duplicate record")
+                }
+                Ok(d) => rdata.push(d),
+                Err(msg) => r.at(loc, format!("{tfield}[{i}]"), msg),
+            }
+        }
+        if values.value.0.is_empty() {
+            r.at(values.referenced, &tfield, "empty list");
+        }
+        if !rdata.is_empty() {
+            out.push(RecordSetConfig {
+                owner: owner.clone(),
+                ttl,
+                rtype,
+                rdata,
+            });
+        }
+    }
+}
+
+fn parse_rdata(rtype: RecordType, text: &str, origin: &Name) -> Result<RData, String> {
+    let text = text.trim();
+    match rtype {
+        RecordType::A => text
+            .parse()
+            .map(|ip: std::net::Ipv4Addr| RData::A(ip.into()))
+            .map_err(|_| format!("`{text}` is not an IPv4 address")),
+        RecordType::AAAA => text
+            .parse()
+            .map(|ip: std::net::Ipv6Addr| RData::AAAA(ip.into()))
+            .map_err(|_| format!("`{text}` is not an IPv6 address")),
+        // Each list entry is one TXT record of text as written, split into the 255-byte
+        // character-strings the wire format needs.
+        RecordType::TXT => Ok(RData::TXT(TXT::new(
+            text.as_bytes()
+                .chunks(255)
+                .map(|c| String::from_utf8_lossy(c).into_owned())
+                .collect(),
+        ))),
+        // Other types use zone-file syntax, with names relative to the zone as in a zone file.
+        _ => {
+            let line = format!("@ 0 IN {rtype} {text}\n");
+            let parsed = ZoneFileParser::new(line, None, Some(origin.clone()))
+                .parse()
+                .map_err(|e| format!("bad {rtype} data `{text}`: {e}"))?;
+            parsed
+                .1
+                .into_values()
+                .flat_map(|set| set.records_without_rrsigs().cloned().collect::<Vec<_>>())
+                .map(|rec| rec.data)
+                .next()
+                .ok_or_else(|| format!("bad {rtype} data `{text}`"))
+        }
+    }
+}
+
+fn validate_site(r: &mut Report, field: &str, name: &str, site: &Spanned<SiteRaw>) -> SiteConfig {
+    let raw = &site.value;
+    let mut coord = |v: &Option<Spanned<f64>>, what: &str, limit: f64| {
+        v.as_ref().and_then(|s| {
+            if s.value.is_finite() && s.value.abs() <= limit {
+                Some(s.value)
+            } else {
+                r.at(
+                    s.referenced,
+                    format!("{field}.{what}"),
+                    format!("must be between -{limit} and {limit}"),
+                );
+                None
+            }
+        })
+    };
+    let lat = coord(&raw.lat, "lat", 90.0);
+    let lon = coord(&raw.lon, "lon", 180.0);
+    if lat.is_some() != lon.is_some() {
+        r.at(site.referenced, field, "give both lat and lon, or neither");
+    }
+    let codes = |r: &mut Report, list: &Option<Spanned<TextList>>, what: &str, known: &[&str]| {
+        let mut out = Vec::new();
+        let Some(list) = list else { return out };
+        for (i, (loc, text)) in items(list).enumerate() {
+            let code = text.trim().to_ascii_uppercase();
+            let ok = code.len() == 2 && code.bytes().all(|b| b.is_ascii_uppercase());
+            if !ok || (!known.is_empty() && !known.contains(&code.as_str())) {
+                let hint = if known.is_empty() {
+                    "an ISO 3166 two-letter country code".to_string()
+                } else {
+                    format!("one of {}", known.join(", "))
+                };
+                r.at(
+                    loc,
+                    format!("{field}.{what}[{i}]"),
+                    format!("`{text}` is not {hint}"),
+                );
+            } else {
+                out.push(code);
+            }
+        }
+        out
+    };
+    let countries = codes(r, &raw.countries, "countries", &[]);
+    let continents = codes(
+        r,
+        &raw.continents,
+        "continents",
+        &["AF", "AN", "AS", "EU", "NA", "OC", "SA"],
+    );
+    let mut networks = Vec::new();
+    if let Some(list) = &raw.networks {
+        for (i, (loc, text)) in items(list).enumerate() {
+            match text.trim().parse::<IpNet>() {
+                Ok(net) if net.trunc() != net => r.at(
+                    loc,
+                    format!("{field}.networks[{i}]"),
+                    format!("`{text}` has host bits set; did you mean {}?", net.trunc()),
+                ),
+                Ok(net) => networks.push(net),
+                Err(_) => r.at(
+                    loc,
+                    format!("{field}.networks[{i}]"),
+                    format!("`{text}` is not a network (write 10.1.0.0/16)"),
+                ),
+            }
+        }
+    }
+    let checks = validate_checks(r, field, &raw.check, &raw.checks, true).unwrap_or_default();
+    SiteConfig {
+        name: name.to_string(),
+        lat,
+        lon,
+        countries,
+        continents,
+        networks,
+        default: raw.default.unwrap_or(false),
+        enabled: raw.enabled.unwrap_or(true),
+        checks,
+    }
+}
+
+fn validate_fqdn(
+    r: &mut Report,
+    field: &str,
+    name: Name,
+    fqdn: &Spanned<FqdnRaw>,
+    sites: &HashMap<String, usize>,
+) -> Option<FqdnConfig> {
+    let raw = &fqdn.value;
+    let policy = raw
+        .selection
+        .as_ref()
+        .map_or(Policy::FixedWeight, |s| s.value);
+    let ttl = raw.ttl.as_ref().map_or(30, |t| t.value);
+    let answers = match &raw.answers {
+        Some(a) if a.value == 0 => {
+            r.at(
+                a.referenced,
+                format!("{field}.answers"),
+                "must be at least 1",
+            );
+            1
+        }
+        Some(a) => a.value,
+        None => 1,
+    };
+    let default_checks = validate_checks(r, field, &raw.check, &raw.checks, false);
+    if raw.members.value.is_empty() {
+        r.at(
+            raw.members.referenced,
+            format!("{field}.members"),
+            "needs at least one member",
+        );
+    }
+    let mut members = Vec::new();
+    let mut seen = HashSet::new();
+    for (i, m) in raw.members.value.iter().enumerate() {
+        let mfield = format!("{field}.members[{i}]");
+        let address = match m.value.address.value.trim().parse::<IpAddr>() {
+            Ok(a) => a,
+            Err(_) => {
+                r.at(
+                    m.value.address.referenced,
+                    format!("{mfield}.address"),
+                    format!("`{}` is not an IP address", m.value.address.value),
+                );
+                continue;
+            }
+        };
+        if !seen.insert(address) {
+            r.at(
+                m.value.address.referenced,
+                format!("{mfield}.address"),
+                format!("duplicate member {address}"),
+            );
+        }
+        let weight = match &m.value.weight {
+            None => 1,
+            Some(w) if w.value <= 0 || w.value > 1_000_000 => {
+                r.at(
+                    w.referenced,
+                    format!("{mfield}.weight"),
+                    format!("must be between 1 and 1000000 (got {})", w.value),
+                );
+                1
+            }
+            Some(w) => w.value as u32,
+        };
+        let site = match &m.value.site {
+            None => None,
+            Some(s) => match sites.get(&s.value) {
+                Some(i) => Some(*i),
+                None => {
+                    let mut known: Vec<&str> = sites.keys().map(String::as_str).collect();
+                    known.sort();
+                    let hint = if known.is_empty() {
+                        "the zone defines no sites".to_string()
+                    } else {
+                        format!("known sites: {}", known.join(", "))
+                    };
+                    r.at(
+                        s.referenced,
+                        format!("{mfield}.site"),
+                        format!("unknown site `{}` ({hint})", s.value),
+                    );
+                    None
+                }
+            },
+        };
+        let own = validate_checks(r, &mfield, &m.value.check, &m.value.checks, false);
+        let checks = own.or_else(|| default_checks.clone()).unwrap_or_default();
+        members.push(MemberConfig {
+            address,
+            weight,
+            site,
+            checks,
+            enabled: m.value.enabled.unwrap_or(true),
+        });
+    }
+    Some(FqdnConfig {
+        name,
+        policy,
+        ttl,
+        answers,
+        when_all_down: raw.when_all_down.unwrap_or(WhenAllDown::All),
+        members,
+    })
+}
+
+/// Names that are both static and health-checked, or CNAMEs beside a health-checked name.
+fn check_conflicts(
+    r: &mut Report,
+    raw: &ZoneRaw,
+    origin: &Name,
+    records: &[RecordSetConfig],
+    fqdns: &[FqdnConfig],
+) {
+    for f in fqdns {
+        let key = relative_key(&f.name, origin);
+        let at = raw
+            .fqdns
+            .get(&key)
+            .map_or(Location::UNKNOWN, |s| s.referenced);
+        for set in records.iter().filter(|s| s.owner == f.name) {
+            let clash = match set.rtype {
+                RecordType::CNAME => Some("a CNAME"),
+                RecordType::A if f.members.iter().any(|m| m.address.is_ipv4()) => {
+                    Some("static A records")
+                }
+                RecordType::AAAA if f.members.iter().any(|m| m.address.is_ipv6()) => {
+                    Some("static AAAA records")
+                }
+                _ => None,
+            };
+            if let Some(what) = clash {
+                r.at(
+                    at,
+                    format!("fqdns.{key}"),
+                    format!("{} also has {what} under records.{key}", f.name),
+                );
+            }
+        }
+    }
+    // Two fqdns keys may spell the same name (`vault` and `vault.kemp.local.`).
+    let mut seen = HashSet::new();
+    for f in fqdns {
+        if !seen.insert(f.name.to_lowercase()) {
+            r.at(
+                Location::UNKNOWN,
+                format!("fqdns.{}", relative_key(&f.name, origin)),
+                format!("{} is defined twice", f.name),
+            );
+        }
+    }
+}
+
+fn relative_key(name: &Name, origin: &Name) -> String {
+    if name == origin {
+        return "@".into();
+    }
+    let full = name.to_string();
+    let suffix = format!(".{origin}");
+    full.strip_suffix(&suffix).unwrap_or(&full).to_string()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Names
+
+fn parse_absolute(text: &str) -> Result<Name, String> {
+    let mut name = Name::from_ascii(text.trim()).map_err(|e| format!("bad name `{text}`: {e}"))?;
+    name.set_fqdn(true);
+    Ok(name)
+}
+
+/// An owner written relative to the zone (`ns1`, `_vault._tcp`, `@`) or absolute with a
+/// trailing dot, which must then lie inside the zone.
+fn parse_owner(text: &str, origin: &Name) -> Result<Name, String> {
+    let text = text.trim();
+    if text == "@" || text.is_empty() {
+        return Ok(origin.clone());
+    }
+    if text.ends_with('.') {
+        let name = parse_absolute(text)?;
+        if !origin.zone_of(&name) {
+            return Err(format!("{name} is outside the zone {origin}"));
+        }
+        return Ok(name);
+    }
+    Name::from_ascii(text)
+        .and_then(|n| n.append_domain(origin))
+        .map_err(|e| format!("bad name `{text}`: {e}"))
+}
+
+/// A name in record data: absolute with a trailing dot, otherwise relative to the zone.
+fn parse_target(text: &str, origin: &Name) -> Result<Name, String> {
+    let text = text.trim();
+    if text == "@" {
+        return Ok(origin.clone());
+    }
+    if text.ends_with('.') {
+        return parse_absolute(text);
+    }
+    Name::from_ascii(text)
+        .and_then(|n| n.append_domain(origin))
+        .map_err(|e| format!("bad name `{text}`: {e}"))
+}
