@@ -93,6 +93,7 @@ pub struct Member {
     pub health: MemberHealth,
     /// The A or AAAA record for this address, owned by the name.
     pub record: Record,
+    pub wire: crate::zone::Wire,
     /// Responses that chose this member (metrics).
     pub answered: Arc<AtomicU64>,
 }
@@ -305,12 +306,14 @@ mod tests {
                     let IpAddr::V4(v4) = address else {
                         unreachable!()
                     };
+                    let record = Record::from_rdata(Name::root(), 30, RData::A(v4.into()));
                     Member {
+                        wire: crate::zone::Wire::new(&record),
                         address,
                         weight: w,
                         site: None,
                         health: MemberHealth::always_up(),
-                        record: Record::from_rdata(Name::root(), 30, RData::A(v4.into())),
+                        record,
                         answered: Arc::default(),
                     }
                 })

@@ -51,6 +51,7 @@ pub struct Zone {
     lower: LowerName,
     /// The SOA as it goes into negative answers: TTL = min(zone TTL, SOA minimum), RFC 2308.
     negative_soa: Record,
+    negative_soa_wire: Wire,
     pub sites: SiteMap,
     pub queries: Arc<QueryCounters>,
 }
@@ -60,7 +61,7 @@ pub struct Zone {
 struct Node {
     zone: usize,
     rrsets: Vec<RrSet>,
-    cname: Option<(Record, LowerName)>,
+    cname: Option<(Record, Wire, LowerName)>,
     fqdn: Option<Box<Fqdn>>,
 }
 
@@ -68,6 +69,18 @@ struct Node {
 struct RrSet {
     rtype: RecordType,
     records: Vec<Record>,
+    wires: Vec<Wire>,
+}
+
+impl RrSet {
+    fn new(rtype: RecordType, records: Vec<Record>) -> RrSet {
+        let wires = records.iter().map(Wire::new).collect();
+        RrSet {
+            rtype,
+            records,
+            wires,
+        }
+    }
 }
 
 /// A health-checked name, compiled.
@@ -84,7 +97,54 @@ pub struct Fqdn {
 #[derive(Clone, Copy, Debug)]
 pub struct Rr<'t> {
     pub record: &'t Record,
+    /// The same record in wire format, for the UDP fast path.
+    pub wire: &'t Wire,
     pub ttl: u32,
+    /// The owner is the name asked for (not a CNAME target), so it can point at the question.
+    pub owner_is_qname: bool,
+}
+
+/// A record encoded once at load time: the owner name (uncompressed), then type, class,
+/// TTL, length and data (names in the data uncompressed too). The fast path copies it, with
+/// the owner replaced by a pointer to the question where it is the asked name, and patches
+/// the TTL.
+#[derive(Debug)]
+pub struct Wire {
+    bytes: Box<[u8]>,
+    owner_len: usize,
+}
+
+impl Wire {
+    pub fn new(record: &Record) -> Wire {
+        use hickory_proto::serialize::binary::{BinEncodable, BinEncoder, NameEncoding};
+        let mut bytes = Vec::new();
+        let mut enc = BinEncoder::new(&mut bytes);
+        enc.set_name_encoding(NameEncoding::Uncompressed);
+        record.name.emit(&mut enc).expect("a valid name encodes");
+        let owner_len = enc.len();
+        drop(enc);
+        bytes.clear();
+        let mut enc = BinEncoder::new(&mut bytes);
+        enc.set_name_encoding(NameEncoding::Uncompressed);
+        record.emit(&mut enc).expect("a valid record encodes");
+        Wire {
+            bytes: bytes.into_boxed_slice(),
+            owner_len,
+        }
+    }
+
+    /// Appends the record with this TTL; `pointer` replaces the owner with a compression
+    /// pointer to that offset.
+    pub fn write(&self, out: &mut Vec<u8>, ttl: u32, pointer: Option<u16>) {
+        match pointer {
+            Some(offset) => out.extend_from_slice(&(0xc000 | offset).to_be_bytes()),
+            None => out.extend_from_slice(&self.bytes[..self.owner_len]),
+        }
+        let tail = &self.bytes[self.owner_len..];
+        out.extend_from_slice(&tail[..4]);
+        out.extend_from_slice(&ttl.to_be_bytes());
+        out.extend_from_slice(&tail[8..]);
+    }
 }
 
 /// The outcome of looking up one question: everything the response needs apart from the
@@ -173,23 +233,27 @@ impl Table {
             serial: soa.serial,
             lower: LowerName::new(&origin),
             negative_soa: Record::from_rdata(origin.clone(), negative_ttl, soa_rdata.clone()),
+            negative_soa_wire: Wire::new(&Record::from_rdata(
+                origin.clone(),
+                negative_ttl,
+                soa_rdata.clone(),
+            )),
             sites: site_map(zc),
             queries: live.metrics.zone(&origin.to_string()),
         });
 
         let apex = self.node(&origin, index);
-        apex.rrsets.push(RrSet {
-            rtype: RecordType::SOA,
-            records: vec![Record::from_rdata(origin.clone(), zc.ttl, soa_rdata)],
-        });
-        apex.rrsets.push(RrSet {
-            rtype: RecordType::NS,
-            records: zc
-                .ns
+        apex.rrsets.push(RrSet::new(
+            RecordType::SOA,
+            vec![Record::from_rdata(origin.clone(), zc.ttl, soa_rdata)],
+        ));
+        apex.rrsets.push(RrSet::new(
+            RecordType::NS,
+            zc.ns
                 .iter()
                 .map(|n| Record::from_rdata(origin.clone(), zc.ttl, RData::NS(NS(n.clone()))))
                 .collect(),
-        });
+        ));
 
         for set in &zc.records {
             let records: Vec<Record> = set
@@ -203,15 +267,15 @@ impl Table {
                     unreachable!("validated CNAME")
                 };
                 let target = LowerName::new(&target.0);
-                node.cname = Some((records.into_iter().next().expect("one CNAME"), target));
+                let cname = records.into_iter().next().expect("one CNAME");
+                let wire = Wire::new(&cname);
+                node.cname = Some((cname, wire, target));
             } else if let Some(existing) = node.rrsets.iter_mut().find(|s| s.rtype == set.rtype) {
                 // The apex NS list may be extended under records.@.
+                existing.wires.extend(records.iter().map(Wire::new));
                 existing.records.extend(records);
             } else {
-                node.rrsets.push(RrSet {
-                    rtype: set.rtype,
-                    records,
-                });
+                node.rrsets.push(RrSet::new(set.rtype, records));
             }
         }
 
@@ -309,7 +373,9 @@ impl Table {
                     res.rcode = ResponseCode::NXDomain;
                     res.soa = Some(Rr {
                         record: &zone.negative_soa,
+                        wire: &zone.negative_soa_wire,
                         ttl: zone.negative_soa.ttl,
+                        owner_is_qname: false,
                     });
                 } else if hop == 0 {
                     res.rcode = ResponseCode::Refused;
@@ -318,10 +384,12 @@ impl Table {
                 return res;
             };
             res.authoritative = true;
-            if let Some((cname, target)) = &node.cname {
+            if let Some((cname, wire, target)) = &node.cname {
                 res.answers.push(Rr {
                     record: cname,
+                    wire,
                     ttl: cname.ttl,
+                    owner_is_qname: hop == 0,
                 });
                 if qtype == RecordType::CNAME {
                     return res;
@@ -331,7 +399,7 @@ impl Table {
             }
             let zone = &self.zones[node.zone];
             res.zone = Some(zone);
-            let found = node.answer(qtype, &mut res, &zone.sites, || {
+            let found = node.answer(qtype, hop == 0, &mut res, &zone.sites, || {
                 zone.sites
                     .locate(client.addr, client.source_prefix, self.geoip.as_deref())
             });
@@ -339,7 +407,9 @@ impl Table {
                 let soa = &zone.negative_soa;
                 res.soa = Some(Rr {
                     record: soa,
+                    wire: &zone.negative_soa_wire,
                     ttl: ttl.unwrap_or(soa.ttl),
+                    owner_is_qname: false,
                 });
             }
             return res;
@@ -353,7 +423,7 @@ impl Node {
         if let Some(f) = &self.fqdn {
             return Some(f.name.clone());
         }
-        if let Some((c, _)) = &self.cname {
+        if let Some((c, _, _)) = &self.cname {
             return Some(c.name.clone());
         }
         self.rrsets
@@ -366,6 +436,7 @@ impl Node {
     fn answer<'t>(
         &'t self,
         qtype: RecordType,
+        owner_is_qname: bool,
         res: &mut Resolution<'t>,
         sites: &SiteMap,
         locate: impl FnOnce() -> Located,
@@ -397,7 +468,9 @@ impl Node {
                 }
                 res.answers.extend(chosen.iter().map(|m| Rr {
                     record: &m.record,
+                    wire: &m.wire,
                     ttl,
+                    owner_is_qname,
                 }));
                 return Found::Answered;
             }
@@ -409,10 +482,13 @@ impl Node {
         };
         match set {
             Some(set) => {
-                res.answers.extend(set.records.iter().map(|r| Rr {
-                    record: r,
-                    ttl: r.ttl,
-                }));
+                res.answers
+                    .extend(set.records.iter().zip(&set.wires).map(|(r, wire)| Rr {
+                        record: r,
+                        wire,
+                        ttl: r.ttl,
+                        owner_is_qname,
+                    }));
                 Found::Answered
             }
             None => Found::NoData(None),
@@ -450,7 +526,10 @@ fn compile_fqdn(fc: &FqdnConfig, zc: &ZoneConfig, live: &Live) -> Fqdn {
             std::net::IpAddr::V4(a) => RData::A(a.into()),
             std::net::IpAddr::V6(a) => RData::AAAA(a.into()),
         };
+        let record = Record::from_rdata(fc.name.clone(), fc.ttl, rdata);
         let member = Member {
+            wire: Wire::new(&record),
+            record,
             address: mc.address,
             weight: mc.weight,
             site: mc.site,
@@ -460,7 +539,6 @@ fn compile_fqdn(fc: &FqdnConfig, zc: &ZoneConfig, live: &Live) -> Fqdn {
                 live.maintenance.flag(&lower_name, mc.address),
             ),
             answered: live.metrics.answers(&lower_name, mc.address),
-            record: Record::from_rdata(fc.name.clone(), fc.ttl, rdata),
         };
         if mc.address.is_ipv4() {
             v4.push(member);

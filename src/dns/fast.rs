@@ -9,8 +9,8 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use hickory_proto::op::Query;
-use hickory_proto::rr::{DNSClass, LowerName, Record, RecordType};
-use hickory_proto::serialize::binary::{BinDecodable, BinDecoder, BinEncodable, BinEncoder};
+use hickory_proto::rr::{DNSClass, LowerName, RecordType};
+use hickory_proto::serialize::binary::{BinDecodable, BinDecoder};
 
 use super::MAX_UDP_PAYLOAD;
 use crate::select::Client;
@@ -140,20 +140,6 @@ fn parse_ecs(data: &[u8]) -> Result<Ecs<'_>, Slow> {
     })
 }
 
-fn emit_record(enc: &mut BinEncoder<'_>, record: &Record, ttl: u32) -> Result<(), Slow> {
-    (|| {
-        record.name.emit(enc)?;
-        record.record_type().emit(enc)?;
-        record.dns_class.emit(enc)?;
-        enc.emit_u32(ttl)?;
-        let place = enc.place::<u16>()?;
-        record.data.emit(enc)?;
-        let len = enc.len_since_place(&place);
-        place.replace(enc, len as u16)
-    })()
-    .map_err(|_| Slow)
-}
-
 /// Answers `msg` from `src` into `out`, or says it is for the general handler.
 pub fn answer(table: &Table, msg: &[u8], src: IpAddr, out: &mut Vec<u8>) -> Result<(), Slow> {
     if table.query_log {
@@ -194,18 +180,14 @@ pub fn answer(table: &Table, msg: &[u8], src: IpAddr, out: &mut Vec<u8>) -> Resu
     for c in counts {
         out.extend_from_slice(&c.to_be_bytes());
     }
-    // The question as sent (the parsed name keeps its case); emitted through the encoder
-    // so that answer owners can point back to it.
-    let mut enc = BinEncoder::new(out);
-    enc.set_offset(12);
-    parsed.query.emit(&mut enc).map_err(|_| Slow)?;
+    // The question exactly as sent; answers whose owner is the asked name point back to it.
+    out.extend_from_slice(&msg[12..parsed.question_end]);
     for rr in &res.answers {
-        emit_record(&mut enc, rr.record, rr.ttl)?;
+        rr.wire.write(out, rr.ttl, rr.owner_is_qname.then_some(12));
     }
     if let Some(soa) = &res.soa {
-        emit_record(&mut enc, soa.record, soa.ttl)?;
+        soa.wire.write(out, soa.ttl, None);
     }
-    drop(enc);
     let limit = parsed
         .edns_payload
         .map_or(512, |p| p.clamp(512, MAX_UDP_PAYLOAD)) as usize;
