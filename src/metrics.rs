@@ -93,7 +93,8 @@ pub struct Metrics {
     zones: Mutex<BTreeMap<String, Arc<QueryCounters>>>,
     /// Queries for names in none of our zones (refused, or forwarded).
     pub outside: Arc<QueryCounters>,
-    answers: Mutex<BTreeMap<(String, IpAddr), Arc<AtomicU64>>>,
+    /// By name, then member: one key per name keeps this small for large zones.
+    answers: Mutex<BTreeMap<String, BTreeMap<IpAddr, Arc<AtomicU64>>>>,
     pub reloads_ok: AtomicU64,
     pub reloads_failed: AtomicU64,
     /// Unix time of the last configuration that loaded (start-up or reload).
@@ -118,10 +119,11 @@ impl Metrics {
     /// The counter of answers that chose `member` for `name`.
     pub fn answers(&self, name: &str, member: IpAddr) -> Arc<AtomicU64> {
         let mut answers = self.answers.lock().expect("metrics lock");
-        answers
-            .entry((name.to_string(), member))
-            .or_default()
-            .clone()
+        if !answers.contains_key(name) {
+            answers.insert(name.to_string(), BTreeMap::new());
+        }
+        let by_member = answers.get_mut(name).expect("just inserted");
+        by_member.entry(member).or_default().clone()
     }
 
     pub fn render(&self, table: &Table, registry: &Registry) -> String {
@@ -139,12 +141,14 @@ impl Metrics {
             "# HELP meridian_answers_total Responses by health-checked name and chosen member.\n",
         );
         out.push_str("# TYPE meridian_answers_total counter\n");
-        for ((name, member), n) in self.answers.lock().expect("metrics lock").iter() {
-            let n = n.load(Ordering::Relaxed);
-            let _ = writeln!(
-                out,
-                "meridian_answers_total{{name=\"{name}\",member=\"{member}\"}} {n}"
-            );
+        for (name, by_member) in self.answers.lock().expect("metrics lock").iter() {
+            for (member, n) in by_member {
+                let n = n.load(Ordering::Relaxed);
+                let _ = writeln!(
+                    out,
+                    "meridian_answers_total{{name=\"{name}\",member=\"{member}\"}} {n}"
+                );
+            }
         }
 
         out.push_str("# HELP meridian_member_up Whether a member is up (1) or down (0), maintenance included.\n");

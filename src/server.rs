@@ -88,6 +88,15 @@ impl Meridian {
             );
         }
         self.table.store(Arc::new(table));
+        // A member put in maintenance while the table compiled: set it in the new one too.
+        let table = self.table.load();
+        for (name, address) in self.maintenance.entries() {
+            let lower = hickory_proto::rr::Name::from_ascii(&name)
+                .map(|n| hickory_proto::rr::LowerName::new(&n));
+            if let Some(m) = lower.ok().and_then(|l| table.member(&l, address)) {
+                m.health.set_maintenance(true);
+            }
+        }
         self.metrics
             .last_good_load
             .store(unix_now(), Ordering::Relaxed);

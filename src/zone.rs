@@ -61,7 +61,8 @@ pub struct Zone {
 struct Node {
     zone: usize,
     rrsets: Vec<RrSet>,
-    cname: Option<(Record, Wire, LowerName)>,
+    /// Boxed: most nodes have none, and the record is large.
+    cname: Option<Box<(Record, Wire, LowerName)>>,
     fqdn: Option<Box<Fqdn>>,
 }
 
@@ -269,7 +270,7 @@ impl Table {
                 let target = LowerName::new(&target.0);
                 let cname = records.into_iter().next().expect("one CNAME");
                 let wire = Wire::new(&cname);
-                node.cname = Some((cname, wire, target));
+                node.cname = Some(Box::new((cname, wire, target)));
             } else if let Some(existing) = node.rrsets.iter_mut().find(|s| s.rtype == set.rtype) {
                 // The apex NS list may be extended under records.@.
                 existing.wires.extend(records.iter().map(Wire::new));
@@ -336,6 +337,16 @@ impl Table {
         node.fqdn.as_deref().map(|f| (f, &self.zones[node.zone]))
     }
 
+    /// The member `address` of the health-checked name `name`, if there is one.
+    pub fn member(&self, name: &LowerName, address: std::net::IpAddr) -> Option<&Member> {
+        let (fqdn, _) = self.fqdn(name)?;
+        fqdn.v4
+            .members
+            .iter()
+            .chain(&fqdn.v6.members)
+            .find(|m| m.address == address)
+    }
+
     /// The GeoIP database in use, if any.
     pub fn geoip(&self) -> Option<&GeoDb> {
         self.geoip.as_deref()
@@ -384,7 +395,7 @@ impl Table {
                 return res;
             };
             res.authoritative = true;
-            if let Some((cname, wire, target)) = &node.cname {
+            if let Some((cname, wire, target)) = node.cname.as_deref() {
                 res.answers.push(Rr {
                     record: cname,
                     wire,
@@ -423,7 +434,7 @@ impl Node {
         if let Some(f) = &self.fqdn {
             return Some(f.name.clone());
         }
-        if let Some((c, _, _)) = &self.cname {
+        if let Some((c, _, _)) = self.cname.as_deref() {
             return Some(c.name.clone());
         }
         self.rrsets
@@ -536,7 +547,7 @@ fn compile_fqdn(fc: &FqdnConfig, zc: &ZoneConfig, live: &Live) -> Fqdn {
             health: MemberHealth::new(
                 probes,
                 enabled,
-                live.maintenance.flag(&lower_name, mc.address),
+                live.maintenance.is_disabled(&lower_name, mc.address),
             ),
             answered: live.metrics.answers(&lower_name, mc.address),
         };

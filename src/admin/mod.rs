@@ -12,7 +12,6 @@ use std::convert::Infallible;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use hickory_proto::rr::{LowerName, Name, RecordType};
@@ -178,21 +177,14 @@ fn maintenance(m: &Meridian, name: &str, address: &str, disable: bool) -> Reply 
         );
     };
     let table = m.table.load();
-    let Some((fqdn, _)) = table.fqdn(&lower) else {
+    if table.fqdn(&lower).is_none() {
         return error(StatusCode::NOT_FOUND, "no such health-checked name");
-    };
-    if !fqdn
-        .v4
-        .members
-        .iter()
-        .chain(&fqdn.v6.members)
-        .any(|mb| mb.address == address)
-    {
-        return error(StatusCode::NOT_FOUND, "no such member of that name");
     }
-    m.maintenance
-        .flag(&lower.to_string(), address)
-        .store(disable, Ordering::Relaxed);
+    let Some(member) = table.member(&lower, address) else {
+        return error(StatusCode::NOT_FOUND, "no such member of that name");
+    };
+    m.maintenance.set(&lower.to_string(), address, disable);
+    member.health.set_maintenance(disable);
     let state = if disable { "disabled" } else { "enabled" };
     info!(name = %lower, member = %address, "member {state} through the admin API");
     json(

@@ -175,24 +175,28 @@ impl ProbeState {
 /// The health of one member as the query path sees it: up when it is enabled (in YAML
 /// and not put in maintenance through the admin API) and every probe behind it (its own
 /// checks and its site's) is up.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct MemberHealth {
     probes: Box<[Arc<ProbeState>]>,
     enabled: bool,
-    maintenance: Arc<AtomicBool>,
+    maintenance: AtomicBool,
 }
 
 impl MemberHealth {
-    pub fn new(probes: Vec<Arc<ProbeState>>, enabled: bool, maintenance: Arc<AtomicBool>) -> Self {
+    pub fn new(probes: Vec<Arc<ProbeState>>, enabled: bool, in_maintenance: bool) -> Self {
         MemberHealth {
             probes: probes.into_boxed_slice(),
             enabled,
-            maintenance,
+            maintenance: AtomicBool::new(in_maintenance),
         }
     }
 
     pub fn always_up() -> Self {
-        Self::new(Vec::new(), true, Arc::default())
+        Self::new(Vec::new(), true, false)
+    }
+
+    pub fn set_maintenance(&self, on: bool) {
+        self.maintenance.store(on, Ordering::Relaxed);
     }
 
     pub fn is_up(&self) -> bool {
@@ -263,20 +267,37 @@ impl Registry {
     }
 }
 
-/// Members put in maintenance through the admin API, by (name, address). Kept across
-/// reloads, lost on restart.
+/// Members put in maintenance through the admin API, by name (lower case, with its
+/// trailing dot) and address. Kept across reloads, lost on restart. Compiling a table sets
+/// each member's flag from here; the admin API records here and flips the live flag.
 #[derive(Debug, Default)]
 pub struct Maintenance {
-    flags: Mutex<HashMap<(String, IpAddr), Arc<AtomicBool>>>,
+    disabled: Mutex<HashMap<String, HashSet<IpAddr>>>,
 }
 
 impl Maintenance {
-    /// The flag of one member; `name` is the lower-case FQDN with its trailing dot.
-    pub fn flag(&self, name: &str, address: IpAddr) -> Arc<AtomicBool> {
-        let mut flags = self.flags.lock().expect("maintenance lock");
-        flags
-            .entry((name.to_string(), address))
-            .or_default()
-            .clone()
+    pub fn is_disabled(&self, name: &str, address: IpAddr) -> bool {
+        let disabled = self.disabled.lock().expect("maintenance lock");
+        disabled.get(name).is_some_and(|set| set.contains(&address))
+    }
+
+    pub fn set(&self, name: &str, address: IpAddr, disabled: bool) {
+        let mut map = self.disabled.lock().expect("maintenance lock");
+        if disabled {
+            map.entry(name.to_string()).or_default().insert(address);
+        } else if let Some(set) = map.get_mut(name) {
+            set.remove(&address);
+            if set.is_empty() {
+                map.remove(name);
+            }
+        }
+    }
+
+    /// Every (name, address) in maintenance.
+    pub fn entries(&self) -> Vec<(String, IpAddr)> {
+        let map = self.disabled.lock().expect("maintenance lock");
+        map.iter()
+            .flat_map(|(n, set)| set.iter().map(move |a| (n.clone(), *a)))
+            .collect()
     }
 }
