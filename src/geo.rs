@@ -27,6 +27,27 @@ pub fn code_str(c: &Code) -> &str {
 pub struct GeoDb {
     pub path: PathBuf,
     reader: maxminddb::Reader<Vec<u8>>,
+    /// Distinguishes this open database from any other in the per-thread cache.
+    id: u64,
+}
+
+/// Most decoded records a thread keeps; a database has far fewer distinct records than
+/// networks (a City database: some hundred thousand), and clients cluster.
+const CACHE_ENTRIES: usize = 16_384;
+
+/// A decoded record without its network prefix.
+#[derive(Clone, Copy)]
+struct Place {
+    lat_lon: Option<(f64, f64)>,
+    country: Option<Code>,
+    continent: Option<Code>,
+}
+
+thread_local! {
+    // Per thread (the UDP workers are dedicated threads), so the query path takes no lock:
+    // (database id, record offset -> decoded record).
+    static DECODED: std::cell::RefCell<(u64, std::collections::HashMap<usize, Place>)> =
+        std::cell::RefCell::new((0, std::collections::HashMap::new()));
 }
 
 impl std::fmt::Debug for GeoDb {
@@ -88,9 +109,11 @@ impl GeoDb {
                 "GeoIP database type is `{kind}`; a City or Country database (GeoIP2/GeoLite2 layout) is needed"
             ));
         }
+        static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         Ok(GeoDb {
             path: path.to_path_buf(),
             reader,
+            id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         })
     }
 
@@ -108,20 +131,51 @@ impl GeoDb {
         if addr.is_ipv4() && result.network().is_ok_and(|n| n.is_ipv6()) {
             prefix = prefix.saturating_sub(96);
         }
-        let record: Option<Record> = result.decode().ok().flatten();
-        let Some(record) = record else {
+        let Some(offset) = result.offset() else {
             return GeoHit {
                 prefix,
                 ..GeoHit::default()
             };
         };
-        let lat_lon = record
-            .location
-            .and_then(|l| Some((l.latitude?, l.longitude?)));
+        let cached = DECODED.with(|c| {
+            let mut c = c.borrow_mut();
+            if c.0 != self.id {
+                *c = (self.id, std::collections::HashMap::new());
+            }
+            c.1.get(&offset).copied()
+        });
+        let place = match cached {
+            Some(place) => place,
+            None => {
+                let record: Option<Record> = result.decode().ok().flatten();
+                let place = match record {
+                    None => None,
+                    Some(r) => Some(Place {
+                        lat_lon: r.location.and_then(|l| Some((l.latitude?, l.longitude?))),
+                        country: r.country.and_then(|c| c.iso_code).and_then(code),
+                        continent: r.continent.and_then(|c| c.code).and_then(code),
+                    }),
+                };
+                let Some(place) = place else {
+                    return GeoHit {
+                        prefix,
+                        ..GeoHit::default()
+                    };
+                };
+                DECODED.with(|c| {
+                    let mut c = c.borrow_mut();
+                    if c.1.len() >= CACHE_ENTRIES {
+                        c.1.clear();
+                    }
+                    c.1.insert(offset, place);
+                });
+                place
+            }
+        };
         GeoHit {
-            lat_lon,
-            country: record.country.and_then(|c| c.iso_code).and_then(code),
-            continent: record.continent.and_then(|c| c.code).and_then(code),
+            lat_lon: place.lat_lon,
+            country: place.country,
+            continent: place.continent,
             prefix,
             found: true,
         }
@@ -256,6 +310,29 @@ mod tests {
 
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()
+    }
+
+    #[test]
+    fn cached_lookups_equal_first_lookups_and_do_not_cross_databases() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("geoip");
+        let city = GeoDb::open(&dir.join("maxmind-test-data/GeoIP2-City-Test.mmdb")).unwrap();
+        let sites = GeoDb::open(&dir.join("test-sites.mmdb")).unwrap();
+        for a in [
+            "81.2.69.142",
+            "89.160.20.112",
+            "216.160.83.56",
+            "2001:218::1",
+            "1.1.1.1",
+        ] {
+            let first = city.lookup(ip(a));
+            assert_eq!(city.lookup(ip(a)), first, "{a}");
+        }
+        assert_eq!(city.lookup(ip("81.2.69.142")).country, code("GB"));
+        assert_eq!(city.lookup(ip("81.2.69.142")).prefix, 31);
+        // The other database, same thread: its own records, not the cache's.
+        assert_eq!(sites.lookup(ip("127.0.4.1")).country, code("US"));
+        assert!(!sites.lookup(ip("81.2.69.142")).found);
+        assert_eq!(city.lookup(ip("81.2.69.142")).country, code("GB"));
     }
 
     #[test]
