@@ -20,9 +20,13 @@ use crate::select::{Client, Member, Pool, Rules};
 /// CNAME chains longer than this are cut (and loops end here).
 const MAX_CNAME_CHAIN: usize = 8;
 
+/// FxHash: the keys come from the operator's configuration and queries only look them
+/// up, so a DoS-resistant (and slower) hasher buys nothing here.
+type NodeMap = HashMap<LowerName, Node, rustc_hash::FxBuildHasher>;
+
 #[derive(Debug)]
 pub struct Table {
-    nodes: HashMap<LowerName, Node>,
+    nodes: NodeMap,
     zones: Vec<Zone>,
     geoip: Option<Arc<GeoDb>>,
     /// Whether queries' EDNS Client Subnet places the client (server file `ecs`).
@@ -182,7 +186,7 @@ impl Table {
     /// A table with no zones, to stand until the first configuration is compiled.
     pub fn empty() -> Table {
         Table {
-            nodes: HashMap::new(),
+            nodes: NodeMap::default(),
             zones: Vec::new(),
             geoip: None,
             ecs: false,
@@ -196,7 +200,7 @@ impl Table {
     pub fn compile(config: &Config, live: &Live) -> Table {
         live.registry.clear_users();
         let mut table = Table {
-            nodes: HashMap::new(),
+            nodes: NodeMap::default(),
             zones: Vec::new(),
             geoip: config.server.geoip.clone(),
             ecs: config.server.ecs,
