@@ -169,7 +169,7 @@ case " $SERVERS " in *" meridian "*)
   echo "meridian at 80% of its saturation: ${rate} QPS for ${DURATION}s" >&2
   out=$RUNDIR/fixed.out
   taskset -c "$CLIENT_CPU" dnsperf -s 127.0.0.1 -p "$PORT_MERIDIAN" -d queries.txt -T 1 -c "$CLIENTS" \
-    -q "$OUTSTANDING" -t 1 -l "$DURATION" -Q "$rate" > "$out" 2>&1
+    -q "$OUTSTANDING" -t 1 -l "$DURATION" -Q "$rate" -v > "$out" 2>&1
   FIXED=$out ;;
 esac
 
@@ -206,8 +206,12 @@ if len(sys.argv) > 5 and sys.argv[5]:
     avg = float(g(r"Average Latency \(s\):\s+([\d.]+)")) * 1000
     mx = float(g(r"max ([\d.]+)\)")) * 1000
     sd = float(g(r"Latency StdDev \(s\):\s+([\d.]+)")) * 1000
+    # -v printed every answer with its latency: "> NOERROR name type 0.000158".
+    lat = sorted(float(l.split()[-1]) for l in t.splitlines() if l.startswith("> "))
+    pct = lambda q: lat[min(len(lat) - 1, int(q * len(lat)))] * 1000 if lat else float("nan")
     print(f"- meridian at 80% of saturation ({qps:,.0f} QPS): lost {lost} of {sent}, "
-          f"latency avg {avg:.3f} ms, stddev {sd:.3f} ms, max {mx:.3f} ms")
+          f"latency avg {avg:.3f} ms, p50 {pct(0.5):.3f} ms, p99 {pct(0.99):.3f} ms, "
+          f"p99.9 {pct(0.999):.3f} ms, max {mx:.3f} ms")
 PY
 # Scale: 100,000 health-checked names of 3 members each (no checks: this measures the
 # table, not probing), load time to the first answer and resident memory.
