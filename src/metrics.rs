@@ -128,127 +128,191 @@ impl Metrics {
 
     pub fn render(&self, table: &Table, registry: &Registry) -> String {
         let mut out = String::new();
-        out.push_str(
-            "# HELP meridian_queries_total DNS queries by zone, query type and response code.\n",
+        family(
+            &mut out,
+            "meridian_queries_total",
+            "counter",
+            "DNS queries by zone, query type and response code.",
         );
-        out.push_str("# TYPE meridian_queries_total counter\n");
         for (zone, c) in self.zones.lock().expect("metrics lock").iter() {
             c.render(zone, &mut out);
         }
         self.outside.render("", &mut out);
 
-        out.push_str(
-            "# HELP meridian_answers_total Responses by health-checked name and chosen member.\n",
+        family(
+            &mut out,
+            "meridian_answers_total",
+            "counter",
+            "Responses by health-checked name and chosen member.",
         );
-        out.push_str("# TYPE meridian_answers_total counter\n");
         for (name, by_member) in self.answers.lock().expect("metrics lock").iter() {
             for (member, n) in by_member {
-                let n = n.load(Ordering::Relaxed);
-                let _ = writeln!(
-                    out,
-                    "meridian_answers_total{{name=\"{name}\",member=\"{member}\"}} {n}"
+                let labels = format!("name=\"{name}\",member=\"{member}\"");
+                sample(
+                    &mut out,
+                    "meridian_answers_total",
+                    &labels,
+                    n.load(Ordering::Relaxed),
                 );
             }
         }
 
-        out.push_str("# HELP meridian_member_up Whether a member is up (1) or down (0), maintenance included.\n");
-        out.push_str("# TYPE meridian_member_up gauge\n");
+        family(
+            &mut out,
+            "meridian_member_up",
+            "gauge",
+            "Whether a member is up (1) or down (0), maintenance included.",
+        );
         for fqdn in table.fqdns() {
             for m in fqdn.v4.members.iter().chain(&fqdn.v6.members) {
-                let up = u8::from(m.health.is_up());
-                let _ = writeln!(
-                    out,
-                    "meridian_member_up{{name=\"{}\",member=\"{}\"}} {up}",
-                    fqdn.name, m.address
+                let labels = format!("name=\"{}\",member=\"{}\"", fqdn.name, m.address);
+                sample(
+                    &mut out,
+                    "meridian_member_up",
+                    &labels,
+                    u8::from(m.health.is_up()),
                 );
             }
         }
 
-        let mut probes = registry.all();
-        probes.sort_by_key(|p| p.key.to_string());
-        out.push_str("# HELP meridian_probe_up Whether a probe is up (1) or down (0).\n");
-        out.push_str("# TYPE meridian_probe_up gauge\n");
-        for p in &probes {
-            let _ = writeln!(
-                out,
-                "meridian_probe_up{{probe=\"{}\"}} {}",
-                p.key,
-                u8::from(p.is_up())
-            );
+        let mut probes: Vec<_> = registry
+            .all()
+            .into_iter()
+            .map(|p| (format!("probe=\"{}\"", p.key), p))
+            .collect();
+        probes.sort_by(|a, b| a.0.cmp(&b.0));
+        family(
+            &mut out,
+            "meridian_probe_up",
+            "gauge",
+            "Whether a probe is up (1) or down (0).",
+        );
+        for (labels, p) in &probes {
+            sample(&mut out, "meridian_probe_up", labels, u8::from(p.is_up()));
         }
-        out.push_str("# HELP meridian_probe_results_total Probe runs by result.\n");
-        out.push_str("# TYPE meridian_probe_results_total counter\n");
-        for p in &probes {
+        family(
+            &mut out,
+            "meridian_probe_results_total",
+            "counter",
+            "Probe runs by result.",
+        );
+        for (labels, p) in &probes {
             let s = p.stats();
-            let _ = writeln!(
-                out,
-                "meridian_probe_results_total{{probe=\"{}\",result=\"ok\"}} {}",
-                p.key, s.ok
+            sample(
+                &mut out,
+                "meridian_probe_results_total",
+                &format!("{labels},result=\"ok\""),
+                s.ok,
             );
-            let _ = writeln!(
-                out,
-                "meridian_probe_results_total{{probe=\"{}\",result=\"fail\"}} {}",
-                p.key, s.failed
+            sample(
+                &mut out,
+                "meridian_probe_results_total",
+                &format!("{labels},result=\"fail\""),
+                s.failed,
             );
         }
-        out.push_str("# HELP meridian_probe_duration_seconds Time probes took.\n");
-        out.push_str("# TYPE meridian_probe_duration_seconds summary\n");
-        for p in &probes {
+        family(
+            &mut out,
+            "meridian_probe_duration_seconds",
+            "summary",
+            "Time probes took.",
+        );
+        for (labels, p) in &probes {
             let s = p.stats();
-            let _ = writeln!(
-                out,
-                "meridian_probe_duration_seconds_sum{{probe=\"{}\"}} {:.6}",
-                p.key,
-                s.latency_us as f64 / 1e6
+            let seconds = format!("{:.6}", s.latency_us as f64 / 1e6);
+            sample(
+                &mut out,
+                "meridian_probe_duration_seconds_sum",
+                labels,
+                seconds,
             );
-            let _ = writeln!(
-                out,
-                "meridian_probe_duration_seconds_count{{probe=\"{}\"}} {}",
-                p.key,
-                s.ok + s.failed
+            sample(
+                &mut out,
+                "meridian_probe_duration_seconds_count",
+                labels,
+                s.ok + s.failed,
             );
         }
-        out.push_str("# HELP meridian_probe_state_changes_total Up/down changes of a probe.\n");
-        out.push_str("# TYPE meridian_probe_state_changes_total counter\n");
-        for p in &probes {
-            let _ = writeln!(
-                out,
-                "meridian_probe_state_changes_total{{probe=\"{}\"}} {}",
-                p.key,
-                p.detail().state_changes
+        family(
+            &mut out,
+            "meridian_probe_state_changes_total",
+            "counter",
+            "Up/down changes of a probe.",
+        );
+        for (labels, p) in &probes {
+            sample(
+                &mut out,
+                "meridian_probe_state_changes_total",
+                labels,
+                p.detail().state_changes,
             );
         }
 
-        let ok = self.reloads_ok.load(Ordering::Relaxed);
-        let failed = self.reloads_failed.load(Ordering::Relaxed);
-        out.push_str("# HELP meridian_reloads_total Configuration reloads by result.\n");
-        out.push_str("# TYPE meridian_reloads_total counter\n");
-        let _ = writeln!(out, "meridian_reloads_total{{result=\"ok\"}} {ok}");
-        let _ = writeln!(out, "meridian_reloads_total{{result=\"failed\"}} {failed}");
-        out.push_str("# HELP meridian_config_last_good_load_timestamp_seconds When the serving configuration was loaded.\n");
-        out.push_str("# TYPE meridian_config_last_good_load_timestamp_seconds gauge\n");
-        let _ = writeln!(
-            out,
-            "meridian_config_last_good_load_timestamp_seconds {}",
-            self.last_good_load.load(Ordering::Relaxed)
+        let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        family(
+            &mut out,
+            "meridian_reloads_total",
+            "counter",
+            "Configuration reloads by result.",
         );
-        out.push_str("# HELP meridian_forwarded_total Queries forwarded upstream, cache hits and failures.\n");
-        out.push_str("# TYPE meridian_forwarded_total counter\n");
-        let _ = writeln!(
-            out,
-            "meridian_forwarded_total{{result=\"upstream\"}} {}",
-            self.forwarded.load(Ordering::Relaxed)
+        sample(
+            &mut out,
+            "meridian_reloads_total",
+            "result=\"ok\"",
+            load(&self.reloads_ok),
         );
-        let _ = writeln!(
-            out,
-            "meridian_forwarded_total{{result=\"cache\"}} {}",
-            self.forward_cache_hits.load(Ordering::Relaxed)
+        sample(
+            &mut out,
+            "meridian_reloads_total",
+            "result=\"failed\"",
+            load(&self.reloads_failed),
         );
-        let _ = writeln!(
-            out,
-            "meridian_forwarded_total{{result=\"failed\"}} {}",
-            self.forward_failures.load(Ordering::Relaxed)
+        let last = "meridian_config_last_good_load_timestamp_seconds";
+        family(
+            &mut out,
+            last,
+            "gauge",
+            "When the serving configuration was loaded.",
+        );
+        sample(&mut out, last, "", load(&self.last_good_load));
+        family(
+            &mut out,
+            "meridian_forwarded_total",
+            "counter",
+            "Queries forwarded upstream, cache hits and failures.",
+        );
+        sample(
+            &mut out,
+            "meridian_forwarded_total",
+            "result=\"upstream\"",
+            load(&self.forwarded),
+        );
+        sample(
+            &mut out,
+            "meridian_forwarded_total",
+            "result=\"cache\"",
+            load(&self.forward_cache_hits),
+        );
+        sample(
+            &mut out,
+            "meridian_forwarded_total",
+            "result=\"failed\"",
+            load(&self.forward_failures),
         );
         out
+    }
+}
+
+/// The HELP and TYPE lines that open a metric family.
+fn family(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+}
+
+/// One sample line; no labels when `labels` is empty.
+fn sample(out: &mut String, name: &str, labels: &str, value: impl std::fmt::Display) {
+    if labels.is_empty() {
+        let _ = writeln!(out, "{name} {value}");
+    } else {
+        let _ = writeln!(out, "{name}{{{labels}}} {value}");
     }
 }
