@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Meridian beside gdnsd and Knot under the same dnsperf load, on 127.0.0.1.
 #
-#   bench/run.sh --install    # once per machine, as root: dnsperf, gdnsd, knot, dig
+#   bench/run.sh --install    # as root: dnsperf, gdnsd, knot, dig (run.sh does it by itself
+#                             # as root when they are missing)
 #   bench/run.sh              # build Meridian (release), measure, print the table
 #
 # Each server is pinned to CPU $SERVER_CPU and dnsperf to CPU $CLIENT_CPU. Rounds
@@ -28,10 +29,17 @@ CLIENT_CPU=${CLIENT_CPU:-1}
 SERVERS=${SERVERS:-meridian gdnsd knot}
 PORT_MERIDIAN=5401 PORT_GDNSD=5402 PORT_KNOT=5403
 
-if [ "${1:-}" = --install ]; then
+install() {
   apt-get update -q
   DEBIAN_FRONTEND=noninteractive apt-get install -y -q dnsperf gdnsd knot dnsutils python3
+}
+if [ "${1:-}" = --install ]; then
+  install
   exit 0
+fi
+# On a fresh machine, as root: install what is missing first.
+if [ "$(id -u)" = 0 ] && ! { command -v dnsperf && command -v gdnsd && command -v knotd && command -v dig; } >/dev/null; then
+  install
 fi
 for t in dnsperf dig taskset python3 cargo; do
   command -v "$t" >/dev/null || { echo "missing $t: run $0 --install" >&2; exit 1; }
