@@ -278,6 +278,9 @@ pub async fn start(config: Config) -> io::Result<Running> {
 }
 
 fn log_loaded(config: &Config) {
+    if let Some(db) = &config.server.geoip {
+        info!(path = %db.path.display(), kind = db.database_type(), "GeoIP database loaded");
+    }
     for zone in &config.zones {
         let members: usize = zone.fqdns.iter().map(|f| f.members.len()).sum();
         info!(

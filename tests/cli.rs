@@ -25,6 +25,19 @@ fn check(config: &Path) -> (i32, String, String) {
     )
 }
 
+/// Runs `meridian serve` on a configuration that must not start: (exit code, stderr).
+fn serve_refused(config: &Path) -> (Option<i32>, String) {
+    let out = Command::new(BIN)
+        .args(["serve", "--config"])
+        .arg(config)
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 #[test]
 fn shipped_demo_configuration_is_valid() {
     let (code, stdout, stderr) = check(&repo().join("meridian.yaml"));
@@ -191,13 +204,8 @@ fn serve_fails_clearly_when_the_port_is_taken() {
     )
     .unwrap();
     let started = Instant::now();
-    let out = Command::new(BIN)
-        .args(["serve", "--config"])
-        .arg(&server)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let (code, stderr) = serve_refused(&server);
+    assert_eq!(code, Some(1));
     assert!(
         stderr.contains(&format!(
             "cannot bind UDP 127.0.0.1:{port}: Address already in use"
@@ -214,13 +222,8 @@ fn serve_refuses_to_start_on_a_broken_configuration() {
         "a.yaml",
         "zone: a.test\nns: [ns1]\nrecords: { x: { A: nope } }\n",
     )]);
-    let out = Command::new(BIN)
-        .args(["serve", "--config"])
-        .arg(&server)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let (code, stderr) = serve_refused(&server);
+    assert_eq!(code, Some(1));
     assert!(
         stderr.contains("records.x.A[0]: `nope` is not an IPv4 address"),
         "{stderr}"
@@ -254,11 +257,6 @@ fn check_reports_a_missing_corrupt_or_unsuitable_geoip_database() {
         );
         assert!(stderr.contains(&want), "missing\n  {want}\nin\n{stderr}");
         // serve refuses to start on it as well.
-        let out = Command::new(BIN)
-            .args(["serve", "--config"])
-            .arg(&server)
-            .output()
-            .unwrap();
-        assert_eq!(out.status.code(), Some(1));
+        assert_eq!(serve_refused(&server).0, Some(1));
     }
 }

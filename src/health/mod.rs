@@ -8,7 +8,7 @@ mod checker;
 mod probe;
 
 pub use checker::Checker;
-pub use probe::{Outcome, install_tls_provider};
+pub use probe::install_tls_provider;
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
@@ -119,12 +119,6 @@ impl ProbeState {
 
     pub fn is_up(&self) -> bool {
         self.up.load(Ordering::Relaxed)
-    }
-
-    /// Sets the state by hand (tests, maintenance); the checker overwrites it at its next
-    /// state change.
-    pub fn set_up(&self, up: bool) {
-        self.up.store(up, Ordering::Relaxed);
     }
 
     /// How long until this probe's state could change, if it is down or changing.
