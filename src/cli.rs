@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use tracing::{error, info};
 
+use crate::admin::Explanation;
 use crate::config::{self, Config};
 
 #[derive(Parser)]
@@ -105,11 +106,11 @@ fn explain(config: &Path, name: &str, qtype: &str, client: Option<std::net::IpAd
                 }
             })
         });
-    match fetched.and_then(|body| {
-        serde_json::from_str::<serde_json::Value>(&body).map_err(|e| e.to_string())
-    }) {
-        Ok(v) => {
-            print!("{}", render_explanation(&v));
+    match fetched
+        .and_then(|body| serde_json::from_str::<Explanation>(&body).map_err(|e| e.to_string()))
+    {
+        Ok(e) => {
+            print!("{}", render_explanation(&e));
             ExitCode::SUCCESS
         }
         Err(e) => {
@@ -120,108 +121,78 @@ fn explain(config: &Path, name: &str, qtype: &str, client: Option<std::net::IpAd
 }
 
 /// The admin API's explanation as text for a terminal.
-fn render_explanation(v: &serde_json::Value) -> String {
+fn render_explanation(e: &Explanation) -> String {
     use std::fmt::Write;
-    let s = |v: &serde_json::Value| {
-        v.as_str()
-            .map(str::to_string)
-            .unwrap_or_else(|| v.to_string())
-    };
     let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "{} {} for client {}",
-        s(&v["name"]),
-        s(&v["type"]),
-        s(&v["client"])
-    );
+    let _ = writeln!(out, "{} {} for client {}", e.name, e.qtype, e.client);
     let _ = writeln!(
         out,
         "zone: {}   rcode: {}   policy: {}",
-        v["zone"].as_str().unwrap_or("none"),
-        s(&v["rcode"]),
-        v["policy"].as_str().unwrap_or("none (static)")
+        e.zone.as_deref().unwrap_or("none"),
+        e.rcode,
+        e.policy.as_deref().unwrap_or("none (static)")
     );
-    if let Some(l) = v["location"].as_object() {
-        let mut place = format!("client placed by {}", s(&l["found_by"]));
-        for (key, label) in [
-            ("site", "site"),
-            ("country", "country"),
-            ("continent", "continent"),
+    if let Some(l) = &e.location {
+        let mut place = format!("client placed by {}", l.found_by);
+        for (value, label) in [
+            (&l.site, "site"),
+            (&l.country, "country"),
+            (&l.continent, "continent"),
         ] {
-            if let Some(x) = l[key].as_str() {
+            if let Some(x) = value {
                 let _ = write!(place, ", {label} {x}");
             }
         }
-        if let (Some(lat), Some(lon)) = (l["lat"].as_f64(), l["lon"].as_f64()) {
+        if let (Some(lat), Some(lon)) = (l.lat, l.lon) {
             let _ = write!(place, ", at {lat:.2},{lon:.2}");
         }
-        let _ = writeln!(out, "{place}; ECS scope /{}", s(&l["scope"]));
+        let _ = writeln!(out, "{place}; ECS scope /{}", l.scope);
     }
-    if let Some(members) = v["members"].as_array().filter(|m| !m.is_empty()) {
+    if !e.members.is_empty() {
         let _ = writeln!(out, "members:");
-        for m in members {
-            let state = if m["up"].as_bool() == Some(true) {
-                "up"
-            } else if m["maintenance"].as_bool() == Some(true) {
-                "maintenance"
-            } else if m["enabled"].as_bool() == Some(false) {
-                "disabled"
-            } else {
-                "down"
-            };
-            let mark = if m["chosen"].as_bool() == Some(true) {
-                "*"
-            } else {
-                " "
-            };
-            let distance = m["distance_km"]
-                .as_f64()
-                .map_or(String::new(), |d| format!("  {d:.0} km"));
-            let site = m["site"]
-                .as_str()
-                .map_or(String::new(), |x| format!("  site {x}"));
+    }
+    for m in &e.members {
+        let s = &m.member;
+        let state = if s.up {
+            "up"
+        } else if s.maintenance {
+            "maintenance"
+        } else if !s.enabled {
+            "disabled"
+        } else {
+            "down"
+        };
+        let mark = if m.chosen { "*" } else { " " };
+        let distance = m
+            .distance_km
+            .map_or(String::new(), |d| format!("  {d:.0} km"));
+        let site = s
+            .site
+            .as_ref()
+            .map_or(String::new(), |x| format!("  site {x}"));
+        let _ = writeln!(
+            out,
+            "  {mark} {:<24} {:<11} weight {}{site}{distance}",
+            s.address, state, s.weight
+        );
+        for c in &s.checks {
             let _ = writeln!(
                 out,
-                "  {mark} {:<24} {:<11} weight {}{site}{distance}",
-                s(&m["address"]),
-                state,
-                s(&m["weight"])
+                "      {} {}: {}",
+                if c.up { "up  " } else { "down" },
+                c.probe,
+                c.reason.as_deref().unwrap_or("-")
             );
-            for c in m["checks"].as_array().into_iter().flatten() {
-                let _ = writeln!(
-                    out,
-                    "      {} {}: {}",
-                    if c["up"].as_bool() == Some(true) {
-                        "up  "
-                    } else {
-                        "down"
-                    },
-                    s(&c["probe"]),
-                    c["reason"].as_str().unwrap_or("-")
-                );
-            }
         }
     }
-    let answer: Vec<String> = v["answer"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(s)
-        .collect();
-    let ttl = v["ttl"]
-        .as_u64()
-        .map_or(String::new(), |t| format!(" (ttl {t})"));
-    let _ = writeln!(
-        out,
-        "answer: {}{ttl}",
-        if answer.is_empty() {
-            "none".into()
-        } else {
-            answer.join(", ")
-        }
-    );
-    let _ = writeln!(out, "why: {}", s(&v["why"]));
+    let ttl = e.ttl.map_or(String::new(), |t| format!(" (ttl {t})"));
+    let answer = if e.answer.is_empty() {
+        "none".to_string()
+    } else {
+        e.answer.join(", ")
+    };
+    let _ = writeln!(out, "answer: {answer}{ttl}");
+    let _ = writeln!(out, "why: {}", e.why);
     out
 }
 
@@ -242,17 +213,17 @@ fn check(path: &Path) -> ExitCode {
 }
 
 fn summary(config: &Config) -> String {
-    let fqdns: usize = config.zones.iter().map(|z| z.fqdns.len()).sum();
+    let names: usize = config.zones.iter().map(|z| z.names.len()).sum();
     let members: usize = config
         .zones
         .iter()
-        .flat_map(|z| &z.fqdns)
+        .flat_map(|z| &z.names)
         .map(|f| f.members.len())
         .sum();
     format!(
         "ok: {} zone(s), {} health-checked name(s), {} member(s)",
         config.zones.len(),
-        fqdns,
+        names,
         members
     )
 }

@@ -2,17 +2,25 @@
 //! zones go to upstream resolvers, tried in order, and their answers are cached for as
 //! long as their TTLs allow.
 //!
-//! This path is off unless `forward:` is configured, and only serves allowed client
-//! networks, so Meridian is never an open resolver. The cache takes a lock; the
-//! authoritative path never comes here.
+//! This path is off unless `forward:` is configured, and the compiled table only sends it
+//! queries from allowed client networks, so Meridian is never an open resolver. One
+//! forwarder lives as long as the process: a reload changes its upstreams and cache size
+//! and keeps what it has cached. The cache takes a lock; the authoritative path never
+//! comes here.
+//!
+//! Not hickory-resolver: it caches records per lookup, while this hands back the
+//! upstream's whole message (authority section included, with the SOA that sets the
+//! negative TTL), with its TTLs counted down.
 
-use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::sync::Mutex;
+use std::num::NonZeroUsize;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use arc_swap::ArcSwapOption;
 use hickory_proto::op::{Edns, Message, Query, ResponseCode};
 use hickory_proto::rr::{DNSClass, LowerName, RData, RecordType};
+use lru::LruCache;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
 use tracing::debug;
@@ -35,15 +43,25 @@ struct Cached {
     expires: Instant,
 }
 
+/// Where to forward to.
+#[derive(Debug)]
+struct Upstreams {
+    /// Tried in order.
+    addrs: Vec<SocketAddr>,
+    timeout: Duration,
+}
+
+/// Forwarding and its cache: least recently used answers go first when it is full.
 pub struct Forwarder {
-    config: ForwardConfig,
-    cache: Mutex<HashMap<CacheKey, Cached>>,
+    upstreams: ArcSwapOption<Upstreams>,
+    /// `None` while the configured cache size is 0.
+    cache: Mutex<Option<LruCache<CacheKey, Cached>>>,
 }
 
 impl std::fmt::Debug for Forwarder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Forwarder")
-            .field("config", &self.config)
+            .field("upstreams", &self.upstreams.load())
             .finish()
     }
 }
@@ -55,21 +73,40 @@ pub enum Source {
     Upstream(SocketAddr),
 }
 
-impl Forwarder {
-    pub fn new(config: ForwardConfig) -> Self {
+impl Default for Forwarder {
+    fn default() -> Self {
         Forwarder {
-            config,
-            cache: Mutex::new(HashMap::new()),
+            upstreams: ArcSwapOption::empty(),
+            cache: Mutex::new(None),
+        }
+    }
+}
+
+impl Forwarder {
+    /// Applies a configuration (`None`: forwarding off). Cached answers stay, as far as
+    /// the new cache size holds them.
+    pub fn configure(&self, config: Option<&ForwardConfig>) {
+        self.upstreams.store(config.map(|c| {
+            Arc::new(Upstreams {
+                addrs: c.upstreams.clone(),
+                timeout: c.timeout,
+            })
+        }));
+        let size = config.and_then(|c| NonZeroUsize::new(c.cache_size));
+        let mut cache = self.cache.lock().expect("forward cache lock");
+        match (cache.as_mut(), size) {
+            (Some(lru), Some(size)) => lru.resize(size),
+            (None, Some(size)) => *cache = Some(LruCache::new(size)),
+            (_, None) => *cache = None,
         }
     }
 
-    pub fn allows(&self, client: IpAddr) -> bool {
-        self.config.allow.iter().any(|net| net.contains(&client))
-    }
-
     /// The answer to `query`: from the cache while fresh (TTLs counted down), else from
-    /// the first upstream that answers in time. `Err` when none did.
+    /// the first upstream that answers in time. `Err` when none did, or forwarding is off.
     pub async fn resolve(&self, query: &Query) -> Result<(Message, Source), String> {
+        let Some(upstreams) = self.upstreams.load_full() else {
+            return Err("forwarding is not configured".into());
+        };
         let key = CacheKey {
             name: LowerName::new(query.name()),
             qtype: query.query_type(),
@@ -79,8 +116,8 @@ impl Forwarder {
             return Ok((message, Source::Cache));
         }
         let mut last = String::from("no upstream");
-        for upstream in &self.config.upstreams {
-            match exchange(*upstream, query, self.config.timeout).await {
+        for upstream in &upstreams.addrs {
+            match exchange(*upstream, query, upstreams.timeout).await {
                 Ok(message) => {
                     self.store(key, &message);
                     return Ok((message, Source::Upstream(*upstream)));
@@ -95,10 +132,12 @@ impl Forwarder {
     }
 
     fn cached(&self, key: &CacheKey) -> Option<Message> {
-        let cache = self.cache.lock().expect("forward cache lock");
-        let entry = cache.get(key)?;
+        let mut cache = self.cache.lock().expect("forward cache lock");
+        let lru = cache.as_mut()?;
         let now = Instant::now();
+        let entry = lru.get(key)?;
         if now >= entry.expires {
+            lru.pop(key);
             return None;
         }
         let age = now.duration_since(entry.stored).as_secs() as u32;
@@ -120,17 +159,8 @@ impl Forwarder {
         };
         let now = Instant::now();
         let mut cache = self.cache.lock().expect("forward cache lock");
-        if cache.len() >= self.config.cache_size {
-            cache.retain(|_, c| c.expires > now);
-            if cache.len() >= self.config.cache_size {
-                // Still full of live entries: drop an arbitrary one.
-                if let Some(k) = cache.keys().next().cloned() {
-                    cache.remove(&k);
-                }
-            }
-        }
-        if self.config.cache_size > 0 {
-            cache.insert(
+        if let Some(lru) = cache.as_mut() {
+            lru.put(
                 key,
                 Cached {
                     message: message.clone(),

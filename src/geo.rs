@@ -37,7 +37,7 @@ const CACHE_ENTRIES: usize = 16_384;
 
 /// A decoded record without its network prefix.
 #[derive(Clone, Copy)]
-struct Place {
+struct Decoded {
     lat_lon: Option<(f64, f64)>,
     country: Option<Code>,
     continent: Option<Code>,
@@ -46,7 +46,7 @@ struct Place {
 thread_local! {
     // Per thread (the UDP workers are dedicated threads), so the query path takes no lock:
     // (database id, record offset -> decoded record).
-    static DECODED: std::cell::RefCell<(u64, std::collections::HashMap<usize, Place>)> =
+    static DECODED: std::cell::RefCell<(u64, std::collections::HashMap<usize, Decoded>)> =
         std::cell::RefCell::new((0, std::collections::HashMap::new()));
 }
 
@@ -84,7 +84,7 @@ struct Position {
 
 /// What the GeoIP database says of one address.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
-pub struct GeoHit {
+pub struct GeoIpEntry {
     pub lat_lon: Option<(f64, f64)>,
     pub country: Option<Code>,
     pub continent: Option<Code>,
@@ -121,10 +121,10 @@ impl GeoDb {
         &self.reader.metadata().database_type
     }
 
-    pub fn lookup(&self, addr: IpAddr) -> GeoHit {
+    pub fn lookup(&self, addr: IpAddr) -> GeoIpEntry {
         let Ok(result) = self.reader.lookup(addr) else {
             // An IPv6 address in an IPv4-only database: nothing known.
-            return GeoHit::default();
+            return GeoIpEntry::default();
         };
         let mut prefix = result.network().map_or(0, |n| n.prefix());
         // An IPv4 address found in an IPv6 tree reports an IPv6 network.
@@ -132,9 +132,9 @@ impl GeoDb {
             prefix = prefix.saturating_sub(96);
         }
         let Some(offset) = result.offset() else {
-            return GeoHit {
+            return GeoIpEntry {
                 prefix,
-                ..GeoHit::default()
+                ..GeoIpEntry::default()
             };
         };
         let cached = DECODED.with(|c| {
@@ -150,16 +150,16 @@ impl GeoDb {
                 let record: Option<Record> = result.decode().ok().flatten();
                 let place = match record {
                     None => None,
-                    Some(r) => Some(Place {
+                    Some(r) => Some(Decoded {
                         lat_lon: r.location.and_then(|l| Some((l.latitude?, l.longitude?))),
                         country: r.country.and_then(|c| c.iso_code).and_then(code),
                         continent: r.continent.and_then(|c| c.code).and_then(code),
                     }),
                 };
                 let Some(place) = place else {
-                    return GeoHit {
+                    return GeoIpEntry {
                         prefix,
-                        ..GeoHit::default()
+                        ..GeoIpEntry::default()
                     };
                 };
                 DECODED.with(|c| {
@@ -172,7 +172,7 @@ impl GeoDb {
                 place
             }
         };
-        GeoHit {
+        GeoIpEntry {
             lat_lon: place.lat_lon,
             country: place.country,
             continent: place.continent,
@@ -192,19 +192,30 @@ pub struct Site {
     pub default: bool,
 }
 
-/// How the client was placed.
+/// How the client was located.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Placement {
+pub enum LocatedBy {
     /// Inside one of a site's `networks`.
     SiteNetwork,
     GeoIp,
     Unknown,
 }
 
-/// The client's position as far as it is known.
+impl LocatedBy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LocatedBy::SiteNetwork => "site-network",
+            LocatedBy::GeoIp => "geoip",
+            LocatedBy::Unknown => "unknown",
+        }
+    }
+}
+
+/// Where the client is, as far as it is known: the one answer to "where is the client",
+/// which the geo policies choose by and explain shows.
 #[derive(Clone, Copy, Debug)]
-pub struct Located {
-    pub how: Placement,
+pub struct ClientLocation {
+    pub found_by: LocatedBy,
     /// The site whose network holds the client.
     pub site: Option<usize>,
     pub lat_lon: Option<(f64, f64)>,
@@ -228,14 +239,14 @@ impl SiteMap {
         SiteMap { sites, networks }
     }
 
-    /// Places `addr`: the most specific site network holding it, else GeoIP, else unknown.
+    /// Locates `addr`: the most specific site network holding it, else GeoIP, else unknown.
     /// `source_prefix` caps the scope (the ECS source prefix; the full length otherwise).
-    pub fn locate(&self, addr: IpAddr, source_prefix: u8, geoip: Option<&GeoDb>) -> Located {
+    pub fn locate(&self, addr: IpAddr, source_prefix: u8, geoip: Option<&GeoDb>) -> ClientLocation {
         let mut located = match self.networks.iter().find(|(net, _)| net.contains(&addr)) {
             Some((net, site)) => {
                 let s = &self.sites[*site];
-                Located {
-                    how: Placement::SiteNetwork,
+                ClientLocation {
+                    found_by: LocatedBy::SiteNetwork,
                     site: Some(*site),
                     lat_lon: s.lat_lon,
                     country: s.countries.first().copied(),
@@ -244,20 +255,20 @@ impl SiteMap {
                 }
             }
             None => match geoip.map(|db| db.lookup(addr)) {
-                Some(hit) => Located {
-                    how: if hit.found {
-                        Placement::GeoIp
+                Some(entry) => ClientLocation {
+                    found_by: if entry.found {
+                        LocatedBy::GeoIp
                     } else {
-                        Placement::Unknown
+                        LocatedBy::Unknown
                     },
                     site: None,
-                    lat_lon: hit.lat_lon,
-                    country: hit.country,
-                    continent: hit.continent,
-                    scope: hit.prefix,
+                    lat_lon: entry.lat_lon,
+                    country: entry.country,
+                    continent: entry.continent,
+                    scope: entry.prefix,
                 },
-                None => Located {
-                    how: Placement::Unknown,
+                None => ClientLocation {
+                    found_by: LocatedBy::Unknown,
                     site: None,
                     lat_lon: None,
                     country: None,
@@ -370,6 +381,6 @@ mod tests {
         );
         // Unknown, but scope 0 would claim 10/8 too, which answers differently: 1 bit.
         let none = map.locate(ip("192.0.2.1"), 24, None);
-        assert_eq!((none.how, none.scope), (Placement::Unknown, 1));
+        assert_eq!((none.found_by, none.scope), (LocatedBy::Unknown, 1));
     }
 }

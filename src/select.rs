@@ -7,58 +7,19 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use serde::Deserialize;
+use hickory_proto::rr::Record;
 use smallvec::SmallVec;
 
-use crate::geo::{Located, Site, distance_km};
-use crate::health::MemberHealth;
-use hickory_proto::rr::Record;
+use crate::geo::{ClientLocation, Site, distance_km};
+use crate::model::{MemberHealth, Policy, WhenAllDown, Wire};
 
-/// How a name chooses among its up members (`selection:` in YAML).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Policy {
-    /// Each response starts one further along the list of up members.
-    RoundRobin,
-    /// Each member's share of responses is proportional to its weight.
-    Weighted,
-    /// The highest-weight up member (list order breaks ties): active/passive.
-    FixedWeight,
-    /// Every up member.
-    AllAvailable,
-    /// The up members nearest the client.
-    Proximity,
-    /// The up members whose site matches the client's country or continent.
-    Location,
-}
-
-impl Policy {
-    /// Whether answers depend on where the client is.
-    pub fn needs_client(self) -> bool {
-        matches!(self, Policy::Proximity | Policy::Location)
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Policy::RoundRobin => "round-robin",
-            Policy::Weighted => "weighted",
-            Policy::FixedWeight => "fixed-weight",
-            Policy::AllAvailable => "all-available",
-            Policy::Proximity => "proximity",
-            Policy::Location => "location",
-        }
-    }
-}
-
-/// What to answer when no member is up (`when-all-down:`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum WhenAllDown {
-    /// Fail open: choose as if every member were up.
-    #[default]
-    All,
-    /// Fail closed: NODATA.
-    None,
+/// Whether a selection counts as an answer given.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// A real query: round-robin and weighted rotations move on.
+    Query,
+    /// A dry run (explain): the choice the next query would get, and nothing moves.
+    DryRun,
 }
 
 /// The client a response is chosen for: the packet source, or the EDNS Client Subnet.
@@ -81,9 +42,6 @@ impl Client {
     }
 }
 
-/// Where the client is, and the zone's sites, for the geo policies.
-pub type Place<'a> = (&'a Located, &'a [Site]);
-
 /// One address of a health-checked name, with its answer record built at load time.
 #[derive(Debug)]
 pub struct Member {
@@ -93,7 +51,7 @@ pub struct Member {
     pub health: MemberHealth,
     /// The A or AAAA record for this address, owned by the name.
     pub record: Record,
-    pub wire: crate::zone::Wire,
+    pub wire: Wire,
     /// Responses that chose this member (metrics).
     pub answered: Arc<AtomicU64>,
 }
@@ -148,28 +106,37 @@ impl Pool {
         }
     }
 
-    /// Chooses the members to answer with. Empty only when nothing is up and the name fails
-    /// closed (or the pool is empty).
-    pub fn select(&self, rules: Rules, place: Option<Place<'_>>) -> Chosen<'_> {
+    /// Chooses the members to answer with for a client at `location` (known only for
+    /// policies that need it), given the zone's `sites`. Empty only when nothing is up and
+    /// the name fails closed (or the pool is empty).
+    pub fn select(
+        &self,
+        rules: Rules,
+        location: Option<&ClientLocation>,
+        sites: &[Site],
+        mode: Mode,
+    ) -> Chosen<'_> {
         let mut up: SmallVec<[bool; 16]> = self.members.iter().map(|m| m.health.is_up()).collect();
         if !up.contains(&true) {
             match rules.when_all_down {
-                WhenAllDown::None => return Chosen::new(),
-                WhenAllDown::All => up.iter_mut().for_each(|u| *u = true),
+                WhenAllDown::FailClosed => return Chosen::new(),
+                WhenAllDown::FailOpen => up.iter_mut().for_each(|u| *u = true),
             }
         }
+        let turn = || match mode {
+            Mode::Query => self.rotation.fetch_add(1, Ordering::Relaxed),
+            Mode::DryRun => self.rotation.load(Ordering::Relaxed),
+        };
         match rules.policy {
-            Policy::RoundRobin => self.round_robin(&up, rules.answers),
-            Policy::Weighted => self.weighted(&up, rules.answers),
+            Policy::RoundRobin => self.round_robin(&up, rules.answers, turn()),
+            Policy::Weighted => self.weighted(&up, rules.answers, turn()),
             Policy::AllAvailable => self.iter_up(&up).collect(),
             Policy::FixedWeight => self.fixed_weight(&up, rules.answers),
-            Policy::Proximity => match place {
-                Some((located, sites)) if located.lat_lon.is_some() => {
-                    self.proximity(&up, rules.answers, located, sites)
-                }
-                _ => self.fixed_weight(&up, rules.answers),
+            Policy::Proximity => match location.and_then(|l| l.lat_lon) {
+                Some(here) => self.proximity(&up, rules.answers, here, sites),
+                None => self.fixed_weight(&up, rules.answers),
             },
-            Policy::Location => self.location(&up, rules.answers, place),
+            Policy::Location => self.location(&up, rules.answers, location, sites, turn),
         }
     }
 
@@ -188,10 +155,9 @@ impl Pool {
         &self,
         up: &[bool],
         answers: usize,
-        located: &Located,
+        here: (f64, f64),
         sites: &[Site],
     ) -> Chosen<'_> {
-        let here = located.lat_lon.expect("checked by the caller");
         let mut order: SmallVec<[(f64, usize); 16]> = self
             .by_weight
             .iter()
@@ -215,17 +181,22 @@ impl Pool {
 
     /// The up members on the client's own site, else on sites listing its country, else
     /// its continent, else on default sites, else all up members; round-robin within.
-    fn location(&self, up: &[bool], answers: usize, place: Option<Place<'_>>) -> Chosen<'_> {
+    fn location(
+        &self,
+        up: &[bool],
+        answers: usize,
+        location: Option<&ClientLocation>,
+        sites: &[Site],
+        turn: impl FnOnce() -> u64,
+    ) -> Chosen<'_> {
         let on = |matches: &dyn Fn(&Site) -> bool| -> SmallVec<[bool; 16]> {
             self.members
                 .iter()
                 .zip(up)
-                .map(|(m, &u)| {
-                    u && place.is_some_and(|(_, sites)| m.site.is_some_and(|s| matches(&sites[s])))
-                })
+                .map(|(m, &u)| u && m.site.is_some_and(|s| matches(&sites[s])))
                 .collect()
         };
-        if let Some((here, sites)) = place {
+        if let Some(here) = location {
             let own = here.site.map(|s| sites[s].name.as_str());
             let tiers: [&dyn Fn(&Site) -> bool; 4] = [
                 &|s: &Site| Some(s.name.as_str()) == own,
@@ -236,11 +207,11 @@ impl Pool {
             for tier in tiers {
                 let chosen = on(tier);
                 if chosen.contains(&true) {
-                    return self.round_robin(&chosen, answers);
+                    return self.round_robin(&chosen, answers, turn());
                 }
             }
         }
-        self.round_robin(up, answers)
+        self.round_robin(up, answers, turn())
     }
 
     fn iter_up<'a, 'u>(
@@ -254,9 +225,9 @@ impl Pool {
             .map(|(m, _)| m)
     }
 
-    fn round_robin(&self, up: &[bool], answers: usize) -> Chosen<'_> {
+    fn round_robin(&self, up: &[bool], answers: usize, turn: u64) -> Chosen<'_> {
         let live = up.iter().filter(|u| **u).count();
-        let start = (self.rotation.fetch_add(1, Ordering::Relaxed) % live as u64) as usize;
+        let start = (turn % live as u64) as usize;
         self.iter_up(up)
             .cycle()
             .skip(start)
@@ -268,10 +239,9 @@ impl Pool {
     /// the up members' total weight, a low-discrepancy sequence. Over N responses every
     /// member's count is within O(log N) of N·weight/total, and picks interleave smoothly
     /// as in nginx's smooth weighted round-robin. Further answers follow in list order.
-    fn weighted(&self, up: &[bool], answers: usize) -> Chosen<'_> {
+    fn weighted(&self, up: &[bool], answers: usize, turn: u64) -> Chosen<'_> {
         let total: u64 = self.iter_up(up).map(|m| u64::from(m.weight)).sum();
-        let n = self.rotation.fetch_add(1, Ordering::Relaxed);
-        let point = n.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        let point = turn.wrapping_mul(0x9E37_79B9_7F4A_7C15);
         let mut target = ((u128::from(point) * u128::from(total)) >> 64) as u64;
         let live = up.iter().filter(|u| **u).count();
         let mut first = 0;
@@ -308,7 +278,7 @@ mod tests {
                     };
                     let record = Record::from_rdata(Name::root(), 30, RData::A(v4.into()));
                     Member {
-                        wire: crate::zone::Wire::new(&record),
+                        wire: Wire::new(&record),
                         address,
                         weight: w,
                         site: None,
@@ -325,7 +295,7 @@ mod tests {
         Rules {
             policy,
             answers,
-            when_all_down: WhenAllDown::All,
+            when_all_down: WhenAllDown::FailOpen,
         }
     }
 
@@ -337,7 +307,7 @@ mod tests {
         let mut longest_run = 0;
         let mut run = 0;
         for _ in 0..1000 {
-            let chosen = p.select(rules(Policy::Weighted, 1), None);
+            let chosen = p.select(rules(Policy::Weighted, 1), None, &[], Mode::Query);
             let i = p
                 .members
                 .iter()
@@ -359,8 +329,22 @@ mod tests {
     #[test]
     fn fixed_weight_prefers_heaviest_then_list_order() {
         let p = pool(&[50, 100, 100]);
-        let chosen = p.select(rules(Policy::FixedWeight, 2), None);
+        let chosen = p.select(rules(Policy::FixedWeight, 2), None, &[], Mode::Query);
         let got: Vec<_> = chosen.iter().map(|m| m.address.to_string()).collect();
         assert_eq!(got, ["192.0.2.2", "192.0.2.3"]);
+    }
+
+    #[test]
+    fn a_dry_run_shows_the_next_choice_and_moves_nothing() {
+        let p = pool(&[1, 1, 1]);
+        let first = |mode| p.select(rules(Policy::RoundRobin, 1), None, &[], mode)[0].address;
+        let next = first(Mode::DryRun);
+        assert_eq!(first(Mode::DryRun), next, "a dry run does not rotate");
+        assert_eq!(
+            first(Mode::Query),
+            next,
+            "the query gets what the dry run showed"
+        );
+        assert_ne!(first(Mode::DryRun), next, "the query rotated");
     }
 }

@@ -1,17 +1,22 @@
 //! Why a name answers what it answers, for a given client: where the client was placed
 //! and how, the policy, every member's state (and distance), and the pick.
+//!
+//! It is a dry run of the real decision path: the plan a query would get, with no counter
+//! and no rotation moved.
 
 use std::net::IpAddr;
 
-use hickory_proto::rr::{LowerName, RecordType};
-use serde::Serialize;
+use hickory_proto::op::OpCode;
+use hickory_proto::rr::{DNSClass, LowerName, RecordType};
+use serde::{Deserialize, Serialize};
 
 use super::status::{MemberStatus, member_status};
-use crate::geo::{Placement, code_str, distance_km};
-use crate::select::Client;
-use crate::zone::Table;
+use crate::geo::{ClientLocation, code_str, distance_km};
+use crate::resolve::{self, Mode, Query, Question};
+use crate::select::{Member, Pool};
+use crate::zone::{HealthCheckedName, Table, Zone};
 
-#[derive(Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct Explanation {
     pub name: String,
     #[serde(rename = "type")]
@@ -19,9 +24,9 @@ pub struct Explanation {
     pub client: String,
     pub zone: Option<String>,
     pub rcode: String,
-    pub policy: Option<&'static str>,
-    /// Where the client was placed, for policies that depend on it.
-    pub location: Option<ClientLocation>,
+    pub policy: Option<String>,
+    /// Where the client was located, for policies that depend on it.
+    pub location: Option<ExplainedLocation>,
     pub members: Vec<ExplainedMember>,
     pub answer: Vec<String>,
     pub ttl: Option<u32>,
@@ -29,10 +34,10 @@ pub struct Explanation {
     pub why: String,
 }
 
-#[derive(Serialize)]
-pub struct ClientLocation {
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ExplainedLocation {
     /// `site-network`, `geoip` or `unknown`.
-    pub found_by: &'static str,
+    pub found_by: String,
     pub site: Option<String>,
     pub country: Option<String>,
     pub continent: Option<String>,
@@ -42,7 +47,7 @@ pub struct ClientLocation {
     pub scope: u8,
 }
 
-#[derive(Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct ExplainedMember {
     #[serde(flatten)]
     pub member: MemberStatus,
@@ -50,115 +55,144 @@ pub struct ExplainedMember {
     pub chosen: bool,
 }
 
-/// Explains the answer to `name`/`qtype` for `client` (as a full-length address, as if
-/// it came without ECS). It runs the real lookup, so it also advances rotations.
+/// What chose (or would choose) the answer: a health-checked name and its pool.
+struct Chooser<'t> {
+    name: &'t HealthCheckedName,
+    zone: &'t Zone,
+    pool: &'t Pool,
+    location: Option<ClientLocation>,
+    chosen: &'t [&'t Member],
+}
+
+/// Explains the answer to `name`/`qtype` for `client` (as a full-length address, as if it
+/// came without ECS), as the next query would get it.
 pub fn explain(table: &Table, name: &LowerName, qtype: RecordType, client: IpAddr) -> Explanation {
-    let who = Client::from_source(client);
-    let res = table.resolve(name, qtype, &who);
-    let answer: Vec<String> = res
+    let query = Query {
+        op_code: OpCode::Query,
+        question: Some(Question {
+            name,
+            qtype,
+            qclass: DNSClass::IN,
+        }),
+        edns: None,
+        source: client,
+    };
+    let plan = resolve::plan(table, &query, Mode::DryRun);
+    let answer: Vec<String> = plan
         .answers
         .iter()
         .map(|rr| rr.record.data.to_string())
         .collect();
-    let ttl = res.answers.iter().map(|rr| rr.ttl).min();
     let mut e = Explanation {
         name: name.to_string(),
         qtype: qtype.to_string(),
         client: client.to_string(),
-        zone: res.zone.map(|z| z.origin.to_string()),
-        rcode: crate::metrics::rcode_name(res.rcode),
+        zone: plan.zone.map(|z| z.origin.to_string()),
+        rcode: crate::model::rcode_name(plan.rcode),
         policy: None,
         location: None,
         members: Vec::new(),
-        answer: answer.clone(),
-        ttl,
+        answer,
+        ttl: plan.answers.iter().map(|rr| rr.ttl).min(),
         why: String::new(),
     };
-    let Some((fqdn, zone)) = table.fqdn(name) else {
-        e.why = match &e.zone {
-            None => "the name is in none of our zones".into(),
-            Some(z) => format!("a static name of zone {z} (no selection)"),
-        };
-        return e;
-    };
-    let pool = if qtype == RecordType::AAAA {
-        &fqdn.v6
-    } else {
-        &fqdn.v4
-    };
-    let policy = fqdn.rules.policy;
-    e.policy = Some(policy.as_str());
-    let located = policy
-        .needs_client()
-        .then(|| zone.sites.locate(client, who.source_prefix, table.geoip()));
-    if let Some(l) = &located {
-        e.location = Some(ClientLocation {
-            found_by: match l.how {
-                Placement::SiteNetwork => "site-network",
-                Placement::GeoIp => "geoip",
-                Placement::Unknown => "unknown",
+    // The name that chose; else the asked name's own members, for a type it has none of.
+    let chooser = match &plan.selection {
+        Some(s) => Chooser {
+            name: s.name,
+            zone: s.zone,
+            pool: s.pool,
+            location: s.location,
+            chosen: &s.chosen,
+        },
+        None => match table.health_checked(name) {
+            Some((hc, zone)) => Chooser {
+                name: hc,
+                zone,
+                pool: if qtype == RecordType::AAAA {
+                    &hc.v6
+                } else {
+                    &hc.v4
+                },
+                location: None,
+                chosen: &[],
             },
-            site: l.site.map(|s| zone.sites.sites[s].name.clone()),
-            country: l.country.as_ref().map(|c| code_str(c).to_string()),
-            continent: l.continent.as_ref().map(|c| code_str(c).to_string()),
-            lat: l.lat_lon.map(|p| p.0),
-            lon: l.lat_lon.map(|p| p.1),
-            scope: l.scope,
-        });
-    }
-    e.members = pool
+            None => {
+                e.why = match &e.zone {
+                    None => "the name is in none of our zones".into(),
+                    Some(z) => format!("a static name of zone {z} (no selection)"),
+                };
+                return e;
+            }
+        },
+    };
+    describe(&mut e, &chooser);
+    e
+}
+
+fn describe(e: &mut Explanation, c: &Chooser) {
+    let policy = c.name.rules.policy;
+    let sites = &c.zone.sites.sites;
+    e.policy = Some(policy.as_str().to_string());
+    e.location = c.location.map(|l| ExplainedLocation {
+        found_by: l.found_by.as_str().to_string(),
+        site: l.site.map(|s| sites[s].name.clone()),
+        country: l.country.as_ref().map(|c| code_str(c).to_string()),
+        continent: l.continent.as_ref().map(|c| code_str(c).to_string()),
+        lat: l.lat_lon.map(|p| p.0),
+        lon: l.lat_lon.map(|p| p.1),
+        scope: l.scope,
+    });
+    let here = c.location.and_then(|l| l.lat_lon);
+    e.members = c
+        .pool
         .members
         .iter()
         .map(|m| {
-            let site_pos = m.site.and_then(|s| zone.sites.sites[s].lat_lon);
-            let here = located.as_ref().and_then(|l| l.lat_lon);
+            let there = m.site.and_then(|s| sites[s].lat_lon);
             ExplainedMember {
-                member: member_status(m, zone),
+                member: member_status(m, c.zone),
                 distance_km: here
-                    .zip(site_pos)
+                    .zip(there)
                     .map(|(a, b)| (distance_km(a, b) * 10.0).round() / 10.0),
-                chosen: answer.contains(&m.address.to_string()),
+                chosen: c.chosen.iter().any(|chosen| std::ptr::eq(*chosen, m)),
             }
         })
         .collect();
-    let up = pool.members.iter().filter(|m| m.health.is_up()).count();
-    let placed = match &e.location {
+    let up = c.pool.members.iter().filter(|m| m.health.is_up()).count();
+    let located = match &e.location {
         None => String::new(),
-        Some(l) => match l.found_by {
-            "unknown" => " The client's location is unknown.".into(),
-            how => format!(
-                " The client was placed by {how}{}{}.",
-                l.site
-                    .as_ref()
-                    .map_or(String::new(), |s| format!(" at site {s}")),
-                l.country
-                    .as_ref()
-                    .map_or(String::new(), |c| format!(" in {c}")),
-            ),
-        },
+        Some(l) if l.found_by == "unknown" => " The client's location is unknown.".into(),
+        Some(l) => format!(
+            " The client was placed by {}{}{}.",
+            l.found_by,
+            l.site
+                .as_ref()
+                .map_or(String::new(), |s| format!(" at site {s}")),
+            l.country
+                .as_ref()
+                .map_or(String::new(), |c| format!(" in {c}")),
+        ),
     };
-    e.why = if pool.is_empty() {
-        format!("{} has no members of this address family.", fqdn.name)
+    let picked = if e.answer.is_empty() {
+        "nothing".to_string()
+    } else {
+        e.answer.join(", ")
+    };
+    e.why = if c.pool.is_empty() {
+        format!("{} has no members of this address family.", c.name.name)
     } else if up == 0 {
-        format!(
-            "No member is up; when-all-down is {}.{placed}",
-            if answer.is_empty() {
-                "none: NODATA"
-            } else {
-                "all: chosen as if all were up"
-            }
-        )
+        let outcome = if e.answer.is_empty() {
+            "none: NODATA"
+        } else {
+            "all: chosen as if all were up"
+        };
+        format!("No member is up; when-all-down is {outcome}.{located}")
     } else {
         format!(
-            "{up} of {} members are up; {} chose {}.{placed}",
-            pool.members.len(),
+            "{up} of {} members are up; {} chose {picked}.{located}",
+            c.pool.members.len(),
             policy.as_str(),
-            if answer.is_empty() {
-                "nothing".into()
-            } else {
-                answer.join(", ")
-            }
         )
     };
-    e
 }

@@ -21,7 +21,7 @@ use hyper::{Method, Request, Response, StatusCode, header};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tracing::{info, warn};
 
-use crate::server::Meridian;
+use crate::state::{MaintenanceError, Meridian};
 
 /// Binds the admin listener (before start-up goes further, so a busy port fails early).
 pub fn bind(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
@@ -99,13 +99,7 @@ async fn route(m: &Meridian, req: Request<Incoming>, peer: IpAddr) -> Reply {
         ),
         (&Method::GET, ["status"]) => json(StatusCode::OK, &status(m)),
         (&Method::GET, ["metrics"]) => {
-            let table = m.table.load();
-            let text = m.metrics.render(&table, &m.registry);
-            reply(
-                StatusCode::OK,
-                "text/plain; version=0.0.4; charset=utf-8",
-                text,
-            )
+            reply(StatusCode::OK, crate::metrics::CONTENT_TYPE, m.metrics())
         }
         (&Method::GET, ["healthz"]) => {
             if m.table.load().zones().is_empty() {
@@ -125,7 +119,7 @@ async fn route(m: &Meridian, req: Request<Incoming>, peer: IpAddr) -> Reply {
             }
             // Drain the body (ignored) so that keep-alive connections stay in step.
             let _ = req.into_body().collect().await;
-            maintenance(m, name, address, *action == "disable")
+            maintenance(m, name, address, *action == "disable").await
         }
         (_, ["members", ..]) | (_, ["status" | "metrics" | "healthz" | "explain"]) => {
             error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
@@ -169,22 +163,22 @@ fn parse_name(text: &str) -> Option<LowerName> {
     Some(LowerName::new(&name))
 }
 
-fn maintenance(m: &Meridian, name: &str, address: &str, disable: bool) -> Reply {
+async fn maintenance(m: &Meridian, name: &str, address: &str, disable: bool) -> Reply {
     let (Some(lower), Ok(address)) = (parse_name(name), address.parse::<IpAddr>()) else {
         return error(
             StatusCode::BAD_REQUEST,
             "expected /members/{name}/{address}/enable|disable",
         );
     };
-    let table = m.table.load();
-    if table.fqdn(&lower).is_none() {
-        return error(StatusCode::NOT_FOUND, "no such health-checked name");
+    match m.set_maintenance(&lower, address, disable).await {
+        Ok(()) => {}
+        Err(MaintenanceError::NoSuchName) => {
+            return error(StatusCode::NOT_FOUND, "no such health-checked name");
+        }
+        Err(MaintenanceError::NoSuchMember) => {
+            return error(StatusCode::NOT_FOUND, "no such member of that name");
+        }
     }
-    let Some(member) = table.member(&lower, address) else {
-        return error(StatusCode::NOT_FOUND, "no such member of that name");
-    };
-    m.maintenance.set(&lower.to_string(), address, disable);
-    member.health.set_maintenance(disable);
     let state = if disable { "disabled" } else { "enabled" };
     info!(name = %lower, member = %address, "member {state} through the admin API");
     json(

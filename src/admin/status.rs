@@ -4,12 +4,12 @@ use std::fmt::Write;
 use std::sync::atomic::Ordering;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-use crate::health::ProbeState;
+use crate::model::ProbeState;
 use crate::select::Member;
-use crate::server::Meridian;
-use crate::zone::{Fqdn, Zone};
+use crate::state::Meridian;
+use crate::zone::{HealthCheckedName, Zone};
 
 #[derive(Serialize)]
 pub struct Status {
@@ -49,7 +49,7 @@ pub struct NameStatus {
     pub members: Vec<MemberStatus>,
 }
 
-#[derive(Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct MemberStatus {
     pub address: String,
     pub weight: u32,
@@ -63,7 +63,7 @@ pub struct MemberStatus {
     pub checks: Vec<CheckStatus>,
 }
 
-#[derive(Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct CheckStatus {
     pub probe: String,
     pub up: bool,
@@ -104,23 +104,14 @@ pub fn member_status(m: &Member, zone: &Zone) -> MemberStatus {
     }
 }
 
-fn name_status(f: &Fqdn, zone: &Zone) -> NameStatus {
+fn name_status(f: &HealthCheckedName, zone: &Zone) -> NameStatus {
     NameStatus {
         name: f.name.to_string(),
         policy: f.rules.policy.as_str(),
         ttl: f.ttl,
         answers: f.rules.answers,
-        when_all_down: match f.rules.when_all_down {
-            crate::select::WhenAllDown::All => "all",
-            crate::select::WhenAllDown::None => "none",
-        },
-        members: f
-            .v4
-            .members
-            .iter()
-            .chain(&f.v6.members)
-            .map(|m| member_status(m, zone))
-            .collect(),
+        when_all_down: f.rules.when_all_down.as_str(),
+        members: f.members().map(|m| member_status(m, zone)).collect(),
     }
 }
 
@@ -132,8 +123,8 @@ pub fn status(m: &Meridian) -> Status {
         config_file: m.config_file.display().to_string(),
         listen: m.listen.iter().map(ToString::to_string).collect(),
         last_good_load: load.last_good,
-        reloads_ok: m.metrics.reloads_ok.load(Ordering::Relaxed),
-        reloads_failed: m.metrics.reloads_failed.load(Ordering::Relaxed),
+        reloads_ok: m.counters.reloads_ok.load(Ordering::Relaxed),
+        reloads_failed: m.counters.reloads_failed.load(Ordering::Relaxed),
         last_reload_error: load
             .last_error
             .map(|(at, errors)| ReloadError { at, errors }),
@@ -147,7 +138,7 @@ pub fn status(m: &Meridian) -> Status {
             })
             .collect(),
         names: table
-            .fqdns_by_name()
+            .health_checked_by_name()
             .into_iter()
             .map(|(f, z)| name_status(f, z))
             .collect(),

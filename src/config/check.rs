@@ -6,8 +6,9 @@ use std::time::Duration;
 
 use serde_saphyr::Spanned;
 
+use super::error::Report;
 use super::yaml::{CheckRaw, items};
-use super::{Check, CheckSpec, HttpCheck, Report, Timing};
+use crate::model::{Check, CheckSpec, HttpCheck, Timing};
 
 /// `check:` (one) or `checks:` (a list); `None` when neither is given.
 pub(super) fn validate_checks(
@@ -43,6 +44,7 @@ pub(super) fn validate_checks(
     Some(out)
 }
 
+/// One check; `None` when it has an error (already reported).
 fn validate_check(
     r: &mut Report,
     field: &str,
@@ -51,7 +53,35 @@ fn validate_check(
 ) -> Option<Check> {
     let raw = &check.value;
     let kind = raw.kind.value.as_str();
-    let mut ok = true;
+    let timing = validate_timing(r, field, check);
+    let address = validate_address(r, field, check, needs_address);
+    let fields_fit = reject_http_fields(r, field, raw, kind);
+    let spec = match kind {
+        "none" | "icmp" => validate_portless(r, field, raw, kind),
+        "tcp" => validate_tcp(r, field, check),
+        "http" | "https" => validate_http(r, field, check, kind == "https"),
+        other => {
+            r.at(
+                raw.kind.referenced,
+                format!("{field}.type"),
+                format!(
+                    "unknown check type `{other}`, expected one of none, tcp, icmp, http, https"
+                ),
+            );
+            None
+        }
+    };
+    Some(Check {
+        spec: spec?,
+        timing: timing?,
+        address: address?,
+    })
+    .filter(|_| fields_fit)
+}
+
+/// `interval`, `timeout`, `rise` and `fall`, with their defaults.
+fn validate_timing(r: &mut Report, field: &str, check: &Spanned<CheckRaw>) -> Option<Timing> {
+    let raw = &check.value;
     let duration =
         |r: &mut Report, v: &Option<Spanned<String>>, what: &str, default: Duration| match v {
             None => Some(default),
@@ -84,62 +114,71 @@ fn validate_check(
     };
     let rise = count(&raw.rise, "rise", defaults.rise);
     let fall = count(&raw.fall, "fall", defaults.fall);
-    let timing = match (interval, timeout, rise, fall) {
-        (Some(interval), Some(timeout), Some(rise), Some(fall)) => {
-            // An explicit timeout must fit in the interval; a default one shrinks to fit.
-            let timeout = if raw.timeout.is_none() {
-                timeout.min(interval.mul_f64(0.8))
-            } else {
-                timeout
-            };
-            if timeout >= interval {
-                let at = raw
-                    .timeout
-                    .as_ref()
-                    .map_or(check.referenced, |t| t.referenced);
-                r.at(
-                    at,
-                    format!("{field}.timeout"),
-                    "must be less than the interval",
-                );
-                ok = false;
-            }
-            Timing {
-                interval,
-                timeout,
-                rise,
-                fall,
-            }
-        }
-        _ => {
-            ok = false;
-            defaults
-        }
+    let (interval, timeout, rise, fall) = (interval?, timeout?, rise?, fall?);
+    // An explicit timeout must fit in the interval; a default one shrinks to fit.
+    let timeout = if raw.timeout.is_none() {
+        timeout.min(interval.mul_f64(0.8))
+    } else {
+        timeout
     };
-    let address = match &raw.address {
-        None => None,
+    if timeout >= interval {
+        let at = raw
+            .timeout
+            .as_ref()
+            .map_or(check.referenced, |t| t.referenced);
+        r.at(
+            at,
+            format!("{field}.timeout"),
+            "must be less than the interval",
+        );
+        return None;
+    }
+    Some(Timing {
+        interval,
+        timeout,
+        rise,
+        fall,
+    })
+}
+
+/// The address to probe instead of the member's; `Some(None)` when there is none.
+fn validate_address(
+    r: &mut Report,
+    field: &str,
+    check: &Spanned<CheckRaw>,
+    needs_address: bool,
+) -> Option<Option<IpAddr>> {
+    let raw = &check.value;
+    match &raw.address {
         Some(a) => match a.value.trim().parse::<IpAddr>() {
-            Ok(ip) => Some(ip),
+            Ok(ip) => Some(Some(ip)),
             Err(_) => {
                 r.at(
                     a.referenced,
                     format!("{field}.address"),
                     format!("`{}` is not an IP address", a.value),
                 );
-                ok = false;
                 None
             }
         },
-    };
-    if needs_address && address.is_none() && raw.address.is_none() && kind != "none" {
-        r.at(
-            check.referenced,
-            format!("{field}.address"),
-            "a site check needs the address to probe (e.g. the site's load balancer)",
-        );
-        ok = false;
+        None if needs_address && raw.kind.value != "none" => {
+            r.at(
+                check.referenced,
+                format!("{field}.address"),
+                "a site check needs the address to probe (e.g. the site's load balancer)",
+            );
+            None
+        }
+        None => Some(None),
     }
-    // Fields that only some check types read: naming them elsewhere is a mistake.
+}
+
+/// Fields that only HTTP(S) checks read: naming them on another type is a mistake.
+/// Returns whether there were none.
+fn reject_http_fields(r: &mut Report, field: &str, raw: &CheckRaw, kind: &str) -> bool {
+    if kind == "http" || kind == "https" {
+        return true;
+    }
     let http_only = [
         ("method", raw.method.as_ref().map(|s| s.referenced)),
         ("path", raw.path.as_ref().map(|s| s.referenced)),
@@ -152,153 +191,151 @@ fn validate_check(
         ("tls-verify", raw.tls_verify.as_ref().map(|s| s.referenced)),
         ("ca", raw.ca.as_ref().map(|s| s.referenced)),
     ];
-    let is_http = kind == "http" || kind == "https";
-    if !is_http {
-        for (name, loc) in http_only {
-            if let Some(loc) = loc {
-                r.at(
-                    loc,
-                    format!("{field}.{name}"),
-                    format!("not used by a `{kind}` check"),
-                );
-                ok = false;
-            }
+    let mut fit = true;
+    for (name, loc) in http_only {
+        if let Some(loc) = loc {
+            r.at(
+                loc,
+                format!("{field}.{name}"),
+                format!("not used by a `{kind}` check"),
+            );
+            fit = false;
         }
     }
-    let spec = match kind {
-        "none" => CheckSpec::None,
-        "icmp" => {
-            if let Some(p) = &raw.port {
-                r.at(
-                    p.referenced,
-                    format!("{field}.port"),
-                    "an icmp check has no port",
-                );
-                ok = false;
-            }
-            CheckSpec::Icmp
-        }
-        "tcp" => match &raw.port {
-            Some(p) if p.value > 0 => CheckSpec::Tcp { port: p.value },
-            Some(p) => {
-                r.at(p.referenced, format!("{field}.port"), "must be 1-65535");
-                return None;
-            }
-            None => {
-                r.at(
-                    check.referenced,
-                    format!("{field}.port"),
-                    "a tcp check needs a port",
-                );
-                return None;
-            }
-        },
-        "http" | "https" => {
-            let tls = kind == "https";
-            let port = raw
-                .port
-                .as_ref()
-                .map_or(if tls { 443 } else { 80 }, |p| p.value);
-            let path = raw
-                .path
-                .as_ref()
-                .map_or("/".to_string(), |p| p.value.clone());
-            if !path.starts_with('/') {
-                let at = raw.path.as_ref().map_or(check.referenced, |p| p.referenced);
-                r.at(at, format!("{field}.path"), "must start with /");
-                ok = false;
-            }
-            let method = raw
-                .method
-                .as_ref()
-                .map_or("GET".to_string(), |m| m.value.to_ascii_uppercase());
-            if !["GET", "HEAD", "POST", "OPTIONS"].contains(&method.as_str()) {
-                let at = raw
-                    .method
-                    .as_ref()
-                    .map_or(check.referenced, |m| m.referenced);
-                r.at(
-                    at,
-                    format!("{field}.method"),
-                    "must be GET, HEAD, POST or OPTIONS",
-                );
-                ok = false;
-            }
-            let mut expect = Vec::new();
-            match &raw.expect {
-                None => expect.push((200, 299)),
-                Some(list) => {
-                    for (i, (loc, text)) in items(list).enumerate() {
-                        match parse_status_range(text) {
-                            Some(range) => expect.push(range),
-                            None => {
-                                r.at(
-                                    loc,
-                                    format!("{field}.expect[{i}]"),
-                                    format!("`{text}` is not a status code or range (write 200 or 200-299)"),
-                                );
-                                ok = false;
-                            }
-                        }
-                    }
-                }
-            }
-            if !tls && (raw.tls_verify.is_some() || raw.ca.is_some()) {
-                r.at(
-                    check.referenced,
-                    field,
-                    "tls-verify and ca apply to https checks only",
-                );
-                ok = false;
-            }
-            CheckSpec::Http(HttpCheck {
-                tls,
-                port,
-                method,
-                path,
-                host: raw.host.as_ref().map(|h| h.value.clone()),
-                expect,
-                body_contains: raw.body_contains.as_ref().map(|b| b.value.clone()),
-                tls_verify: raw.tls_verify.as_ref().is_none_or(|v| v.value),
-                ca: raw.ca.as_ref().and_then(|c| {
-                    let path = r.file.parent().unwrap_or(Path::new(".")).join(&c.value);
-                    if path.is_file() {
-                        Some(path)
-                    } else {
-                        r.at(
-                            c.referenced,
-                            format!("{field}.ca"),
-                            format!("no such file {}", path.display()),
-                        );
-                        ok = false;
-                        None
-                    }
-                }),
-            })
-        }
-        other => {
-            r.at(
-                raw.kind.referenced,
-                format!("{field}.type"),
-                format!(
-                    "unknown check type `{other}`, expected one of none, tcp, icmp, http, https"
-                ),
-            );
-            return None;
-        }
-    };
-    if let (CheckSpec::None, Some(p)) = (&spec, &raw.port) {
+    fit
+}
+
+/// `none` and `icmp`: nothing to set, and no port.
+fn validate_portless(r: &mut Report, field: &str, raw: &CheckRaw, kind: &str) -> Option<CheckSpec> {
+    if let Some(p) = &raw.port {
         r.at(
             p.referenced,
             format!("{field}.port"),
-            "a none check has no port",
+            format!(
+                "a{} {kind} check has no port",
+                if kind == "icmp" { "n" } else { "" }
+            ),
+        );
+        return None;
+    }
+    Some(if kind == "icmp" {
+        CheckSpec::Icmp
+    } else {
+        CheckSpec::None
+    })
+}
+
+fn validate_tcp(r: &mut Report, field: &str, check: &Spanned<CheckRaw>) -> Option<CheckSpec> {
+    match &check.value.port {
+        Some(p) if p.value > 0 => Some(CheckSpec::Tcp { port: p.value }),
+        Some(p) => {
+            r.at(p.referenced, format!("{field}.port"), "must be 1-65535");
+            None
+        }
+        None => {
+            r.at(
+                check.referenced,
+                format!("{field}.port"),
+                "a tcp check needs a port",
+            );
+            None
+        }
+    }
+}
+
+fn validate_http(
+    r: &mut Report,
+    field: &str,
+    check: &Spanned<CheckRaw>,
+    tls: bool,
+) -> Option<CheckSpec> {
+    let raw = &check.value;
+    let mut ok = true;
+    let port = raw
+        .port
+        .as_ref()
+        .map_or(if tls { 443 } else { 80 }, |p| p.value);
+    let path = raw
+        .path
+        .as_ref()
+        .map_or("/".to_string(), |p| p.value.clone());
+    if !path.starts_with('/') {
+        let at = raw.path.as_ref().map_or(check.referenced, |p| p.referenced);
+        r.at(at, format!("{field}.path"), "must start with /");
+        ok = false;
+    }
+    let method = raw
+        .method
+        .as_ref()
+        .map_or("GET".to_string(), |m| m.value.to_ascii_uppercase());
+    if !["GET", "HEAD", "POST", "OPTIONS"].contains(&method.as_str()) {
+        let at = raw
+            .method
+            .as_ref()
+            .map_or(check.referenced, |m| m.referenced);
+        r.at(
+            at,
+            format!("{field}.method"),
+            "must be GET, HEAD, POST or OPTIONS",
         );
         ok = false;
     }
-    ok.then_some(Check {
-        spec,
-        timing,
-        address,
+    let mut expect = Vec::new();
+    match &raw.expect {
+        None => expect.push((200, 299)),
+        Some(list) => {
+            for (i, (loc, text)) in items(list).enumerate() {
+                match parse_status_range(text) {
+                    Some(range) => expect.push(range),
+                    None => {
+                        r.at(
+                            loc,
+                            format!("{field}.expect[{i}]"),
+                            format!(
+                                "`{text}` is not a status code or range (write 200 or 200-299)"
+                            ),
+                        );
+                        ok = false;
+                    }
+                }
+            }
+        }
+    }
+    if !tls && (raw.tls_verify.is_some() || raw.ca.is_some()) {
+        r.at(
+            check.referenced,
+            field,
+            "tls-verify and ca apply to https checks only",
+        );
+        ok = false;
+    }
+    let ca = match &raw.ca {
+        None => None,
+        Some(c) => {
+            let path = r.file.parent().unwrap_or(Path::new(".")).join(&c.value);
+            if !path.is_file() {
+                r.at(
+                    c.referenced,
+                    format!("{field}.ca"),
+                    format!("no such file {}", path.display()),
+                );
+                ok = false;
+            }
+            Some(path)
+        }
+    };
+    ok.then(|| {
+        CheckSpec::Http(HttpCheck {
+            tls,
+            port,
+            method,
+            path,
+            host: raw.host.as_ref().map(|h| h.value.clone()),
+            expect,
+            body_contains: raw.body_contains.as_ref().map(|b| b.value.clone()),
+            tls_verify: raw.tls_verify.as_ref().is_none_or(|v| v.value),
+            ca,
+        })
     })
 }
 

@@ -9,8 +9,8 @@ use serde::Deserialize;
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use serde_saphyr::{Location, Spanned};
 
-use super::ConfigError;
-use crate::select::{Policy, WhenAllDown};
+use super::error::ConfigError;
+use crate::model::{Policy, WhenAllDown};
 
 /// A scalar read as text whatever YAML typed it as (`200`, `1.5`, `true`, `abc`).
 #[derive(Clone, Debug)]
@@ -281,11 +281,6 @@ pub(super) fn parse_yaml<T: for<'de> Deserialize<'de>>(
 }
 
 pub(super) fn read_file(path: &Path) -> Result<String, ConfigError> {
-    std::fs::read_to_string(path).map_err(|e| ConfigError {
-        file: path.to_path_buf(),
-        line: 0,
-        column: 0,
-        field: String::new(),
-        message: format!("cannot read: {e}"),
-    })
+    std::fs::read_to_string(path)
+        .map_err(|e| ConfigError::whole_file(path, format!("cannot read: {e}")))
 }

@@ -12,12 +12,12 @@ use serde_saphyr::{Location, Spanned};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::check::validate_checks;
-use super::yaml::{FqdnRaw, RecordSetRaw, SiteRaw, SoaRaw, TextList, ZoneRaw, items};
-use super::{
-    ConfigError, FqdnConfig, MemberConfig, RecordSetConfig, Report, SiteConfig, SoaConfig,
-    ZoneConfig,
+use super::error::{ConfigError, Report};
+use super::types::{
+    HealthCheckedNameConfig, MemberConfig, RecordSetConfig, SiteConfig, SoaConfig, ZoneConfig,
 };
-use crate::select::{Policy, WhenAllDown};
+use super::yaml::{FqdnRaw, RecordSetRaw, SiteRaw, SoaRaw, TextList, ZoneRaw, items};
+use crate::model::Policy;
 
 pub(super) fn validate_zone(file: &Path, raw: ZoneRaw) -> Result<ZoneConfig, Vec<ConfigError>> {
     let mut r = Report::new(file);
@@ -68,7 +68,7 @@ pub(super) fn validate_zone(file: &Path, raw: ZoneRaw) -> Result<ZoneConfig, Vec
         sites.push(validate_site(&mut r, &field, name, site));
     }
 
-    let mut fqdns = Vec::new();
+    let mut names = Vec::new();
     for (key, fqdn) in &raw.fqdns {
         let field = format!("fqdns.{key}");
         let name = match parse_owner(key, &origin) {
@@ -78,12 +78,12 @@ pub(super) fn validate_zone(file: &Path, raw: ZoneRaw) -> Result<ZoneConfig, Vec
                 continue;
             }
         };
-        if let Some(f) = validate_fqdn(&mut r, &field, name, fqdn, &site_index) {
-            fqdns.push(f);
+        if let Some(f) = validate_health_checked(&mut r, &field, name, fqdn, &site_index) {
+            names.push(f);
         }
     }
 
-    check_conflicts(&mut r, &raw, &origin, &records, &fqdns);
+    check_conflicts(&mut r, &raw, &origin, &records, &names);
     r.errors.sort_by_key(|e| (e.line, e.column));
 
     if r.errors.is_empty() {
@@ -95,7 +95,7 @@ pub(super) fn validate_zone(file: &Path, raw: ZoneRaw) -> Result<ZoneConfig, Vec
             ns,
             records,
             sites,
-            fqdns,
+            names,
         })
     } else {
         Err(r.errors)
@@ -368,13 +368,13 @@ fn validate_site(r: &mut Report, field: &str, name: &str, site: &Spanned<SiteRaw
     }
 }
 
-fn validate_fqdn(
+fn validate_health_checked(
     r: &mut Report,
     field: &str,
     name: Name,
     fqdn: &Spanned<FqdnRaw>,
     sites: &HashMap<String, usize>,
-) -> Option<FqdnConfig> {
+) -> Option<HealthCheckedNameConfig> {
     let raw = &fqdn.value;
     let policy = raw
         .selection
@@ -466,12 +466,12 @@ fn validate_fqdn(
             enabled: m.value.enabled.unwrap_or(true),
         });
     }
-    Some(FqdnConfig {
+    Some(HealthCheckedNameConfig {
         name,
         policy,
         ttl,
         answers,
-        when_all_down: raw.when_all_down.unwrap_or(WhenAllDown::All),
+        when_all_down: raw.when_all_down.unwrap_or_default(),
         members,
     })
 }
@@ -482,9 +482,9 @@ fn check_conflicts(
     raw: &ZoneRaw,
     origin: &Name,
     records: &[RecordSetConfig],
-    fqdns: &[FqdnConfig],
+    names: &[HealthCheckedNameConfig],
 ) {
-    for f in fqdns {
+    for f in names {
         let key = relative_key(&f.name, origin);
         let at = raw
             .fqdns
@@ -512,7 +512,7 @@ fn check_conflicts(
     }
     // Two fqdns keys may spell the same name (`vault` and `vault.kemp.local.`).
     let mut seen = HashSet::new();
-    for f in fqdns {
+    for f in names {
         if !seen.insert(f.name.to_lowercase()) {
             r.at(
                 Location::UNKNOWN,

@@ -16,7 +16,8 @@ use tokio::time::Instant;
 use tracing::{info, warn};
 
 use super::probe::{Outcome, ProbeContext, Prober};
-use super::{ProbeKey, ProbeResult, ProbeState};
+use crate::model::health::ProbeResult;
+use crate::model::{ProbeKey, ProbeSet, ProbeState};
 
 /// Probes running at once (TCP and HTTP; ICMP has its own, smaller bound).
 const MAX_CONCURRENT_PROBES: usize = 512;
@@ -41,19 +42,19 @@ impl Checker {
     /// Starts a task for every probe that has none and stops the tasks of probes not in
     /// `probes`; probes already running keep their state and timers. Returns once every
     /// newly started probe has its first result, or its timeout (and a margin) has passed.
-    pub async fn sync(&self, probes: &[Arc<ProbeState>]) -> SyncReport {
+    pub async fn sync(&self, probes: &ProbeSet) -> SyncReport {
         let mut first_results = Vec::new();
         let mut wait = Duration::ZERO;
         {
             let mut tasks = self.tasks.lock().expect("checker lock");
             tasks.retain(|key, task| {
-                let keep = probes.iter().any(|p| &p.key == key);
+                let keep = probes.contains_key(key);
                 if !keep {
                     task.abort();
                 }
                 keep
             });
-            for probe in probes {
+            for probe in probes.values() {
                 if tasks.contains_key(&probe.key) {
                     continue;
                 }

@@ -9,8 +9,7 @@ use surge_ping::{ICMP, PingIdentifier, PingSequence, SurgeError};
 use tokio::sync::{OnceCell, Semaphore};
 use tracing::{info, warn};
 
-use super::ProbeKey;
-use crate::config::{CheckSpec, HttpCheck};
+use crate::model::{CheckSpec, HttpCheck, ProbeKey};
 
 /// The result of one probe run.
 #[derive(Clone, Debug)]

@@ -1,22 +1,16 @@
 //! Operating it: live reload, SIGHUP, the admin API, forwarding, the query log.
 
-mod common;
-
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use common::backend::{FakeResolver, TcpBackend, free_port};
-use common::*;
+use crate::common::backend::{FakeResolver, TcpBackend, free_port};
+use crate::common::*;
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
 
 const TOKEN: &str = "test-token-0123456789";
-
-fn ip(s: &str) -> IpAddr {
-    s.parse().unwrap()
-}
 
 fn zone(address: &str) -> String {
     format!(
@@ -57,7 +51,7 @@ fn editing_zone_files_while_serving_changes_the_answers() {
     assert!(
         s.running()
             .meridian
-            .metrics
+            .counters
             .reloads_ok
             .load(Ordering::Relaxed)
             >= 3
@@ -376,23 +370,17 @@ fn explain_command_asks_the_running_server() {
         )],
     );
     let _served = serve(&file);
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_meridian"))
-        .args([
-            "explain",
-            "near.geo.test",
-            "--client",
-            "81.2.69.142",
-            "--config",
-        ])
-        .arg(&file)
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let args = [
+        "explain",
+        "near.geo.test",
+        "--client",
+        "81.2.69.142",
+        "--config",
+    ];
+    let mut args: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_ref()).collect();
+    args.push(file.as_ref());
+    let (code, text, stderr) = run_meridian(&args);
+    assert_eq!(code, Some(0), "{stderr}");
     assert!(text.contains("policy: proximity"), "{text}");
     assert!(
         text.contains("client placed by geoip, country GB, continent EU"),

@@ -81,7 +81,6 @@ impl Drop for TcpBackend {
 
 /// An HTTP or HTTPS server answering every request with the current status.
 pub struct HttpBackend {
-    pub addr: SocketAddr,
     status: Arc<AtomicU16>,
     flapping: Arc<AtomicBool>,
     pub requests: Arc<AtomicUsize>,
@@ -91,7 +90,6 @@ pub struct HttpBackend {
 impl HttpBackend {
     pub fn start(addr: SocketAddr, status: u16, tls: Option<&TestTls>) -> Self {
         let listener = bind(addr);
-        let addr = listener.local_addr().unwrap();
         let status = Arc::new(AtomicU16::new(status));
         let flapping = Arc::new(AtomicBool::new(false));
         let requests = Arc::new(AtomicUsize::new(0));
@@ -124,7 +122,6 @@ impl HttpBackend {
             }
         });
         HttpBackend {
-            addr,
             status,
             flapping,
             requests,
@@ -139,11 +136,6 @@ impl HttpBackend {
     /// Every other request answers 503.
     pub fn set_flapping(&self, on: bool) {
         self.flapping.store(on, Ordering::SeqCst);
-    }
-
-    pub fn stop(self) {
-        self.task.abort();
-        wait_closed(self.addr);
     }
 }
 

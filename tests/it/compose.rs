@@ -1,12 +1,7 @@
 //! The Docker Compose demo cannot run here (no Docker engine), so its files are checked:
 //! the Compose file with a compose-spec parser, the demo's Meridian config with our own.
 
-use std::path::PathBuf;
-use std::process::Command;
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
+use crate::common::{repo, run_meridian};
 
 #[test]
 fn compose_file_is_valid_compose_spec() {
@@ -65,17 +60,12 @@ fn demo_configuration_in_docker_is_valid() {
     .unwrap();
     std::os::unix::fs::symlink(repo().join("docker/zones"), dir.path().join("zones")).unwrap();
     std::os::unix::fs::symlink(repo().join("geoip"), dir.path().join("geoip")).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_meridian"))
-        .args(["check", "--config"])
-        .arg(dir.path().join("meridian.yaml"))
-        .output()
-        .unwrap();
+    let config = dir.path().join("meridian.yaml");
+    let (code, stdout, stderr) =
+        run_meridian(&["check".as_ref(), "--config".as_ref(), config.as_ref()]);
+    assert_eq!(code, Some(0), "{stderr}");
     assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        String::from_utf8_lossy(&out.stdout).starts_with("ok: 2 zone(s), 4 health-checked name(s)")
+        stdout.starts_with("ok: 2 zone(s), 4 health-checked name(s)"),
+        "{stdout}"
     );
 }

@@ -1,6 +1,5 @@
-//! Shared test harness: a real Meridian on 127.0.0.1 with an ephemeral port, and a small
-//! DNS client over real UDP and TCP sockets.
-#![allow(dead_code)]
+//! Shared test harness: a real Meridian on 127.0.0.1 with an ephemeral port, a small DNS
+//! client over real UDP and TCP sockets, the `meridian` binary, and polling.
 
 pub mod backend;
 
@@ -250,16 +249,49 @@ pub fn http(addr: SocketAddr, method: &str, path: &str, token: Option<&str>) -> 
     (status, body)
 }
 
-/// Polls `f` every 20 ms until it returns true, for at most `limit`.
-pub fn eventually(limit: Duration, what: &str, mut f: impl FnMut() -> bool) {
+/// Polls `f` every 10 ms until it returns true, for at most `limit`; returns how long it
+/// took.
+pub fn eventually(limit: Duration, what: &str, mut f: impl FnMut() -> bool) -> Duration {
     let start = std::time::Instant::now();
     while !f() {
         assert!(
             start.elapsed() < limit,
             "timed out after {limit:?} waiting for {what}"
         );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    start.elapsed()
+}
+
+/// Calls `f` every 20 ms for `span` (it asserts what must hold all along).
+pub fn throughout(span: Duration, mut f: impl FnMut()) {
+    let until = std::time::Instant::now() + span;
+    while std::time::Instant::now() < until {
+        f();
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+pub fn ip(s: &str) -> std::net::IpAddr {
+    s.parse().unwrap()
+}
+
+/// The repository's root.
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Runs the `meridian` binary to completion: (exit code, stdout, stderr).
+pub fn run_meridian(args: &[&std::ffi::OsStr]) -> (Option<i32>, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_meridian"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 /// Replaces a file the way editors and deploy tools do: write a temporary file, rename.
@@ -297,7 +329,5 @@ pub fn ecs_of(msg: &Message) -> Option<(std::net::IpAddr, u8, u8)> {
 
 /// A file in the repository's geoip/ directory.
 pub fn geoip_file(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("geoip")
-        .join(name)
+    repo().join("geoip").join(name)
 }

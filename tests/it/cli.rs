@@ -1,41 +1,21 @@
 //! The `meridian` binary: `check` on broken files, and `serve` on the shipped demo.
 
-mod common;
-
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_meridian");
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
+use crate::common::{repo, run_meridian};
 
 fn check(config: &Path) -> (i32, String, String) {
-    let out = Command::new(BIN)
-        .args(["check", "--config"])
-        .arg(config)
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    let (code, stdout, stderr) =
+        run_meridian(&["check".as_ref(), "--config".as_ref(), config.as_ref()]);
+    (code.unwrap_or(-1), stdout, stderr)
 }
 
 /// Runs `meridian serve` on a configuration that must not start: (exit code, stderr).
 fn serve_refused(config: &Path) -> (Option<i32>, String) {
-    let out = Command::new(BIN)
-        .args(["serve", "--config"])
-        .arg(config)
-        .output()
-        .unwrap();
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    let (code, _, stderr) = run_meridian(&["serve".as_ref(), "--config".as_ref(), config.as_ref()]);
+    (code, stderr)
 }
 
 #[test]
@@ -68,7 +48,7 @@ fqdns:
 
 #[test]
 fn check_reports_every_error_with_file_line_column_and_field() {
-    let (dir, server) = common::write_config(&[("broken.yaml", BROKEN)]);
+    let (dir, server) = crate::common::write_config(&[("broken.yaml", BROKEN)]);
     let (code, _, stderr) = check(&server);
     assert_eq!(code, 1, "{stderr}");
     let file = dir.path().join("zones/broken.yaml");
@@ -126,7 +106,7 @@ fn check_reports_yaml_syntax_unknown_fields_and_duplicate_keys() {
         ),
     ];
     for (text, expected) in cases {
-        let (dir, server) = common::write_config(&[("a.yaml", text)]);
+        let (dir, server) = crate::common::write_config(&[("a.yaml", text)]);
         let (code, _, stderr) = check(&server);
         assert_eq!(code, 1, "{text}");
         let want = format!("{}:{expected}", dir.path().join("zones/a.yaml").display());
@@ -137,7 +117,7 @@ fn check_reports_yaml_syntax_unknown_fields_and_duplicate_keys() {
 #[test]
 fn check_reports_a_zone_defined_twice() {
     let z = "zone: a.test\nns: [ns1]\n";
-    let (dir, server) = common::write_config(&[("a.yaml", z), ("b.yaml", z)]);
+    let (dir, server) = crate::common::write_config(&[("a.yaml", z), ("b.yaml", z)]);
     let (code, _, stderr) = check(&server);
     assert_eq!(code, 1);
     let b = dir.path().join("zones/b.yaml");
@@ -160,7 +140,7 @@ fn demo_answers_dig_as_the_readme_shows() {
         format!("listen: [127.0.0.1:0]\nzones: {}\n", zones.display()),
     )
     .unwrap();
-    let served = common::serve(&server);
+    let served = crate::common::serve(&server);
     let addr = served.addr;
     let dig = |args: &[&str]| {
         let out = Command::new("dig")
@@ -196,7 +176,7 @@ fn demo_answers_dig_as_the_readme_shows() {
 fn serve_fails_clearly_when_the_port_is_taken() {
     let taken = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     let port = taken.local_addr().unwrap().port();
-    let (dir, _) = common::write_config(&[("a.yaml", "zone: a.test\nns: [ns1]\n")]);
+    let (dir, _) = crate::common::write_config(&[("a.yaml", "zone: a.test\nns: [ns1]\n")]);
     let server = dir.path().join("busy.yaml");
     std::fs::write(
         &server,
@@ -218,7 +198,7 @@ fn serve_fails_clearly_when_the_port_is_taken() {
 
 #[test]
 fn serve_refuses_to_start_on_a_broken_configuration() {
-    let (_dir, server) = common::write_config(&[(
+    let (_dir, server) = crate::common::write_config(&[(
         "a.yaml",
         "zone: a.test\nns: [ns1]\nrecords: { x: { A: nope } }\n",
     )]);
@@ -245,7 +225,7 @@ fn check_reports_a_missing_corrupt_or_unsuitable_geoip_database() {
         ),
     ];
     for (db, expected) in cases {
-        let (dir, _) = common::write_config(&[("a.yaml", "zone: a.test\nns: [ns1]\n")]);
+        let (dir, _) = crate::common::write_config(&[("a.yaml", "zone: a.test\nns: [ns1]\n")]);
         let server = dir.path().join("geo.yaml");
         std::fs::write(&server, format!("zones: zones\ngeoip: {}\n", db.display())).unwrap();
         let (code, _, stderr) = check(&server);

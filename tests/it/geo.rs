@@ -1,12 +1,10 @@
 //! Geo selection over real UDP with EDNS Client Subnet, GeoIP and site networks.
 
-mod common;
+use std::net::SocketAddr;
+use std::time::Duration;
 
-use std::net::{IpAddr, SocketAddr};
-use std::time::{Duration, Instant};
-
-use common::backend::{TcpBackend, free_port};
-use common::*;
+use crate::common::backend::{TcpBackend, free_port};
+use crate::common::*;
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
 
@@ -17,10 +15,6 @@ const US: &str = "216.160.83.56";
 const GERMANY_V6: &str = "2a02:d180::1";
 const JAPAN_V6: &str = "2001:218::1";
 const NOT_FOUND: &str = "1.1.1.1";
-
-fn ip(s: &str) -> IpAddr {
-    s.parse().unwrap()
-}
 
 fn zone(port: u16) -> String {
     format!(
@@ -117,24 +111,18 @@ fn proximity_picks_the_nearest_up_site_and_moves_on_when_it_goes_down() {
 
     // London's site goes down: London clients go to the next nearest, Stockholm.
     g.listeners[0].take().unwrap().stop();
-    let deadline = Instant::now() + Duration::from_secs(3);
-    while pick(&g.server, "prox.geo.test.", &format!("{LONDON}/32")).0 != "127.0.20.2" {
-        assert!(
-            Instant::now() < deadline,
-            "London clients still sent to London"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    eventually(
+        Duration::from_secs(3),
+        "London clients sent to Stockholm",
+        || pick(&g.server, "prox.geo.test.", &format!("{LONDON}/32")).0 == "127.0.20.2",
+    );
     // And with Stockholm down as well, New York.
     g.listeners[1].take().unwrap().stop();
-    let deadline = Instant::now() + Duration::from_secs(3);
-    while pick(&g.server, "prox.geo.test.", &format!("{LONDON}/32")).0 != "127.0.20.3" {
-        assert!(
-            Instant::now() < deadline,
-            "London clients not moved to New York"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    eventually(
+        Duration::from_secs(3),
+        "London clients sent to New York",
+        || pick(&g.server, "prox.geo.test.", &format!("{LONDON}/32")).0 == "127.0.20.3",
+    );
 }
 
 #[test]
@@ -172,18 +160,18 @@ fn location_picks_by_country_then_continent_then_default() {
 
     // Health first: with London down, a London client gets the other EU site.
     g.listeners[0].take().unwrap().stop();
-    let deadline = Instant::now() + Duration::from_secs(3);
-    while pick(&g.server, "loc.geo.test.", &format!("{LONDON}/32")).0 != "127.0.20.2" {
-        assert!(Instant::now() < deadline);
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    eventually(
+        Duration::from_secs(3),
+        "London clients sent to the other EU site",
+        || pick(&g.server, "loc.geo.test.", &format!("{LONDON}/32")).0 == "127.0.20.2",
+    );
     // With the default site down too, an unknown client gets any up member.
     g.listeners[2].take().unwrap().stop();
-    let deadline = Instant::now() + Duration::from_secs(3);
-    while pick(&g.server, "loc.geo.test.", &format!("{JAPAN_V6}/48")).0 != "127.0.20.2" {
-        assert!(Instant::now() < deadline);
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    eventually(
+        Duration::from_secs(3),
+        "unknown clients sent to any up member",
+        || pick(&g.server, "loc.geo.test.", &format!("{JAPAN_V6}/48")).0 == "127.0.20.2",
+    );
 }
 
 #[test]

@@ -1,34 +1,22 @@
 //! Health checks against real backends on 127.x: the answer follows the checkers.
 
-mod common;
-
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::backend::{HttpBackend, TcpBackend, TestTls, free_port};
-use common::*;
+use crate::common::backend::{HttpBackend, TcpBackend, TestTls, free_port};
+use crate::common::*;
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
 
-fn ip(s: &str) -> IpAddr {
-    s.parse().unwrap()
-}
-
 /// Polls `name` until its first A answer is `want`; returns how long that took.
 fn wait_for(s: &TestServer, name: &str, want: &str, limit: Duration) -> Duration {
-    let start = Instant::now();
-    loop {
-        let got = addresses(&s.ask(name, RecordType::A));
-        if got.first().map(String::as_str) == Some(want) {
-            return start.elapsed();
-        }
-        assert!(
-            start.elapsed() < limit,
-            "{name} still answers {got:?}, wanted {want} within {limit:?}"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    eventually(limit, &format!("{name} to answer {want}"), || {
+        addresses(&s.ask(name, RecordType::A))
+            .first()
+            .map(String::as_str)
+            == Some(want)
+    })
 }
 
 /// The longest a state change may take to show: the change can land just after a probe,
@@ -211,11 +199,9 @@ fn flapping_backend_is_held_by_rise_and_fall() {
     );
     let s = start(&[("flap.yaml", &zone)]);
     let hold = |want: &str| {
-        let until = Instant::now() + Duration::from_millis(1500);
-        while Instant::now() < until {
+        throughout(Duration::from_millis(1500), || {
             assert_eq!(addresses(&s.ask("app.flap.test.", RecordType::A)), [want]);
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        })
     };
     // Up, then every other probe fails: never three failures in a row, so it stays up.
     flappy.set_flapping(true);

@@ -1,10 +1,8 @@
 //! The authoritative core over real UDP and TCP: flags, rcodes and every section.
 
-mod common;
-
 use std::collections::HashMap;
 
-use common::*;
+use crate::common::*;
 use hickory_proto::op::{Edns, Message, OpCode, ResponseCode};
 use hickory_proto::rr::{RData, RecordType};
 

@@ -1,0 +1,101 @@
+//! Loading: the server file, then every zone file in its directory, with the rules that
+//! span files.
+
+use std::path::{Path, PathBuf};
+
+use super::error::{ConfigError, ConfigErrors};
+use super::server::load_server;
+use super::types::{Config, ZoneConfig};
+use super::yaml::{ZoneRaw, parse_yaml, read_file};
+use super::zone::validate_zone;
+
+/// Loads and validates the server file and every zone file it points at.
+pub fn load(server_file: &Path) -> Result<Config, ConfigErrors> {
+    let server = load_server(server_file).map_err(|e| ConfigErrors(vec![e]))?;
+    let zones = load_zones(&server.zones_dir)?;
+    Ok(Config { server, zones })
+}
+
+/// Every `*.yaml`/`*.yml` file in the directory, in name order; hidden and editor backup
+/// files are skipped.
+pub fn zone_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        let yaml = name.ends_with(".yaml") || name.ends_with(".yml");
+        if yaml && !name.starts_with('.') && path.is_file() {
+            files.push(path);
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+fn load_zones(dir: &Path) -> Result<Vec<ZoneConfig>, ConfigErrors> {
+    let files = zone_files(dir).map_err(|e| {
+        ConfigErrors(vec![ConfigError::whole_file(
+            dir,
+            format!("cannot read the zones directory: {e}"),
+        )])
+    })?;
+    let mut errors = Vec::new();
+    let mut zones: Vec<ZoneConfig> = Vec::new();
+    for file in &files {
+        match read_file(file).and_then(|text| parse_yaml::<ZoneRaw>(file, &text)) {
+            Ok(raw) => match validate_zone(file, raw) {
+                Ok(zone) => zones.push(zone),
+                Err(mut e) => errors.append(&mut e),
+            },
+            Err(e) => errors.push(e),
+        }
+    }
+    // Cross-file rules: one file per zone, and no zone inside another.
+    let mut kept: Vec<ZoneConfig> = Vec::new();
+    for zone in zones {
+        let clash = kept.iter().find(|k| {
+            k.origin == zone.origin
+                || k.origin.zone_of(&zone.origin)
+                || zone.origin.zone_of(&k.origin)
+        });
+        match clash {
+            Some(k) => {
+                let what = if k.origin == zone.origin {
+                    "is already defined"
+                } else {
+                    "overlaps (nested zones are not supported)"
+                };
+                errors.push(ConfigError {
+                    file: zone.file.clone(),
+                    line: 1,
+                    column: 1,
+                    field: "zone".into(),
+                    message: format!(
+                        "zone {} {what}: see {} ({})",
+                        zone.origin,
+                        k.file.display(),
+                        k.origin
+                    ),
+                });
+            }
+            None => kept.push(zone),
+        }
+    }
+    if files.is_empty() {
+        errors.push(ConfigError::whole_file(
+            dir,
+            "no zone files (*.yaml) in the zones directory",
+        ));
+    }
+    if errors.is_empty() {
+        Ok(kept)
+    } else {
+        Err(ConfigErrors(errors))
+    }
+}
+
+/// Validates one zone file's text; used by `load` and by tests.
+pub fn parse_zone(file: &Path, text: &str) -> Result<ZoneConfig, ConfigErrors> {
+    let raw: ZoneRaw = parse_yaml(file, text).map_err(|e| ConfigErrors(vec![e]))?;
+    validate_zone(file, raw).map_err(ConfigErrors)
+}

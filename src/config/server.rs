@@ -1,0 +1,160 @@
+//! The server file: listen addresses, the zones directory, GeoIP, admin API, forwarding.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ipnet::IpNet;
+
+use super::error::{ConfigError, Report};
+use super::types::{AdminConfig, ForwardConfig, ServerConfig};
+use super::yaml::{ForwardRaw, ServerRaw, items, parse_yaml, read_file};
+use crate::geo::GeoDb;
+
+/// Default listen address when the server file names none: unprivileged, loopback only.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:5300";
+
+/// Where the admin API listens when `admin:` names no address.
+const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9153";
+
+/// Reads and validates the server file alone (for commands that only need its settings).
+pub fn load_server(file: &Path) -> Result<ServerConfig, ConfigError> {
+    let text = read_file(file)?;
+    let raw: ServerRaw = parse_yaml(file, &text)?;
+    let base = file.parent().unwrap_or(Path::new("."));
+    let mut report = Report::new(file);
+
+    let mut listen = Vec::new();
+    match &raw.listen {
+        Some(list) => {
+            for (i, (loc, text)) in items(list).enumerate() {
+                match parse_listen(text) {
+                    Ok(addr) if listen.contains(&addr) => report.at(
+                        loc,
+                        format!("listen[{i}]"),
+                        format!("{addr} is listed twice"),
+                    ),
+                    Ok(addr) => listen.push(addr),
+                    Err(msg) => report.at(loc, format!("listen[{i}]"), msg),
+                }
+            }
+            if listen.is_empty() && report.errors.is_empty() {
+                report.at(list.referenced, "listen", "needs at least one address");
+            }
+        }
+        None => listen.push(DEFAULT_LISTEN.parse().expect("valid default")),
+    }
+    let zones_dir = base.join(raw.zones.as_ref().map_or("zones", |z| z.value.as_str()));
+    let geoip = match &raw.geoip {
+        None => None,
+        Some(g) => match GeoDb::open(&base.join(&g.value)) {
+            Ok(db) => Some(Arc::new(db)),
+            Err(msg) => {
+                report.at(
+                    g.referenced,
+                    "geoip",
+                    format!("{}: {msg}", base.join(&g.value).display()),
+                );
+                None
+            }
+        },
+    };
+    let admin = raw.admin.as_ref().and_then(|a| {
+        let listen = match &a.value.listen {
+            None => DEFAULT_ADMIN_LISTEN.parse().ok(),
+            Some(l) => parse_listen(&l.value)
+                .map_err(|msg| report.at(l.referenced, "admin.listen", msg))
+                .ok(),
+        };
+        let token = a.value.token.as_ref().and_then(|t| {
+            if t.value.trim().len() < 16 {
+                report.at(t.referenced, "admin.token", "use at least 16 characters");
+                None
+            } else {
+                Some(t.value.trim().to_string())
+            }
+        });
+        listen.map(|listen| AdminConfig { listen, token })
+    });
+    let forward = raw
+        .forward
+        .as_ref()
+        .and_then(|f| validate_forward(&mut report, &f.value));
+    if let Some(e) = report.errors.into_iter().next() {
+        return Err(e);
+    }
+    Ok(ServerConfig {
+        file: file.to_path_buf(),
+        listen,
+        zones_dir,
+        geoip,
+        ecs: raw.ecs.unwrap_or(true),
+        admin,
+        forward,
+        query_log: raw.query_log.unwrap_or(false),
+        watch: raw.watch.unwrap_or(true),
+    })
+}
+
+fn validate_forward(r: &mut Report, raw: &ForwardRaw) -> Option<ForwardConfig> {
+    let before = r.errors.len();
+    let mut upstreams = Vec::new();
+    for (i, (loc, text)) in items(&raw.upstreams).enumerate() {
+        match parse_listen(text) {
+            Ok(a) => upstreams.push(a),
+            Err(msg) => r.at(loc, format!("forward.upstreams[{i}]"), msg),
+        }
+    }
+    if raw.upstreams.value.0.is_empty() {
+        r.at(
+            raw.upstreams.referenced,
+            "forward.upstreams",
+            "give at least one upstream resolver",
+        );
+    }
+    let mut allow = Vec::new();
+    for (i, (loc, text)) in items(&raw.allow).enumerate() {
+        match text.trim().parse::<IpNet>() {
+            Ok(n) => allow.push(n.trunc()),
+            Err(_) => r.at(
+                loc,
+                format!("forward.allow[{i}]"),
+                format!("`{text}` is not a network (write 10.0.0.0/8)"),
+            ),
+        }
+    }
+    let timeout = match &raw.timeout {
+        None => Duration::from_secs(2),
+        Some(t) => match humantime::parse_duration(t.value.trim()) {
+            Ok(d) if !d.is_zero() => d,
+            _ => {
+                r.at(
+                    t.referenced,
+                    "forward.timeout",
+                    "not a duration (write 500ms or 2s)",
+                );
+                Duration::from_secs(2)
+            }
+        },
+    };
+    (r.errors.len() == before).then(|| ForwardConfig {
+        upstreams,
+        timeout,
+        allow,
+        cache_size: raw.cache_size.unwrap_or(10_000),
+    })
+}
+
+/// `127.0.0.1:5300`, `[::1]:5300`, or an address alone for port 53.
+fn parse_listen(text: &str) -> Result<SocketAddr, String> {
+    if let Ok(addr) = text.parse::<SocketAddr>() {
+        return Ok(addr);
+    }
+    if let Ok(ip) = text.parse::<IpAddr>() {
+        return Ok(SocketAddr::new(ip, 53));
+    }
+    Err(format!(
+        "`{text}` is not a listen address (write 127.0.0.1:5300 or [::1]:53)"
+    ))
+}

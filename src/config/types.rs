@@ -1,0 +1,162 @@
+//! The validated configuration, which the zone table is compiled from.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hickory_proto::rr::{Name, RData, RecordType};
+use ipnet::IpNet;
+
+use crate::geo::GeoDb;
+use crate::model::{Check, Policy, ProbeKey, WhenAllDown};
+
+/// The whole configuration: server settings and every zone.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub zones: Vec<ZoneConfig>,
+}
+
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    pub file: PathBuf,
+    /// Each address gets a UDP socket and a TCP listener.
+    pub listen: Vec<SocketAddr>,
+    pub zones_dir: PathBuf,
+    /// The GeoIP database, opened and verified at load time.
+    pub geoip: Option<Arc<GeoDb>>,
+    /// Use the EDNS Client Subnet option of queries (RFC 7871) to place clients.
+    pub ecs: bool,
+    pub admin: Option<AdminConfig>,
+    pub forward: Option<ForwardConfig>,
+    /// Log one line per query.
+    pub query_log: bool,
+    /// Reload when the files change (SIGHUP reloads either way).
+    pub watch: bool,
+}
+
+/// The admin HTTP API.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AdminConfig {
+    pub listen: SocketAddr,
+    /// Bearer token for the write endpoints; without one they answer 403.
+    pub token: Option<String>,
+}
+
+/// Forwarding of names outside our zones, for clients that use Meridian as their resolver.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ForwardConfig {
+    /// Tried in order.
+    pub upstreams: Vec<SocketAddr>,
+    /// Per upstream.
+    pub timeout: Duration,
+    /// Client networks that may use forwarding; everyone else gets REFUSED.
+    pub allow: Vec<IpNet>,
+    /// Most responses kept in the cache.
+    pub cache_size: usize,
+}
+
+#[derive(Clone, Debug)]
+pub struct ZoneConfig {
+    pub file: PathBuf,
+    pub origin: Name,
+    pub ttl: u32,
+    pub soa: SoaConfig,
+    pub ns: Vec<Name>,
+    pub records: Vec<RecordSetConfig>,
+    pub sites: Vec<SiteConfig>,
+    pub names: Vec<HealthCheckedNameConfig>,
+}
+
+#[derive(Clone, Debug)]
+pub struct SoaConfig {
+    pub mname: Name,
+    pub rname: Name,
+    pub serial: u32,
+    pub refresh: i32,
+    pub retry: i32,
+    pub expire: i32,
+    pub minimum: u32,
+}
+
+/// A static RRset.
+#[derive(Clone, Debug)]
+pub struct RecordSetConfig {
+    pub owner: Name,
+    pub ttl: u32,
+    pub rtype: RecordType,
+    pub rdata: Vec<RData>,
+}
+
+#[derive(Clone, Debug)]
+pub struct SiteConfig {
+    pub name: String,
+    pub lat: Option<f64>,
+    pub lon: Option<f64>,
+    /// ISO 3166-1 alpha-2, upper case.
+    pub countries: Vec<String>,
+    /// Two-letter continent codes (EU, NA, SA, AS, AF, OC, AN), upper case.
+    pub continents: Vec<String>,
+    pub networks: Vec<IpNet>,
+    pub default: bool,
+    pub enabled: bool,
+    pub checks: Vec<Check>,
+}
+
+/// A health-checked name (an entry under `fqdns:`): members, and how to choose among them.
+#[derive(Clone, Debug)]
+pub struct HealthCheckedNameConfig {
+    pub name: Name,
+    pub policy: Policy,
+    pub ttl: u32,
+    pub answers: u32,
+    pub when_all_down: WhenAllDown,
+    pub members: Vec<MemberConfig>,
+}
+
+#[derive(Clone, Debug)]
+pub struct MemberConfig {
+    pub address: IpAddr,
+    pub weight: u32,
+    /// Index into the zone's `sites`.
+    pub site: Option<usize>,
+    pub checks: Vec<Check>,
+    pub enabled: bool,
+}
+
+impl ZoneConfig {
+    /// The probes behind `member`: its own checks, then its site's, each of the member's
+    /// address unless the check names another.
+    pub fn probe_keys<'a>(
+        &'a self,
+        member: &'a MemberConfig,
+    ) -> impl Iterator<Item = ProbeKey> + 'a {
+        let site_checks = member
+            .site
+            .map(|i| self.sites[i].checks.as_slice())
+            .unwrap_or_default();
+        member
+            .checks
+            .iter()
+            .chain(site_checks)
+            .map(|check| ProbeKey {
+                address: check.address.unwrap_or(member.address),
+                check: check.clone(),
+            })
+    }
+}
+
+impl Config {
+    /// Every probe the configuration needs, with who uses it (`name member`, for logs).
+    pub fn probe_users(&self) -> impl Iterator<Item = (ProbeKey, String)> + '_ {
+        self.zones.iter().flat_map(|zone| {
+            zone.names.iter().flat_map(move |name| {
+                name.members.iter().flat_map(move |m| {
+                    zone.probe_keys(m)
+                        .map(move |key| (key, format!("{} {}", name.name, m.address)))
+                })
+            })
+        })
+    }
+}

@@ -1,0 +1,271 @@
+//! The general path: hickory's message model, for TCP (through hickory-server) and for the
+//! UDP queries the fast path leaves to it. It answers from the same plan as the fast path,
+//! and adds what only it does: forwarding and the query log.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use hickory_proto::op::{Edns, Metadata, ResponseCode};
+use hickory_proto::rr::Record;
+use hickory_proto::rr::rdata::opt::{ClientSubnet, EdnsCode, EdnsOption};
+use hickory_proto::serialize::binary::BinEncoder;
+use hickory_server::net::runtime::Time;
+use hickory_server::net::xfer::Protocol;
+use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
+use hickory_server::zone_handler::MessageResponseBuilder;
+use smallvec::SmallVec;
+use tracing::{info, warn};
+
+use crate::forward::Source;
+use crate::resolve::{self, Ecs, EdnsQuery, Mode, Plan, Question};
+use crate::state::Meridian;
+
+/// Answers TCP queries for hickory-server.
+pub struct Handler {
+    pub(super) state: Arc<Meridian>,
+}
+
+/// A response, ready to encode.
+pub(super) struct Reply {
+    metadata: Metadata,
+    answers: SmallVec<[Record; 8]>,
+    authorities: SmallVec<[Record; 2]>,
+    additionals: Vec<Record>,
+    edns: Option<Edns>,
+    /// Too big for UDP as planned (a forwarded answer is measured once encoded).
+    too_big_for_udp: bool,
+}
+
+#[async_trait::async_trait]
+impl RequestHandler for Handler {
+    async fn handle_request<R: ResponseHandler, T: Time>(
+        &self,
+        request: &Request,
+        mut response_handle: R,
+    ) -> ResponseInfo {
+        let reply = respond(&self.state, request).await;
+        let response = reply.response(request, false);
+        match response_handle.send_response(response).await {
+            Ok(info) => info,
+            Err(e) => {
+                warn!(client = %request.src(), error = %e, "failed to send a response");
+                let mut metadata = Metadata::response_from_request(&request.metadata);
+                metadata.response_code = ResponseCode::ServFail;
+                ResponseInfo::from(hickory_proto::op::Header {
+                    metadata,
+                    counts: Default::default(),
+                })
+            }
+        }
+    }
+}
+
+/// The query as the plan takes it.
+fn query_of(request: &Request) -> resolve::Query<'_> {
+    let question = match request.queries.queries() {
+        [q] => Some(Question {
+            name: q.name(),
+            qtype: q.query_type(),
+            qclass: q.query_class(),
+        }),
+        _ => None,
+    };
+    let edns = request.edns.as_ref().map(|e| EdnsQuery {
+        payload: e.max_payload(),
+        version: e.version(),
+        ecs: match e.option(EdnsCode::Subnet) {
+            Some(EdnsOption::Subnet(s)) => Some(Ecs {
+                addr: s.addr(),
+                source_prefix: s.source_prefix(),
+                scope_prefix: s.scope_prefix(),
+            }),
+            _ => None,
+        },
+    });
+    resolve::Query {
+        op_code: request.metadata.op_code,
+        question,
+        edns,
+        source: request.src().ip(),
+    }
+}
+
+/// The response to `request`: planned, forwarded when the plan says so, counted, logged.
+pub(super) async fn respond(state: &Meridian, request: &Request) -> Reply {
+    let started = Instant::now();
+    let table = state.table.load();
+    let plan = resolve::plan(&table, &query_of(request), Mode::Query);
+    let mut metadata = Metadata::response_from_request(&request.metadata);
+    metadata.response_code = plan.rcode;
+    metadata.authoritative = plan.authoritative;
+    let mut reply = Reply {
+        metadata,
+        answers: plan
+            .answers
+            .iter()
+            .map(|rr| with_ttl(rr.record, rr.ttl))
+            .collect(),
+        authorities: plan
+            .soa
+            .iter()
+            .map(|rr| with_ttl(rr.record, rr.ttl))
+            .collect(),
+        additionals: Vec::new(),
+        edns: plan.edns.map(|e| {
+            let mut edns = Edns::new();
+            edns.set_max_payload(e.payload);
+            if let Some(ecs) = e.ecs {
+                edns.options_mut()
+                    .insert(EdnsOption::Subnet(ClientSubnet::new(
+                        ecs.addr,
+                        ecs.source_prefix,
+                        ecs.scope_prefix,
+                    )));
+            }
+            edns
+        }),
+        too_big_for_udp: plan.truncated_on_udp(request.queries.as_bytes().len()),
+    };
+    if plan.forward {
+        forward(state, request, &mut reply).await;
+    }
+    super::count(state, &plan, reply.metadata.response_code);
+    if table.options.query_log {
+        log_query(request, &plan, &reply, started);
+    }
+    reply
+}
+
+/// Replaces the REFUSED for a name outside our zones with the upstream's answer.
+async fn forward(state: &Meridian, request: &Request, reply: &mut Reply) {
+    let Some(query) = request.queries.queries().first() else {
+        return;
+    };
+    let query = query.original();
+    reply.metadata.recursion_available = true;
+    let counters = &state.counters;
+    match state.forwarder.resolve(query).await {
+        Ok((message, source)) => {
+            let counter = match source {
+                Source::Cache => &counters.forward_cache_hits,
+                Source::Upstream(_) => &counters.forwarded,
+            };
+            counter.fetch_add(1, Ordering::Relaxed);
+            reply.metadata.response_code = message.metadata.response_code;
+            reply.answers.extend(message.answers);
+            reply.authorities.extend(message.authorities);
+            reply.additionals = message.additionals;
+        }
+        Err(e) => {
+            counters.forward_failures.fetch_add(1, Ordering::Relaxed);
+            warn!(name = %query.name(), error = %e, "every upstream failed");
+            reply.metadata.response_code = ResponseCode::ServFail;
+        }
+    }
+}
+
+impl Reply {
+    /// The response as hickory encodes it: the question as sent, then the records (none
+    /// when `truncated`, which sets TC).
+    fn response<'q>(
+        &'q self,
+        request: &'q Request,
+        truncated: bool,
+    ) -> hickory_server::zone_handler::MessageResponse<
+        'q,
+        'q,
+        impl Iterator<Item = &'q Record> + Send + 'q,
+        impl Iterator<Item = &'q Record> + Send + 'q,
+        impl Iterator<Item = &'q Record> + Send + 'q,
+        impl Iterator<Item = &'q Record> + Send + 'q,
+    > {
+        let mut builder = MessageResponseBuilder::from_message_request(request);
+        if let Some(e) = &self.edns {
+            builder.edns(e);
+        }
+        let mut metadata = self.metadata;
+        let sections: [&[Record]; 3] = if truncated {
+            metadata.truncation = true;
+            [&[], &[], &[]]
+        } else {
+            [&self.answers, &self.authorities, &self.additionals]
+        };
+        builder.build(
+            metadata,
+            sections[0].iter(),
+            sections[1].iter(),
+            std::iter::empty(),
+            sections[2].iter(),
+        )
+    }
+
+    /// The encoded response. Over UDP, one that does not fit the client's buffer goes out
+    /// with TC=1 and the question alone (no partial RRsets), as the fast path sends it.
+    pub(super) fn encode(&self, request: &Request, protocol: Protocol) -> Vec<u8> {
+        let full = emit(self.response(request, false), &self.metadata);
+        let limit = self
+            .edns
+            .as_ref()
+            .map_or(usize::from(resolve::MIN_UDP_PAYLOAD), |e| {
+                usize::from(e.max_payload())
+            });
+        if protocol == Protocol::Udp && (self.too_big_for_udp || full.len() > limit) {
+            emit(self.response(request, true), &self.metadata)
+        } else {
+            full
+        }
+    }
+}
+
+/// Encodes a response; if hickory cannot, a bare SERVFAIL with the query's id.
+fn emit<'a>(
+    response: hickory_server::zone_handler::MessageResponse<
+        '_,
+        'a,
+        impl Iterator<Item = &'a Record> + Send + 'a,
+        impl Iterator<Item = &'a Record> + Send + 'a,
+        impl Iterator<Item = &'a Record> + Send + 'a,
+        impl Iterator<Item = &'a Record> + Send + 'a,
+    >,
+    metadata: &Metadata,
+) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(512);
+    let mut encoder = BinEncoder::new(&mut bytes);
+    if response.destructive_emit(&mut encoder).is_ok() {
+        return bytes;
+    }
+    warn!("cannot encode a response; answering SERVFAIL");
+    let mut header = [0u8; 12];
+    header[..2].copy_from_slice(&metadata.id.to_be_bytes());
+    header[2] = 0x80 | u8::from(metadata.recursion_desired);
+    header[3] = u16::from(ResponseCode::ServFail) as u8;
+    header.to_vec()
+}
+
+fn with_ttl(record: &Record, ttl: u32) -> Record {
+    let mut r = record.clone();
+    r.ttl = ttl;
+    r
+}
+
+/// One line per query (`query-log: true`): only then is anything formatted.
+fn log_query(request: &Request, plan: &Plan, reply: &Reply, started: Instant) {
+    let name = request
+        .queries
+        .queries()
+        .first()
+        .map(|q| q.name().to_string());
+    let answer: Vec<String> = reply.answers.iter().map(|r| r.data.to_string()).collect();
+    info!(
+        target: "meridian::query",
+        client = %request.src(),
+        protocol = %request.protocol(),
+        name = name.as_deref().unwrap_or("-"),
+        qtype = %plan.qtype.map_or("-".to_string(), |t| t.to_string()),
+        rcode = %crate::model::rcode_name(reply.metadata.response_code),
+        answer = %answer.join(","),
+        latency_us = started.elapsed().as_micros() as u64,
+        "query"
+    );
+}

@@ -1,0 +1,74 @@
+//! Binding the DNS listeners: per listen address, UDP sockets (one per core,
+//! SO_REUSEPORT) and a TCP listener on the same port.
+
+use std::io;
+use std::net::{SocketAddr, TcpListener, UdpSocket};
+
+/// One listen address: its UDP sockets and TCP listener, bound to the same port.
+#[derive(Debug)]
+pub struct Bound {
+    pub addr: SocketAddr,
+    pub(super) udp: Vec<UdpSocket>,
+    pub(super) tcp: TcpListener,
+}
+
+/// A bind error with the address and a hint at the usual causes.
+fn bind_error(proto: &str, a: SocketAddr, e: io::Error) -> io::Error {
+    let hint = match e.kind() {
+        io::ErrorKind::PermissionDenied if a.port() < 1024 => {
+            " (ports below 1024 need root or CAP_NET_BIND_SERVICE)"
+        }
+        io::ErrorKind::AddrInUse => " (another process is using it)",
+        io::ErrorKind::AddrNotAvailable => " (no interface has this address)",
+        _ => "",
+    };
+    io::Error::new(e.kind(), format!("cannot bind {proto} {a}: {e}{hint}"))
+}
+
+fn udp_socket(addr: SocketAddr) -> io::Result<UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    // Every socket of the group sets it, so that a foreign socket on the port still fails.
+    socket.set_reuse_port(true)?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    // Room for bursts; the kernel caps it at net.core.rmem_max.
+    let _ = socket.set_recv_buffer_size(4 << 20);
+    socket.bind(&addr.into())?;
+    Ok(socket.into())
+}
+
+/// UDP sockets per listen address: one per core this process may run on.
+fn udp_sockets_per_address() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// Binds UDP and TCP on `addr`. Port 0 picks a port that is free for both.
+pub fn bind(addr: SocketAddr) -> io::Result<Bound> {
+    // With port 0 the kernel picks the UDP port; TCP may find it taken, so try again.
+    let attempts = if addr.port() == 0 { 20 } else { 1 };
+    let mut last = None;
+    for _ in 0..attempts {
+        let first = udp_socket(addr).map_err(|e| bind_error("UDP", addr, e))?;
+        let bound = first.local_addr()?;
+        let tcp = match TcpListener::bind(bound) {
+            Ok(tcp) => tcp,
+            Err(e) => {
+                last = Some(bind_error("TCP", bound, e));
+                continue;
+            }
+        };
+        tcp.set_nonblocking(true)?;
+        let mut udp = vec![first];
+        for _ in 1..udp_sockets_per_address() {
+            udp.push(udp_socket(bound).map_err(|e| bind_error("UDP", bound, e))?);
+        }
+        return Ok(Bound {
+            addr: bound,
+            udp,
+            tcp,
+        });
+    }
+    Err(last.expect("at least one attempt"))
+}

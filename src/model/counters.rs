@@ -1,0 +1,132 @@
+//! Counters: relaxed atomic increments on the query path, read by `/metrics`.
+//!
+//! The atomics live in this long-lived store, keyed by zone or by (name, member), and the
+//! compiled table holds `Arc`s to them; so a reload hands the same counters to the new
+//! table and counts never reset while the process runs.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use hickory_proto::op::ResponseCode;
+use hickory_proto::rr::RecordType;
+
+/// Query types counted on their own; the rest count as "other".
+const TYPES: [RecordType; 11] = [
+    RecordType::A,
+    RecordType::AAAA,
+    RecordType::CNAME,
+    RecordType::MX,
+    RecordType::NS,
+    RecordType::SOA,
+    RecordType::TXT,
+    RecordType::SRV,
+    RecordType::CAA,
+    RecordType::PTR,
+    RecordType::ANY,
+];
+const RCODES: [(ResponseCode, &str); 6] = [
+    (ResponseCode::NoError, "NOERROR"),
+    (ResponseCode::NXDomain, "NXDOMAIN"),
+    (ResponseCode::Refused, "REFUSED"),
+    (ResponseCode::FormErr, "FORMERR"),
+    (ResponseCode::ServFail, "SERVFAIL"),
+    (ResponseCode::NotImp, "NOTIMP"),
+];
+
+/// The DNS mnemonic of a response code (`NOERROR`, `NXDOMAIN`, ...).
+pub fn rcode_name(rcode: ResponseCode) -> String {
+    RCODES.iter().find(|(r, _)| *r == rcode).map_or_else(
+        || u16::from(rcode).to_string(),
+        |(_, name)| name.to_string(),
+    )
+}
+
+/// Queries of one zone by type and rcode.
+#[derive(Debug, Default)]
+pub struct QueryCounters {
+    counts: [[AtomicU64; RCODES.len() + 1]; TYPES.len() + 1],
+}
+
+impl QueryCounters {
+    /// Counts one query; `qtype` is `None` for queries answered without a lookup.
+    pub fn count(&self, qtype: Option<RecordType>, rcode: ResponseCode) {
+        let t = qtype
+            .and_then(|q| TYPES.iter().position(|&t| t == q))
+            .unwrap_or(TYPES.len());
+        let r = RCODES
+            .iter()
+            .position(|&(r, _)| r == rcode)
+            .unwrap_or(RCODES.len());
+        self.counts[t][r].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Every non-zero count: (type, rcode, count), with `other` and `OTHER` for the rest.
+    pub fn nonzero(&self) -> Vec<(String, &'static str, u64)> {
+        let mut out = Vec::new();
+        for (t, row) in self.counts.iter().enumerate() {
+            for (r, n) in row.iter().enumerate() {
+                let n = n.load(Ordering::Relaxed);
+                if n > 0 {
+                    let qtype = TYPES.get(t).map_or("other".to_string(), |t| t.to_string());
+                    out.push((qtype, RCODES.get(r).map_or("OTHER", |(_, name)| name), n));
+                }
+            }
+        }
+        out
+    }
+}
+
+/// Every counter of the process.
+#[derive(Debug, Default)]
+pub struct Counters {
+    zones: Mutex<BTreeMap<String, Arc<QueryCounters>>>,
+    /// Queries for names in none of our zones (refused, or forwarded).
+    pub outside: QueryCounters,
+    /// By name, then member: one key per name keeps this small for large zones.
+    answers: Mutex<BTreeMap<String, BTreeMap<IpAddr, Arc<AtomicU64>>>>,
+    pub reloads_ok: AtomicU64,
+    pub reloads_failed: AtomicU64,
+    /// Unix time of the last configuration that loaded (start-up or reload).
+    pub last_good_load: AtomicU64,
+    pub forwarded: AtomicU64,
+    pub forward_cache_hits: AtomicU64,
+    pub forward_failures: AtomicU64,
+}
+
+impl Counters {
+    /// The query counters of `zone`.
+    pub fn zone(&self, zone: &str) -> Arc<QueryCounters> {
+        let mut zones = self.zones.lock().expect("counters lock");
+        zones.entry(zone.to_string()).or_default().clone()
+    }
+
+    /// The counter of answers that chose `member` for `name`.
+    pub fn answers(&self, name: &str, member: IpAddr) -> Arc<AtomicU64> {
+        let mut answers = self.answers.lock().expect("counters lock");
+        if !answers.contains_key(name) {
+            answers.insert(name.to_string(), BTreeMap::new());
+        }
+        let by_member = answers.get_mut(name).expect("just inserted");
+        by_member.entry(member).or_default().clone()
+    }
+
+    /// Every zone's counters, in zone order.
+    pub fn zones(&self) -> Vec<(String, Arc<QueryCounters>)> {
+        let zones = self.zones.lock().expect("counters lock");
+        zones.iter().map(|(z, c)| (z.clone(), c.clone())).collect()
+    }
+
+    /// Every (name, member, answers), in name and member order.
+    pub fn answer_counts(&self) -> Vec<(String, IpAddr, u64)> {
+        let answers = self.answers.lock().expect("counters lock");
+        answers
+            .iter()
+            .flat_map(|(name, by)| {
+                by.iter()
+                    .map(|(m, n)| (name.clone(), *m, n.load(Ordering::Relaxed)))
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,214 @@
+//! Health handles: the state that checkers write and the query path reads.
+//!
+//! A [`ProbeState`] is the live state of one probe (one check of one address). Members
+//! hold `Arc`s to the probes behind them in a [`MemberHealth`], so the query path reads
+//! up/down through atomics and never waits for a checker.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant, SystemTime};
+
+use super::check::ProbeKey;
+
+/// The probes one configuration uses, by key.
+pub type ProbeSet = HashMap<ProbeKey, Arc<ProbeState>>;
+
+/// Milliseconds on a process-wide monotonic clock; 0 is reserved for "no deadline".
+fn clock_ms() -> u64 {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    EPOCH.get_or_init(Instant::now).elapsed().as_millis() as u64 + 1
+}
+
+/// The last completed probe run, kept for the status API and logs.
+#[derive(Clone, Debug)]
+pub struct ProbeResult {
+    pub ok: bool,
+    pub reason: String,
+    pub latency: Duration,
+    pub at: SystemTime,
+}
+
+/// What the status API shows of a probe besides up/down.
+#[derive(Clone, Debug)]
+pub struct ProbeDetail {
+    pub last: Option<ProbeResult>,
+    /// When the current state began.
+    pub since: SystemTime,
+    pub state_changes: u64,
+}
+
+/// Upper bounds, in seconds, of the probe duration histogram's buckets.
+pub const LATENCY_BUCKETS: [f64; 12] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+];
+
+/// Totals of a probe's runs, for metrics.
+#[derive(Clone, Debug)]
+pub struct ProbeStats {
+    pub ok: u64,
+    pub failed: u64,
+    /// Sum of run durations, microseconds.
+    pub latency_us: u64,
+    /// Runs per bucket of [`LATENCY_BUCKETS`] (not cumulative), then the runs above them.
+    pub buckets: [u64; LATENCY_BUCKETS.len() + 1],
+}
+
+/// The live state of one probe.
+#[derive(Debug)]
+pub struct ProbeState {
+    pub key: ProbeKey,
+    up: AtomicBool,
+    /// `clock_ms()` time by which the state could flip; 0 while up and stable.
+    change_deadline: AtomicU64,
+    detail: Mutex<ProbeDetail>,
+    /// Names and members that use this probe, for log lines.
+    users: Mutex<Vec<String>>,
+    runs_ok: AtomicU64,
+    runs_failed: AtomicU64,
+    latency_us: AtomicU64,
+    buckets: [AtomicU64; LATENCY_BUCKETS.len() + 1],
+}
+
+impl ProbeState {
+    pub fn new(key: ProbeKey) -> Self {
+        ProbeState {
+            key,
+            // Up until the first result: that result decides at once, and the server does
+            // not answer before the first round is over.
+            up: AtomicBool::new(true),
+            change_deadline: AtomicU64::new(0),
+            detail: Mutex::new(ProbeDetail {
+                last: None,
+                since: SystemTime::now(),
+                state_changes: 0,
+            }),
+            users: Mutex::new(Vec::new()),
+            runs_ok: AtomicU64::new(0),
+            runs_failed: AtomicU64::new(0),
+            latency_us: AtomicU64::new(0),
+            buckets: Default::default(),
+        }
+    }
+
+    pub fn stats(&self) -> ProbeStats {
+        ProbeStats {
+            ok: self.runs_ok.load(Ordering::Relaxed),
+            failed: self.runs_failed.load(Ordering::Relaxed),
+            latency_us: self.latency_us.load(Ordering::Relaxed),
+            buckets: std::array::from_fn(|i| self.buckets[i].load(Ordering::Relaxed)),
+        }
+    }
+
+    pub fn is_up(&self) -> bool {
+        self.up.load(Ordering::Relaxed)
+    }
+
+    /// How long until this probe's state could change, if it is down or changing.
+    pub fn change_within(&self) -> Option<Duration> {
+        let deadline = self.change_deadline.load(Ordering::Relaxed);
+        (deadline != 0).then(|| Duration::from_millis(deadline.saturating_sub(clock_ms())))
+    }
+
+    pub fn detail(&self) -> ProbeDetail {
+        self.detail.lock().expect("probe detail lock").clone()
+    }
+
+    pub fn users(&self) -> Vec<String> {
+        self.users.lock().expect("probe users lock").clone()
+    }
+
+    /// Records who uses this probe now (after a load), for log lines.
+    pub fn set_users(&self, users: Vec<String>) {
+        *self.users.lock().expect("probe users lock") = users;
+    }
+
+    /// Publishes a checker decision: the state, and how soon it could change again.
+    pub fn publish(&self, up: bool, change_in: Option<Duration>, result: ProbeResult) {
+        let runs = if result.ok {
+            &self.runs_ok
+        } else {
+            &self.runs_failed
+        };
+        runs.fetch_add(1, Ordering::Relaxed);
+        self.latency_us
+            .fetch_add(result.latency.as_micros() as u64, Ordering::Relaxed);
+        let seconds = result.latency.as_secs_f64();
+        let bucket = LATENCY_BUCKETS
+            .iter()
+            .position(|&le| seconds <= le)
+            .unwrap_or(LATENCY_BUCKETS.len());
+        self.buckets[bucket].fetch_add(1, Ordering::Relaxed);
+        let deadline = change_in.map_or(0, |d| clock_ms() + d.as_millis() as u64);
+        self.change_deadline.store(deadline, Ordering::Relaxed);
+        let was = self.up.swap(up, Ordering::Relaxed);
+        let mut detail = self.detail.lock().expect("probe detail lock");
+        if was != up || detail.last.is_none() {
+            detail.since = result.at;
+        }
+        if was != up {
+            detail.state_changes += 1;
+        }
+        detail.last = Some(result);
+    }
+}
+
+/// The health of one member as the query path sees it: up when it is enabled (in YAML,
+/// and not put in maintenance through the admin API) and every probe behind it (its own
+/// checks and its site's) is up.
+///
+/// The maintenance flag lives here and nowhere else; a reload copies it from the member it
+/// replaces.
+#[derive(Debug)]
+pub struct MemberHealth {
+    probes: Box<[Arc<ProbeState>]>,
+    enabled: bool,
+    maintenance: AtomicBool,
+}
+
+impl MemberHealth {
+    pub fn new(probes: Vec<Arc<ProbeState>>, enabled: bool, in_maintenance: bool) -> Self {
+        MemberHealth {
+            probes: probes.into_boxed_slice(),
+            enabled,
+            maintenance: AtomicBool::new(in_maintenance),
+        }
+    }
+
+    pub fn always_up() -> Self {
+        Self::new(Vec::new(), true, false)
+    }
+
+    pub fn set_maintenance(&self, on: bool) {
+        self.maintenance.store(on, Ordering::Relaxed);
+    }
+
+    pub fn is_up(&self) -> bool {
+        self.enabled
+            && !self.maintenance.load(Ordering::Relaxed)
+            && self.probes.iter().all(|p| p.is_up())
+    }
+
+    /// Enabled in the configuration.
+    pub fn enabled(&self) -> bool {
+        self.enabled
+    }
+
+    /// Disabled through the admin API.
+    pub fn in_maintenance(&self) -> bool {
+        self.maintenance.load(Ordering::Relaxed)
+    }
+
+    pub fn probes(&self) -> &[Arc<ProbeState>] {
+        &self.probes
+    }
+
+    /// The soonest any of this member's probes could change state, if one is down or
+    /// changing. A disabled member is stable.
+    pub fn change_within(&self) -> Option<Duration> {
+        if !self.enabled {
+            return None;
+        }
+        self.probes.iter().filter_map(|p| p.change_within()).min()
+    }
+}

@@ -1,0 +1,20 @@
+//! The shared vocabulary: the types that every layer above speaks, importing nothing from
+//! the rest of the crate.
+//!
+//! - [`policy`]: how a health-checked name chooses (`selection:`, `when-all-down:`).
+//! - [`check`]: what a health check probes, and the key a probe is shared by.
+//! - [`health`]: the handles that checkers write and selection reads through atomics.
+//! - [`wire`]: records encoded once at load time for the UDP fast path.
+//! - [`counters`]: the counters the query path bumps and `/metrics` reads.
+
+pub mod check;
+pub mod counters;
+pub mod health;
+pub mod policy;
+pub mod wire;
+
+pub use check::{Check, CheckSpec, HttpCheck, ProbeKey, Timing};
+pub use counters::{Counters, QueryCounters, rcode_name};
+pub use health::{MemberHealth, ProbeSet, ProbeState};
+pub use policy::{Policy, WhenAllDown};
+pub use wire::Wire;

@@ -1,0 +1,393 @@
+//! The one decision path: a query and the table in, a [`Plan`] of the response out.
+//!
+//! Both answer paths parse a message into a [`Query`] and call [`plan`]: the UDP fast path
+//! encodes the plan straight to bytes, the general path (TCP, and the UDP queries the fast
+//! path leaves to it) through hickory. Everything that decides a response is decided here
+//! and nowhere else: the opcode, EDNS version and class checks, the EDNS Client Subnet
+//! validation and scope, the lookup with its CNAME chain, selection, the payload limit and
+//! whether to forward. Counting is the caller's: a plan moves only the rotations of the
+//! names it answers, and a dry run ([`Mode::DryRun`]) moves nothing.
+
+use std::net::IpAddr;
+
+use hickory_proto::op::{OpCode, ResponseCode};
+use hickory_proto::rr::{DNSClass, LowerName, Record, RecordType};
+use ipnet::IpNet;
+use smallvec::SmallVec;
+
+use crate::geo::ClientLocation;
+use crate::model::Wire;
+use crate::select::{Chosen, Pool};
+use crate::zone::{HealthCheckedName, Node, StoredRecord, Table, Zone};
+
+pub use crate::select::Mode;
+
+/// CNAME chains longer than this are cut (and loops end here).
+const MAX_CNAME_CHAIN: usize = 8;
+/// Largest UDP response we send, whatever the client offers (RFC 6891 6.2.5 lets us choose).
+pub const MAX_UDP_PAYLOAD: u16 = 4096;
+/// The UDP limit without EDNS, and the least an EDNS client is taken to accept
+/// (RFC 6891 6.2.3).
+pub const MIN_UDP_PAYLOAD: u16 = 512;
+
+/// A query, as either parser presents it.
+#[derive(Clone, Copy, Debug)]
+pub struct Query<'q> {
+    pub op_code: OpCode,
+    /// The question, or `None` when the message does not have exactly one.
+    pub question: Option<Question<'q>>,
+    /// The OPT record, when the query has one.
+    pub edns: Option<EdnsQuery>,
+    /// The packet's source address.
+    pub source: IpAddr,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct Question<'q> {
+    pub name: &'q LowerName,
+    pub qtype: RecordType,
+    pub qclass: DNSClass,
+}
+
+/// What the query's OPT record says.
+#[derive(Clone, Copy, Debug)]
+pub struct EdnsQuery {
+    /// The client's UDP buffer size.
+    pub payload: u16,
+    pub version: u8,
+    pub ecs: Option<Ecs>,
+}
+
+/// An EDNS Client Subnet option (RFC 7871): in a query as sent, in a plan as echoed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ecs {
+    pub addr: IpAddr,
+    pub source_prefix: u8,
+    pub scope_prefix: u8,
+}
+
+impl Ecs {
+    /// Address bytes on the wire: the source prefix, rounded up to whole bytes.
+    pub fn address_len(&self) -> usize {
+        usize::from(self.source_prefix).div_ceil(8)
+    }
+}
+
+/// Everything a response needs apart from what is copied from the query (id, RD, CD and
+/// the question).
+#[derive(Debug)]
+pub struct Plan<'t> {
+    pub rcode: ResponseCode,
+    pub authoritative: bool,
+    /// The type looked up; `None` when the query was answered without a lookup.
+    pub qtype: Option<RecordType>,
+    pub answers: SmallVec<[Rr<'t>; 8]>,
+    /// The zone SOA, for NXDOMAIN and NODATA (authority section).
+    pub soa: Option<Rr<'t>>,
+    /// The zone the question falls in, if any.
+    pub zone: Option<&'t Zone>,
+    /// The OPT record to send back, when the query had one.
+    pub edns: Option<EdnsReply>,
+    /// The name is in none of our zones and the client may use forwarding: the caller
+    /// answers from the upstream resolvers instead.
+    pub forward: bool,
+    /// How the health-checked name that answered chose, when one did.
+    pub selection: Option<Selection<'t>>,
+}
+
+/// A record to send and the TTL to send it with.
+#[derive(Clone, Copy, Debug)]
+pub struct Rr<'t> {
+    pub record: &'t Record,
+    /// The same record in wire format, for the fast path.
+    pub wire: &'t Wire,
+    pub ttl: u32,
+    /// The owner is the name asked for (not a CNAME target), so it can point at the question.
+    pub owner_is_qname: bool,
+}
+
+impl<'t> Rr<'t> {
+    fn stored(stored: &'t StoredRecord, ttl: u32, owner_is_qname: bool) -> Self {
+        Rr {
+            record: &stored.record,
+            wire: &stored.wire,
+            ttl,
+            owner_is_qname,
+        }
+    }
+}
+
+/// The OPT record of a response.
+#[derive(Clone, Copy, Debug)]
+pub struct EdnsReply {
+    /// Our UDP buffer size: the client's, between 512 and [`MAX_UDP_PAYLOAD`].
+    pub payload: u16,
+    /// The query's Client Subnet, with the scope that decided the answer (0 when the
+    /// answer does not depend on where the client is).
+    pub ecs: Option<Ecs>,
+}
+
+/// How a health-checked name chose, for the caller's counters and for explain.
+#[derive(Debug)]
+pub struct Selection<'t> {
+    pub name: &'t HealthCheckedName,
+    pub zone: &'t Zone,
+    /// The members of the asked address family.
+    pub pool: &'t Pool,
+    /// Where the client is, for policies that depend on it.
+    pub location: Option<ClientLocation>,
+    /// Empty when nothing is up and the name fails closed.
+    pub chosen: Chosen<'t>,
+}
+
+/// The client a response is chosen for: the EDNS Client Subnet, or the packet source.
+#[derive(Clone, Copy, Debug)]
+struct Client {
+    addr: IpAddr,
+    /// How many leading bits of `addr` are known.
+    source_prefix: u8,
+}
+
+impl Client {
+    fn from_source(addr: IpAddr) -> Self {
+        let source_prefix = if addr.is_ipv4() { 32 } else { 128 };
+        Client {
+            addr,
+            source_prefix,
+        }
+    }
+}
+
+impl Plan<'_> {
+    /// The UDP payload limit for this response.
+    pub fn udp_limit(&self) -> usize {
+        usize::from(self.edns.map_or(MIN_UDP_PAYLOAD, |e| e.payload))
+    }
+
+    /// The size of the response as the fast path writes it, for a question of
+    /// `question_len` bytes: names uncompressed but for pointers to the question. The
+    /// general path's compressed encoding is never larger.
+    pub fn wire_len(&self, question_len: usize) -> usize {
+        let answers: usize = self
+            .answers
+            .iter()
+            .map(|rr| rr.wire.written_len(rr.owner_is_qname))
+            .sum();
+        let soa = self.soa.map_or(0, |rr| rr.wire.written_len(false));
+        12 + question_len + answers + soa + self.opt_len()
+    }
+
+    /// The size of the OPT record: fixed fields, and the Client Subnet option if echoed.
+    pub fn opt_len(&self) -> usize {
+        self.edns
+            .map_or(0, |e| 11 + e.ecs.map_or(0, |s| 8 + s.address_len()))
+    }
+
+    /// Whether the response is too big for UDP: it then goes out with TC=1 and the question
+    /// alone (no partial RRsets), and the client retries over TCP.
+    pub fn truncated_on_udp(&self, question_len: usize) -> bool {
+        self.wire_len(question_len) > self.udp_limit()
+    }
+}
+
+/// Decides the response to `query` from `table`.
+pub fn plan<'t>(table: &'t Table, query: &Query<'_>, mode: Mode) -> Plan<'t> {
+    // Echoed as sent, with scope 0 until an answer depends on the client's location.
+    let ecs = query.edns.and_then(|e| e.ecs).filter(|_| table.options.ecs);
+    let mut plan = Plan {
+        rcode: ResponseCode::NoError,
+        authoritative: false,
+        qtype: None,
+        answers: SmallVec::new(),
+        soa: None,
+        zone: None,
+        edns: query.edns.map(|e| EdnsReply {
+            payload: e.payload.clamp(MIN_UDP_PAYLOAD, MAX_UDP_PAYLOAD),
+            ecs: ecs.map(|s| Ecs {
+                scope_prefix: 0,
+                ..s
+            }),
+        }),
+        forward: false,
+        selection: None,
+    };
+    let question = match check(query) {
+        Ok(question) => question,
+        Err(rcode) => {
+            plan.rcode = rcode;
+            return plan;
+        }
+    };
+    let Some(client) = client(query.source, ecs) else {
+        plan.rcode = ResponseCode::FormErr;
+        return plan;
+    };
+    plan.qtype = Some(question.qtype);
+    let outside = lookup(table, question, client, mode, &mut plan);
+    if let Some(echo) = plan.edns.as_mut().and_then(|e| e.ecs.as_mut()) {
+        let decided_by = plan.selection.as_ref().and_then(|s| s.location);
+        echo.scope_prefix = decided_by.map_or(0, |l| l.scope).min(echo.source_prefix);
+    }
+    plan.forward = outside
+        && table
+            .options
+            .forward_clients
+            .iter()
+            .any(|net| net.contains(&query.source));
+    plan
+}
+
+/// The question to look up, or the rcode that answers the query without a lookup.
+fn check<'q>(query: &Query<'q>) -> Result<Question<'q>, ResponseCode> {
+    if query.op_code != OpCode::Query {
+        return Err(ResponseCode::NotImp);
+    }
+    if query.edns.is_some_and(|e| e.version > 0) {
+        return Err(ResponseCode::BADVERS);
+    }
+    let question = query.question.ok_or(ResponseCode::FormErr)?;
+    if question.qclass != DNSClass::IN && question.qclass != DNSClass::ANY {
+        return Err(ResponseCode::Refused);
+    }
+    match question.qtype {
+        RecordType::AXFR | RecordType::IXFR => Err(ResponseCode::Refused),
+        RecordType::OPT => Err(ResponseCode::FormErr),
+        _ => Ok(question),
+    }
+}
+
+/// The client to choose for: the ECS address when the query carries one with a non-zero
+/// source prefix, else the packet source. `None` for a malformed ECS, which is FORMERR
+/// (RFC 7871 7.1.1): a scope in a query, or address bits beyond the source prefix.
+fn client(source: IpAddr, ecs: Option<Ecs>) -> Option<Client> {
+    let Some(subnet) = ecs else {
+        return Some(Client::from_source(source));
+    };
+    let prefix = subnet.source_prefix;
+    let masked = IpNet::new(subnet.addr, prefix).map(|n| n.network());
+    if subnet.scope_prefix != 0 || masked != Ok(subnet.addr) {
+        return None;
+    }
+    if prefix == 0 {
+        return Some(Client::from_source(source));
+    }
+    Some(Client {
+        addr: subnet.addr,
+        source_prefix: prefix,
+    })
+}
+
+/// Looks the question up, following CNAMEs inside our zones. Returns whether the name is
+/// in none of our zones.
+fn lookup<'t>(
+    table: &'t Table,
+    question: Question<'_>,
+    client: Client,
+    mode: Mode,
+    plan: &mut Plan<'t>,
+) -> bool {
+    let qtype = question.qtype;
+    let mut name = question.name;
+    for hop in 0..MAX_CNAME_CHAIN {
+        let Some((node, zone)) = table.get(name) else {
+            match table.enclosing_zone(name) {
+                Some(zone) => {
+                    plan.zone.get_or_insert(zone);
+                    plan.authoritative = true;
+                    plan.rcode = ResponseCode::NXDomain;
+                    let soa = &zone.negative_soa;
+                    plan.soa = Some(Rr::stored(soa, soa.record.ttl, false));
+                }
+                None if hop == 0 => {
+                    plan.rcode = ResponseCode::Refused;
+                    return true;
+                }
+                // A CNAME pointing out of our zones: the resolver follows it from here.
+                None => {}
+            }
+            return false;
+        };
+        plan.zone.get_or_insert(zone);
+        plan.authoritative = true;
+        if let Some((cname, target)) = node.cname() {
+            plan.answers
+                .push(Rr::stored(cname, cname.record.ttl, hop == 0));
+            if qtype == RecordType::CNAME {
+                return false;
+            }
+            name = target;
+            continue;
+        }
+        if let Some(ttl) = answer_at(table, node, zone, qtype, hop == 0, client, mode, plan) {
+            let soa = &zone.negative_soa;
+            plan.soa = Some(Rr::stored(soa, ttl.unwrap_or(soa.record.ttl), false));
+        }
+        return false;
+    }
+    false
+}
+
+/// Answers from one node. `Some` when it has no data of the type: NODATA, with the SOA's
+/// TTL when it is not the zone's negative TTL.
+#[allow(clippy::too_many_arguments)]
+fn answer_at<'t>(
+    table: &'t Table,
+    node: &'t Node,
+    zone: &'t Zone,
+    qtype: RecordType,
+    owner_is_qname: bool,
+    client: Client,
+    mode: Mode,
+    plan: &mut Plan<'t>,
+) -> Option<Option<u32>> {
+    if let Some(name) = node.health_checked() {
+        let pool = match qtype {
+            RecordType::A => Some(&name.v4),
+            RecordType::AAAA => Some(&name.v6),
+            // RFC 8482: one RRset is a complete answer to ANY; ours is the addresses.
+            RecordType::ANY if !name.v4.is_empty() => Some(&name.v4),
+            RecordType::ANY if !name.v6.is_empty() => Some(&name.v6),
+            _ => None,
+        };
+        if let Some(pool) = pool.filter(|p| !p.is_empty()) {
+            let location = name.rules.policy.needs_client().then(|| {
+                zone.sites
+                    .locate(client.addr, client.source_prefix, table.geoip())
+            });
+            let chosen = pool.select(name.rules, location.as_ref(), &zone.sites.sites, mode);
+            let ttl = pool.ttl(name.ttl);
+            plan.answers.extend(chosen.iter().map(|m| Rr {
+                record: &m.record,
+                wire: &m.wire,
+                ttl,
+                owner_is_qname,
+            }));
+            let failed_closed = chosen.is_empty();
+            plan.selection = Some(Selection {
+                name,
+                zone,
+                pool,
+                location,
+                chosen,
+            });
+            // Failing closed: negative-cache no longer than the name's own TTL.
+            return failed_closed.then_some(Some(name.ttl));
+        }
+    }
+    let set = if qtype == RecordType::ANY {
+        node.first_rrset()
+    } else {
+        node.rrset(qtype)
+    };
+    match set {
+        Some(set) => {
+            plan.answers.extend(
+                set.records
+                    .iter()
+                    .map(|r| Rr::stored(r, r.record.ttl, owner_is_qname)),
+            );
+            None
+        }
+        None => Some(None),
+    }
+}

@@ -1,0 +1,132 @@
+//! Starting and stopping a server: binds the listeners, builds the running state, runs the
+//! first round of checks, and starts the DNS front end, the admin API and the reloader.
+//! It only wires the other modules together.
+
+mod watch;
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use hickory_server::Server;
+use tracing::{info, warn};
+
+use crate::config::Config;
+use crate::dns::{self, Handler};
+use crate::state::{Meridian, release_free_memory};
+
+pub struct Running {
+    /// The addresses actually bound (port 0 in the configuration resolved).
+    pub addrs: Vec<SocketAddr>,
+    /// Where the admin API listens, if it is on.
+    pub admin: Option<SocketAddr>,
+    pub meridian: Arc<Meridian>,
+    server: Server<Handler>,
+    udp: dns::udp::Workers,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+/// Binds every listen address, runs the first round of checks, and starts answering, with
+/// the admin API and the reloader (file watching and SIGHUP). Must run inside a
+/// multi-threaded tokio runtime.
+pub async fn start(config: Config) -> io::Result<Running> {
+    // What the files looked like as loaded, to notice any change from here on.
+    let seen = watch::watched_paths(&config).fingerprint();
+    log_loaded(&config);
+    // Bind first, so that a busy port fails start-up before any probing.
+    let mut bound = Vec::new();
+    for addr in &config.server.listen {
+        bound.push(dns::bind(*addr)?);
+    }
+    let admin_listener = match &config.server.admin {
+        Some(admin) => Some(crate::admin::bind(admin.listen)?),
+        None => None,
+    };
+    let addrs: Vec<SocketAddr> = bound.iter().map(|b| b.addr).collect();
+    let meridian = Arc::new(Meridian::new(&config, addrs.clone()));
+
+    // Answer only once the first round of checks has decided every member's state.
+    let started = Instant::now();
+    meridian.apply(&config).await;
+    let probes = meridian.registry.all();
+    let down = probes.iter().filter(|p| !p.is_up()).count();
+    info!(
+        probes = probes.len(),
+        up = probes.len() - down,
+        down,
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "first health-check round done"
+    );
+
+    let (server, udp) = dns::start(meridian.clone(), bound)?;
+    for addr in &addrs {
+        info!(%addr, "listening on UDP and TCP");
+    }
+    // SIGHUP's default action ends the process: take it over before anything else.
+    let hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .inspect_err(|e| warn!("cannot listen for SIGHUP: {e}"))
+        .ok();
+    let watched = Arc::new(watch::watched_paths(&config));
+    let watching = watch::watch(watched.clone());
+    let mut tasks = vec![tokio::spawn(watch::reloader(
+        meridian.clone(),
+        watched,
+        watching,
+        hangup,
+        seen,
+    ))];
+    let admin = match admin_listener {
+        Some(listener) => {
+            let addr = listener.local_addr()?;
+            tasks.push(tokio::spawn(crate::admin::serve(
+                listener,
+                meridian.clone(),
+            )));
+            info!(%addr, "admin API listening");
+            Some(addr)
+        }
+        None => None,
+    };
+    drop(config);
+    release_free_memory();
+    Ok(Running {
+        addrs,
+        admin,
+        meridian,
+        server,
+        udp,
+        tasks,
+    })
+}
+
+fn log_loaded(config: &Config) {
+    if let Some(db) = &config.server.geoip {
+        info!(path = %db.path.display(), kind = db.database_type(), "GeoIP database loaded");
+    }
+    for zone in &config.zones {
+        let members: usize = zone.names.iter().map(|f| f.members.len()).sum();
+        info!(
+            zone = %zone.origin,
+            file = %zone.file.display(),
+            records = zone.records.len(),
+            fqdns = zone.names.len(),
+            members,
+            "loaded zone"
+        );
+    }
+}
+
+impl Running {
+    /// Stops answering and checking.
+    pub async fn shutdown(mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+        if let Err(e) = self.server.shutdown_gracefully().await {
+            warn!(error = %e, "listener ended with an error");
+        }
+        drop(self.udp);
+        self.meridian.checker.stop_all();
+    }
+}

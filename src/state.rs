@@ -1,0 +1,220 @@
+//! The running state: what a running Meridian shares between its DNS front end, its admin
+//! API and its reloads (the table handle, the probe registry and checker, the counters,
+//! the forwarder), and how a configuration is applied to it.
+//!
+//! Everything here outlives any one configuration. A configuration becomes a table
+//! compiled beside the serving one and swapped in whole.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use arc_swap::ArcSwap;
+use hickory_proto::rr::LowerName;
+use tracing::{error, info, warn};
+
+use crate::config::{self, AdminConfig, Config, ConfigError, ConfigErrors};
+use crate::forward::Forwarder;
+use crate::health::{Checker, Registry};
+use crate::model::Counters;
+use crate::zone::{Inputs, SharedTable, Table};
+
+/// The outcome of the last load of the configuration.
+#[derive(Clone, Debug, Default)]
+pub struct LoadStatus {
+    /// Unix time of the last configuration that loaded (and is serving).
+    pub last_good: u64,
+    /// The errors of the last reload if it failed, with its Unix time. Cleared by a good one.
+    pub last_error: Option<(u64, Vec<String>)>,
+}
+
+/// Why a maintenance change was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MaintenanceError {
+    NoSuchName,
+    NoSuchMember,
+}
+
+/// Everything a running server shares between its DNS front end, admin API and reloader.
+pub struct Meridian {
+    pub config_file: PathBuf,
+    pub table: SharedTable,
+    pub registry: Registry,
+    pub counters: Arc<Counters>,
+    pub checker: Checker,
+    pub forwarder: Forwarder,
+    /// The DNS addresses bound at start-up.
+    pub listen: Vec<SocketAddr>,
+    /// The configuration's listen and admin settings at start-up (changes need a restart).
+    started_with: (Vec<SocketAddr>, Option<AdminConfig>),
+    status: Mutex<LoadStatus>,
+    /// One reload at a time.
+    reloading: tokio::sync::Mutex<()>,
+    /// Held while a table compiles and is swapped in, and while a maintenance flag
+    /// changes: compiling copies the flags from the serving table, so none is lost.
+    swapping: tokio::sync::Mutex<()>,
+}
+
+pub fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+impl Meridian {
+    /// The state for `config`, serving an empty table until [`Meridian::apply`] runs.
+    pub fn new(config: &Config, listen: Vec<SocketAddr>) -> Self {
+        Meridian {
+            config_file: config.server.file.clone(),
+            table: ArcSwap::from_pointee(Table::empty()),
+            registry: Registry::default(),
+            counters: Arc::default(),
+            checker: Checker::default(),
+            forwarder: Forwarder::default(),
+            listen,
+            started_with: (config.server.listen.clone(), config.server.admin.clone()),
+            status: Mutex::default(),
+            reloading: tokio::sync::Mutex::new(()),
+            swapping: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    pub fn status(&self) -> LoadStatus {
+        self.status.lock().expect("status lock").clone()
+    }
+
+    pub fn admin_config(&self) -> Option<&AdminConfig> {
+        self.started_with.1.as_ref()
+    }
+
+    /// The metrics text.
+    pub fn metrics(&self) -> String {
+        crate::metrics::render(
+            self.counters.clone(),
+            self.table.load_full(),
+            self.registry.all(),
+        )
+    }
+
+    /// Starts the probes `config` adds (waiting for their first results, so that new
+    /// members are not answered before they are checked), compiles the table and swaps it
+    /// in whole, then stops the probes it no longer uses. Unchanged probes keep their
+    /// state, and members that stay keep their maintenance flag.
+    pub async fn apply(&self, config: &Config) {
+        let probes = self.registry.probes_for(config.probe_users());
+        let report = self.checker.sync(&probes).await;
+        if report.started > 0 {
+            info!(
+                new_probes = report.started,
+                without_result = report.late,
+                "started probes"
+            );
+        }
+        {
+            let _swapping = self.swapping.lock().await;
+            let previous = self.table.load_full();
+            let inputs = Inputs {
+                probes: &probes,
+                counters: &self.counters,
+                previous: &previous,
+            };
+            // Compiling a large configuration takes seconds: keep the runtime's other
+            // tasks (TCP, admin) moving meanwhile.
+            let table = tokio::task::block_in_place(|| Table::compile(config, &inputs));
+            self.table.store(Arc::new(table));
+        }
+        self.registry.retain(&probes);
+        self.forwarder.configure(config.server.forward.as_ref());
+        let now = unix_now();
+        self.counters.last_good_load.store(now, Ordering::Relaxed);
+        let mut status = self.status.lock().expect("status lock");
+        status.last_good = now;
+        status.last_error = None;
+    }
+
+    /// Re-reads every file, validates it exactly as `meridian check` does, and applies it
+    /// only if it is all valid; otherwise the current table keeps serving untouched.
+    pub async fn reload(&self) -> Result<(), ConfigErrors> {
+        let _one_at_a_time = self.reloading.lock().await;
+        let started = Instant::now();
+        let file = self.config_file.clone();
+        let loaded = tokio::task::spawn_blocking(move || config::load(&file))
+            .await
+            .unwrap_or_else(|e| {
+                Err(ConfigErrors(vec![ConfigError::whole_file(
+                    &self.config_file,
+                    e.to_string(),
+                )]))
+            });
+        let config = match loaded {
+            Ok(config) => config,
+            Err(errors) => {
+                self.counters.reloads_failed.fetch_add(1, Ordering::Relaxed);
+                for e in &errors.0 {
+                    error!("{e}");
+                }
+                error!(
+                    errors = errors.0.len(),
+                    "reload rejected; still serving the previous configuration"
+                );
+                let lines = errors.0.iter().map(ToString::to_string).collect();
+                self.status.lock().expect("status lock").last_error = Some((unix_now(), lines));
+                return Err(errors);
+            }
+        };
+        let zones = config.zones.len();
+        if config.server.listen != self.started_with.0 {
+            warn!(
+                configured = ?config.server.listen,
+                serving = ?self.listen,
+                "listen addresses changed: restart Meridian to bind them"
+            );
+        }
+        if config.server.admin != self.started_with.1 {
+            warn!("admin settings changed: restart Meridian to apply them");
+        }
+        self.apply(&config).await;
+        drop(config);
+        release_free_memory();
+        self.counters.reloads_ok.fetch_add(1, Ordering::Relaxed);
+        info!(
+            zones,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "configuration reloaded"
+        );
+        Ok(())
+    }
+
+    /// Puts a member of a health-checked name in maintenance (down, whatever its checks
+    /// say) or takes it out. The flag lives in the serving table's member, and reloads
+    /// carry it over while the member stays in the configuration.
+    pub async fn set_maintenance(
+        &self,
+        name: &LowerName,
+        address: IpAddr,
+        on: bool,
+    ) -> Result<(), MaintenanceError> {
+        let _swapping = self.swapping.lock().await;
+        let table = self.table.load();
+        if table.health_checked(name).is_none() {
+            return Err(MaintenanceError::NoSuchName);
+        }
+        let member = table
+            .member(name, address)
+            .ok_or(MaintenanceError::NoSuchMember)?;
+        member.health.set_maintenance(on);
+        Ok(())
+    }
+}
+
+/// glibc keeps the memory freed after parsing a large configuration in its arenas; hand it
+/// back to the system, so that the resident size is what the table really uses.
+pub fn release_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only returns free heap pages to the kernel; no preconditions.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}

@@ -1,0 +1,244 @@
+//! Compiling a validated configuration into a table: records built and encoded once,
+//! members wired to their probes and counters, empty non-terminals filled in.
+//!
+//! Compiling has no side effects: probe states and counters come in through [`Inputs`]
+//! (taken from the long-lived registry and counter store beforehand), and maintenance
+//! flags are copied from the table being replaced.
+
+use std::sync::Arc;
+
+use hickory_proto::rr::rdata::{NS, SOA};
+use hickory_proto::rr::{LowerName, Name, RData, Record, RecordType};
+
+use super::{HealthCheckedName, Node, NodeMap, QueryOptions, RrSet, StoredRecord, Table, Zone};
+use crate::config::{Config, HealthCheckedNameConfig, ZoneConfig};
+use crate::geo::{self, SiteMap};
+use crate::model::{Counters, MemberHealth, Policy, ProbeSet};
+use crate::select::{Member, Pool, Rules};
+
+/// What a compiled table takes from the running server.
+pub struct Inputs<'a> {
+    /// A state for every probe the configuration uses.
+    pub probes: &'a ProbeSet,
+    /// Where the table's counters live, so that they outlive it.
+    pub counters: &'a Counters,
+    /// The table being replaced: members that stay keep their maintenance flag.
+    pub previous: &'a Table,
+}
+
+impl Table {
+    /// Builds the table for `config`.
+    ///
+    /// # Panics
+    /// If `inputs.probes` lacks a probe the configuration uses.
+    pub fn compile(config: &Config, inputs: &Inputs) -> Table {
+        let server = &config.server;
+        let mut table = Table {
+            nodes: NodeMap::default(),
+            zones: Vec::new(),
+            geoip: server.geoip.clone(),
+            options: QueryOptions {
+                ecs: server.ecs,
+                query_log: server.query_log,
+                forward_clients: server
+                    .forward
+                    .as_ref()
+                    .map(|f| f.allow.clone())
+                    .unwrap_or_default(),
+            },
+        };
+        for zone in &config.zones {
+            table.add_zone(zone, inputs);
+        }
+        table
+    }
+
+    fn add_zone(&mut self, zc: &ZoneConfig, inputs: &Inputs) {
+        let index = self.zones.len();
+        let origin = zc.origin.clone();
+        let soa = &zc.soa;
+        let soa_rdata = RData::SOA(SOA::new(
+            soa.mname.clone(),
+            soa.rname.clone(),
+            soa.serial,
+            soa.refresh,
+            soa.retry,
+            soa.expire,
+            soa.minimum,
+        ));
+        let negative_ttl = zc.ttl.min(soa.minimum);
+        self.zones.push(Zone {
+            origin: origin.clone(),
+            file: zc.file.clone(),
+            serial: soa.serial,
+            lower: LowerName::new(&origin),
+            negative_soa: StoredRecord::new(Record::from_rdata(
+                origin.clone(),
+                negative_ttl,
+                soa_rdata.clone(),
+            )),
+            sites: site_map(zc),
+            queries: inputs.counters.zone(&origin.to_string()),
+        });
+
+        let apex = self.node(&origin, index);
+        apex.rrsets.push(rrset(
+            RecordType::SOA,
+            vec![Record::from_rdata(origin.clone(), zc.ttl, soa_rdata)],
+        ));
+        apex.rrsets.push(rrset(
+            RecordType::NS,
+            zc.ns
+                .iter()
+                .map(|n| Record::from_rdata(origin.clone(), zc.ttl, RData::NS(NS(n.clone()))))
+                .collect(),
+        ));
+
+        for set in &zc.records {
+            let records: Vec<Record> = set
+                .rdata
+                .iter()
+                .map(|d| Record::from_rdata(set.owner.clone(), set.ttl, d.clone()))
+                .collect();
+            let node = self.node(&set.owner, index);
+            if set.rtype == RecordType::CNAME {
+                let RData::CNAME(target) = &set.rdata[0] else {
+                    unreachable!("validated CNAME")
+                };
+                let target = LowerName::new(&target.0);
+                let cname = records.into_iter().next().expect("one CNAME");
+                node.cname = Some(Box::new((StoredRecord::new(cname), target)));
+            } else if let Some(existing) = node.rrsets.iter_mut().find(|s| s.rtype == set.rtype) {
+                // The apex NS list may be extended under records.@.
+                existing
+                    .records
+                    .extend(records.into_iter().map(StoredRecord::new));
+            } else {
+                node.rrsets.push(rrset(set.rtype, records));
+            }
+        }
+
+        for name in &zc.names {
+            let compiled = compile_health_checked(name, zc, inputs);
+            self.node(&name.name, index).health_checked = Some(Box::new(compiled));
+        }
+
+        // Every name between an owner and the apex exists (as an empty non-terminal), so
+        // that it answers NODATA rather than NXDOMAIN.
+        let owners: Vec<Name> = self
+            .nodes
+            .values()
+            .filter(|n| n.zone == index)
+            .flat_map(|n| n.owner())
+            .collect();
+        for owner in owners {
+            let mut name = owner.base_name();
+            while name.num_labels() > origin.num_labels() {
+                self.node(&name, index);
+                name = name.base_name();
+            }
+        }
+    }
+
+    fn node(&mut self, name: &Name, zone: usize) -> &mut Node {
+        self.nodes
+            .entry(LowerName::new(name))
+            .or_insert_with(|| Node {
+                zone,
+                ..Node::default()
+            })
+    }
+}
+
+fn rrset(rtype: RecordType, records: Vec<Record>) -> RrSet {
+    RrSet {
+        rtype,
+        records: records.into_iter().map(StoredRecord::new).collect(),
+    }
+}
+
+fn compile_health_checked(
+    fc: &HealthCheckedNameConfig,
+    zc: &ZoneConfig,
+    inputs: &Inputs,
+) -> HealthCheckedName {
+    let lower = LowerName::new(&fc.name);
+    let lower_text = lower.to_string();
+    let mut v4 = Vec::new();
+    let mut v6 = Vec::new();
+    for mc in &fc.members {
+        let probes = zc
+            .probe_keys(mc)
+            .map(|key| {
+                Arc::clone(
+                    inputs
+                        .probes
+                        .get(&key)
+                        .expect("the probe set covers the configuration"),
+                )
+            })
+            .collect();
+        let site = mc.site.map(|i| &zc.sites[i]);
+        let enabled = mc.enabled && site.is_none_or(|s| s.enabled);
+        let in_maintenance = inputs
+            .previous
+            .member(&lower, mc.address)
+            .is_some_and(|m| m.health.in_maintenance());
+        let rdata = match mc.address {
+            std::net::IpAddr::V4(a) => RData::A(a.into()),
+            std::net::IpAddr::V6(a) => RData::AAAA(a.into()),
+        };
+        let stored = StoredRecord::new(Record::from_rdata(fc.name.clone(), fc.ttl, rdata));
+        let member = Member {
+            wire: stored.wire,
+            record: stored.record,
+            address: mc.address,
+            weight: mc.weight,
+            site: mc.site,
+            health: MemberHealth::new(probes, enabled, in_maintenance),
+            answered: inputs.counters.answers(&lower_text, mc.address),
+        };
+        if mc.address.is_ipv4() {
+            v4.push(member);
+        } else {
+            v6.push(member);
+        }
+    }
+    HealthCheckedName {
+        name: fc.name.clone(),
+        ttl: fc.ttl,
+        rules: Rules {
+            policy: fc.policy,
+            answers: if fc.policy == Policy::AllAvailable {
+                usize::MAX
+            } else {
+                fc.answers as usize
+            },
+            when_all_down: fc.when_all_down,
+        },
+        v4: Pool::new(v4),
+        v6: Pool::new(v6),
+    }
+}
+
+/// The zone's sites as the geo policies use them.
+fn site_map(zc: &ZoneConfig) -> SiteMap {
+    let sites = zc
+        .sites
+        .iter()
+        .map(|s| geo::Site {
+            name: s.name.clone(),
+            lat_lon: s.lat.zip(s.lon),
+            countries: s.countries.iter().filter_map(|c| geo::code(c)).collect(),
+            continents: s.continents.iter().filter_map(|c| geo::code(c)).collect(),
+            default: s.default,
+        })
+        .collect();
+    let networks = zc
+        .sites
+        .iter()
+        .enumerate()
+        .flat_map(|(i, s)| s.networks.iter().map(move |n| (*n, i)))
+        .collect();
+    SiteMap::new(sites, networks)
+}

@@ -1,0 +1,211 @@
+//! The compiled zone table: every owner name of every zone in one hash map, with records
+//! built at load time, and the query options that came with them. A table is immutable
+//! once built (health and rotations move only through atomics); a reload compiles a new
+//! one ([`compile`]) and swaps it in whole.
+//!
+//! The table only holds data and finds it; deciding an answer is `resolve`'s job.
+
+mod compile;
+
+pub use compile::Inputs;
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use hickory_proto::rr::{LowerName, Name, Record, RecordType};
+use ipnet::IpNet;
+
+use crate::geo::{GeoDb, SiteMap};
+use crate::model::{QueryCounters, Wire};
+use crate::select::{Member, Pool, Rules};
+
+/// FxHash: the keys come from the operator's configuration and queries only look them
+/// up, so a DoS-resistant (and slower) hasher buys nothing here.
+type NodeMap = std::collections::HashMap<LowerName, Node, rustc_hash::FxBuildHasher>;
+
+#[derive(Debug)]
+pub struct Table {
+    nodes: NodeMap,
+    zones: Vec<Zone>,
+    geoip: Option<Arc<GeoDb>>,
+    pub options: QueryOptions,
+}
+
+/// Settings from the server file that decide answers, swapped in with the zones.
+#[derive(Clone, Debug, Default)]
+pub struct QueryOptions {
+    /// Whether queries' EDNS Client Subnet places the client (server file `ecs`).
+    pub ecs: bool,
+    /// Whether to log every query.
+    pub query_log: bool,
+    /// Client networks whose queries for names outside our zones are forwarded (empty
+    /// without `forward:`).
+    pub forward_clients: Vec<IpNet>,
+}
+
+#[derive(Debug)]
+pub struct Zone {
+    pub origin: Name,
+    pub file: PathBuf,
+    pub serial: u32,
+    lower: LowerName,
+    /// The SOA as it goes into negative answers: TTL = min(zone TTL, SOA minimum), RFC 2308.
+    pub negative_soa: StoredRecord,
+    pub sites: SiteMap,
+    /// Queries for names in this zone (counted by the DNS front end).
+    pub queries: Arc<QueryCounters>,
+}
+
+/// A record in both forms the answer paths use: hickory's for the general path, and wire
+/// format for the fast path.
+#[derive(Debug)]
+pub struct StoredRecord {
+    pub record: Record,
+    pub wire: Wire,
+}
+
+impl StoredRecord {
+    pub fn new(record: Record) -> Self {
+        StoredRecord {
+            wire: Wire::new(&record),
+            record,
+        }
+    }
+}
+
+/// Everything at one owner name. An empty node is an empty non-terminal.
+#[derive(Debug, Default)]
+pub struct Node {
+    zone: usize,
+    rrsets: Vec<RrSet>,
+    /// Boxed: most nodes have none, and the record is large. The target comes lower-cased.
+    cname: Option<Box<(StoredRecord, LowerName)>>,
+    health_checked: Option<Box<HealthCheckedName>>,
+}
+
+/// The static records of one type at one name.
+#[derive(Debug)]
+pub struct RrSet {
+    pub rtype: RecordType,
+    pub records: Vec<StoredRecord>,
+}
+
+/// A health-checked name, compiled: its members by address family, and how to choose.
+#[derive(Debug)]
+pub struct HealthCheckedName {
+    pub name: Name,
+    pub ttl: u32,
+    pub rules: Rules,
+    pub v4: Pool,
+    pub v6: Pool,
+}
+
+impl HealthCheckedName {
+    /// IPv4 members, then IPv6 ones.
+    pub fn members(&self) -> impl Iterator<Item = &Member> {
+        self.v4.members.iter().chain(&self.v6.members)
+    }
+}
+
+impl Node {
+    /// The CNAME at this name, with its target lower-cased.
+    pub fn cname(&self) -> Option<(&StoredRecord, &LowerName)> {
+        self.cname.as_deref().map(|(r, target)| (r, target))
+    }
+
+    pub fn health_checked(&self) -> Option<&HealthCheckedName> {
+        self.health_checked.as_deref()
+    }
+
+    /// The static records of `rtype`.
+    pub fn rrset(&self, rtype: RecordType) -> Option<&RrSet> {
+        self.rrsets.iter().find(|s| s.rtype == rtype)
+    }
+
+    /// The first static RRset (the apex: the SOA), the one answer to ANY.
+    pub fn first_rrset(&self) -> Option<&RrSet> {
+        self.rrsets.first()
+    }
+
+    fn owner(&self) -> Option<Name> {
+        if let Some(f) = &self.health_checked {
+            return Some(f.name.clone());
+        }
+        if let Some((c, _)) = self.cname.as_deref() {
+            return Some(c.record.name.clone());
+        }
+        self.rrsets
+            .first()
+            .and_then(|s| s.records.first())
+            .map(|r| r.record.name.clone())
+    }
+}
+
+impl Table {
+    /// A table with no zones, to stand until the first configuration is compiled.
+    pub fn empty() -> Table {
+        Table {
+            nodes: NodeMap::default(),
+            zones: Vec::new(),
+            geoip: None,
+            options: QueryOptions::default(),
+        }
+    }
+
+    pub fn zones(&self) -> &[Zone] {
+        &self.zones
+    }
+
+    /// The node at `name`, with its zone.
+    pub fn get(&self, name: &LowerName) -> Option<(&Node, &Zone)> {
+        let node = self.nodes.get(name)?;
+        Some((node, &self.zones[node.zone]))
+    }
+
+    /// The zone a name belongs to, if any: the longest origin that contains it.
+    pub fn enclosing_zone(&self, name: &LowerName) -> Option<&Zone> {
+        self.zones
+            .iter()
+            .filter(|z| z.lower.zone_of(name))
+            .max_by_key(|z| z.lower.num_labels())
+    }
+
+    /// The GeoIP database in use, if any.
+    pub fn geoip(&self) -> Option<&GeoDb> {
+        self.geoip.as_deref()
+    }
+
+    /// All health-checked names, for status pages and metrics.
+    pub fn health_checked_names(&self) -> impl Iterator<Item = &HealthCheckedName> {
+        self.nodes
+            .values()
+            .filter_map(|n| n.health_checked.as_deref())
+    }
+
+    /// All health-checked names with their zones, in name order.
+    pub fn health_checked_by_name(&self) -> Vec<(&HealthCheckedName, &Zone)> {
+        let mut v: Vec<_> = self
+            .nodes
+            .values()
+            .filter_map(|n| n.health_checked().map(|f| (f, &self.zones[n.zone])))
+            .collect();
+        v.sort_by(|a, b| a.0.name.cmp(&b.0.name));
+        v
+    }
+
+    /// The health-checked name `name`, with its zone.
+    pub fn health_checked(&self, name: &LowerName) -> Option<(&HealthCheckedName, &Zone)> {
+        let (node, zone) = self.get(name)?;
+        node.health_checked().map(|f| (f, zone))
+    }
+
+    /// The member `address` of the health-checked name `name`, if there is one.
+    pub fn member(&self, name: &LowerName, address: IpAddr) -> Option<&Member> {
+        let (name, _) = self.health_checked(name)?;
+        name.members().find(|m| m.address == address)
+    }
+}
+
+/// A table shared with the DNS handler and replaced whole on reload.
+pub type SharedTable = arc_swap::ArcSwap<Table>;
