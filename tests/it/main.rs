@@ -1,9 +1,11 @@
 //! Integration tests, one binary (as hickory-dns does): a real server on 127.0.0.0/8,
 //! queried over real UDP and TCP sockets, with real backends to check.
 
+mod cases;
 mod cli;
 mod common;
 mod compose;
+mod differential;
 mod dns_core;
 mod geo;
 mod health;

@@ -455,3 +455,60 @@ fn forwarding_to_a_dead_upstream_is_servfail_within_the_timeout() {
         "{took:?}"
     );
 }
+
+#[test]
+fn the_forward_cache_survives_a_reload() {
+    let upstream = FakeResolver::start(ip("127.0.0.43"), "192.0.2.98".parse().unwrap());
+    let s = forwarding_server(upstream.addr, "1s");
+    let ask = || {
+        let q = query("www.example.org.", RecordType::A);
+        addresses(&udp_exchange_from(ip("127.0.0.2"), s.addr, &q))
+    };
+    assert_eq!(ask(), ["192.0.2.98"]);
+    assert_eq!(upstream.queries.load(Ordering::SeqCst), 1);
+
+    replace_file(&s.dir.path().join("zones/ops.yaml"), &zone("192.0.2.7"));
+    eventually(Duration::from_secs(5), "the reload", || {
+        first(&s, "app.ops.test.").as_deref() == Some("192.0.2.7")
+    });
+    assert_eq!(ask(), ["192.0.2.98"]);
+    assert_eq!(
+        upstream.queries.load(Ordering::SeqCst),
+        1,
+        "answered from the cache kept across the reload"
+    );
+    let counters = &s.state().counters;
+    assert_eq!(counters.forward_cache_hits.load(Ordering::Relaxed), 1);
+    assert_eq!(counters.reloads_ok.load(Ordering::Relaxed), 1);
+}
+
+#[test]
+fn explain_is_a_dry_run_that_moves_no_counter_or_rotation() {
+    let zone = "zone: dry.test\nns: [ns1]\nfqdns:\n  rr:\n    selection: round-robin\n    members: [{ address: 192.0.2.1 }, { address: 192.0.2.2 }, { address: 192.0.2.3 }]\n";
+    let (dir, file) = write_config_with("admin: { listen: 127.0.0.1:0 }\n", &[("dry.yaml", zone)]);
+    let s = start_with(dir, &file);
+    assert_eq!(first(&s, "rr.dry.test.").as_deref(), Some("192.0.2.1"));
+    for _ in 0..5 {
+        let (code, body) = http(s.admin(), "GET", "/explain?name=rr.dry.test&type=A", None);
+        assert_eq!(code, 200, "{body}");
+        let e: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(
+            e["answer"][0], "192.0.2.2",
+            "explain shows what the next query gets"
+        );
+        assert_eq!(e["members"][1]["chosen"], true, "{e}");
+    }
+    assert_eq!(first(&s, "rr.dry.test.").as_deref(), Some("192.0.2.2"));
+    let (_, metrics) = http(s.admin(), "GET", "/metrics", None);
+    for line in [
+        "meridian_queries_total{zone=\"dry.test.\",type=\"A\",rcode=\"NOERROR\"} 2",
+        "meridian_answers_total{name=\"rr.dry.test.\",member=\"192.0.2.1\"} 1",
+        "meridian_answers_total{name=\"rr.dry.test.\",member=\"192.0.2.2\"} 1",
+        "meridian_answers_total{name=\"rr.dry.test.\",member=\"192.0.2.3\"} 0",
+    ] {
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "missing `{line}` in\n{metrics}"
+        );
+    }
+}

@@ -12,6 +12,7 @@ use std::time::Duration;
 use hickory_proto::op::{Edns, Message, Query, ResponseCode};
 use hickory_proto::rr::{Name, RData, RecordType};
 use meridian::server::Running;
+use meridian::state::Meridian;
 use tokio::runtime::Runtime;
 
 pub const TIMEOUT: Duration = Duration::from_secs(3);
@@ -72,6 +73,31 @@ pub fn start_with(dir: tempfile::TempDir, server_file: &Path) -> TestServer {
     }
 }
 
+/// A running state without sockets or threads of its own, for in-process tests of the
+/// decision path and both answer paths.
+pub struct InProcess {
+    pub state: Meridian,
+    pub rt: Runtime,
+    _dir: tempfile::TempDir,
+}
+
+pub fn in_process(zones: &[(&str, &str)]) -> InProcess {
+    let (dir, file) = write_config(zones);
+    let config = meridian::config::load(&file).unwrap_or_else(|e| panic!("config: {e}"));
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let state = Meridian::new(&config, Vec::new());
+    rt.block_on(state.apply(&config));
+    InProcess {
+        state,
+        rt,
+        _dir: dir,
+    }
+}
+
 impl TestServer {
     /// The admin API's address (the server file must configure `admin:`).
     pub fn admin(&self) -> SocketAddr {
@@ -80,6 +106,16 @@ impl TestServer {
 
     pub fn running(&self) -> &Running {
         self.running.as_ref().unwrap()
+    }
+
+    /// The running state, to drive its answer paths in-process.
+    pub fn state(&self) -> &Meridian {
+        &self.running().meridian
+    }
+
+    /// Runs a future on the server's runtime.
+    pub fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
+        self.rt.block_on(f)
     }
 
     pub fn udp(&self, msg: &Message) -> Message {
@@ -154,18 +190,30 @@ pub fn udp_raw_from(src: std::net::IpAddr, addr: SocketAddr, bytes: &[u8]) -> Op
 }
 
 pub fn tcp_exchange(addr: SocketAddr, msg: &Message) -> Message {
-    let mut stream = TcpStream::connect_timeout(&addr, TIMEOUT).unwrap();
+    Message::from_vec(&tcp_raw(addr, &msg.to_vec().unwrap())).unwrap()
+}
+
+/// Sends one message over a fresh TCP connection; the reply's bytes.
+pub fn tcp_raw(addr: SocketAddr, bytes: &[u8]) -> Vec<u8> {
+    tcp_raw_from("127.0.0.1".parse().unwrap(), addr, bytes)
+}
+
+/// Like `tcp_raw`, from a chosen source address (any 127.x works on Linux).
+pub fn tcp_raw_from(src: std::net::IpAddr, addr: SocketAddr, bytes: &[u8]) -> Vec<u8> {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket.bind(&SocketAddr::new(src, 0).into()).unwrap();
+    socket.connect_timeout(&addr.into(), TIMEOUT).unwrap();
+    let mut stream: TcpStream = socket.into();
     stream.set_read_timeout(Some(TIMEOUT)).unwrap();
-    let bytes = msg.to_vec().unwrap();
     stream
         .write_all(&(bytes.len() as u16).to_be_bytes())
         .unwrap();
-    stream.write_all(&bytes).unwrap();
+    stream.write_all(bytes).unwrap();
     let mut len = [0u8; 2];
     stream.read_exact(&mut len).unwrap();
     let mut buf = vec![0u8; u16::from_be_bytes(len) as usize];
     stream.read_exact(&mut buf).unwrap();
-    Message::from_vec(&buf).unwrap()
+    buf
 }
 
 /// The addresses in the answer section, in order.
