@@ -7,11 +7,10 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use hickory_proto::rr::Record;
 use smallvec::SmallVec;
 
 use crate::geo::{ClientLocation, Site, distance_km};
-use crate::model::{MemberHealth, Policy, WhenAllDown, Wire};
+use crate::model::{MemberHealth, Policy, StoredRecord, WhenAllDown};
 
 /// Whether a selection counts as an answer given.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -50,8 +49,7 @@ pub struct Member {
     pub site: Option<usize>,
     pub health: MemberHealth,
     /// The A or AAAA record for this address, owned by the name.
-    pub record: Record,
-    pub wire: Wire,
+    pub record: StoredRecord,
     /// Responses that chose this member (metrics).
     pub answered: Arc<AtomicU64>,
 }
@@ -264,7 +262,7 @@ impl Pool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use hickory_proto::rr::{Name, RData};
+    use hickory_proto::rr::{Name, RData, Record};
 
     fn pool(weights: &[u32]) -> Pool {
         Pool::new(
@@ -278,12 +276,11 @@ mod tests {
                     };
                     let record = Record::from_rdata(Name::root(), 30, RData::A(v4.into()));
                     Member {
-                        wire: Wire::new(&record),
                         address,
                         weight: w,
                         site: None,
                         health: MemberHealth::always_up(),
-                        record,
+                        record: StoredRecord::new(record),
                         answered: Arc::default(),
                     }
                 })

@@ -81,7 +81,7 @@ pub fn explain(table: &Table, name: &LowerName, qtype: RecordType, client: IpAdd
     let answer: Vec<String> = plan
         .answers
         .iter()
-        .map(|rr| rr.record.data.to_string())
+        .map(|rr| rr.stored.record.data.to_string())
         .collect();
     let mut e = Explanation {
         name: name.to_string(),

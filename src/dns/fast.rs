@@ -121,14 +121,15 @@ fn parse_ecs(data: &[u8]) -> Result<Ecs, Slow> {
     })
 }
 
-/// Answers `msg` from `src` into `out`, and returns the plan (for the caller to count);
-/// or says the general path must answer it.
-pub fn answer<'t>(
-    table: &'t Table,
+/// Answers `msg` from `src` into `out` and shows the plan to `count`; or says the general
+/// path must answer it.
+pub fn answer(
+    table: &Table,
     msg: &[u8],
     src: IpAddr,
     out: &mut Vec<u8>,
-) -> Result<Plan<'t>, Slow> {
+    count: impl FnOnce(&Plan),
+) -> Result<(), Slow> {
     if table.options.query_log {
         return Err(Slow);
     }
@@ -144,41 +145,49 @@ pub fn answer<'t>(
         edns: parsed.edns,
         source: src,
     };
-    let plan = resolve::plan(table, &query, Mode::Query);
-    if plan.forward {
-        return Err(Slow);
-    }
-    encode(msg, parsed.question_end, &plan, out);
-    Ok(plan)
+    resolve::with_plan(table, &query, Mode::Query, |plan| {
+        if plan.forward {
+            return Err(Slow);
+        }
+        encode(msg, parsed.question_end, plan, out);
+        count(plan);
+        Ok(())
+    })
 }
 
 /// Writes the response: the query's id, RD and CD; the plan's AA, rcode and records.
 fn encode(msg: &[u8], question_end: usize, plan: &Plan, out: &mut Vec<u8>) {
     let rcode = u16::from(plan.rcode);
-    let truncated = plan.truncated_on_udp(question_end - 12);
     out.clear();
     out.extend_from_slice(&msg[..2]);
     let aa = if plan.authoritative { 0x04 } else { 0 };
-    let tc = if truncated { 0x02 } else { 0 };
-    out.push(0x80 | aa | tc | (msg[2] & 0x01));
+    out.push(0x80 | aa | (msg[2] & 0x01));
     out.push((msg[3] & 0x10) | (rcode & 0x0f) as u8);
-    let (answers, authority) = if truncated {
-        (0, 0)
-    } else {
-        (plan.answers.len() as u16, u16::from(plan.soa.is_some()))
-    };
-    for count in [1, answers, authority, u16::from(plan.edns.is_some())] {
+    let counts = [
+        1,
+        plan.answers.len() as u16,
+        u16::from(plan.soa.is_some()),
+        u16::from(plan.edns.is_some()),
+    ];
+    for count in counts {
         out.extend_from_slice(&count.to_be_bytes());
     }
     // The question exactly as sent; answers whose owner is the asked name point back to it.
     out.extend_from_slice(&msg[12..question_end]);
-    if !truncated {
-        for rr in &plan.answers {
-            rr.wire.write(out, rr.ttl, rr.owner_is_qname.then_some(12));
-        }
-        if let Some(soa) = &plan.soa {
-            soa.wire.write(out, soa.ttl, None);
-        }
+    for rr in &plan.answers {
+        rr.stored
+            .wire
+            .write(out, rr.ttl, rr.owner_is_qname.then_some(12));
+    }
+    if let Some(soa) = &plan.soa {
+        soa.stored.wire.write(out, soa.ttl, None);
+    }
+    // What is written so far and the OPT record make `plan.wire_len`: measured here rather
+    // than summed first. Too big for the client's buffer: TC=1 and the question alone.
+    if out.len() + plan.opt_len() > plan.udp_limit() {
+        out.truncate(question_end);
+        out[2] |= 0x02;
+        out[6..10].fill(0);
     }
     if let Some(edns) = plan.edns {
         out.extend_from_slice(&[0, 0, 41]);

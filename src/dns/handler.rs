@@ -104,12 +104,12 @@ pub(super) async fn respond(state: &Meridian, request: &Request) -> Reply {
         answers: plan
             .answers
             .iter()
-            .map(|rr| with_ttl(rr.record, rr.ttl))
+            .map(|rr| with_ttl(&rr.stored.record, rr.ttl))
             .collect(),
         authorities: plan
             .soa
             .iter()
-            .map(|rr| with_ttl(rr.record, rr.ttl))
+            .map(|rr| with_ttl(&rr.stored.record, rr.ttl))
             .collect(),
         additionals: Vec::new(),
         edns: plan.edns.map(|e| {

@@ -41,13 +41,7 @@ pub fn fast_path(
     src: IpAddr,
     out: &mut Vec<u8>,
 ) -> bool {
-    match fast::answer(table, msg, src, out) {
-        Ok(plan) => {
-            count(state, &plan, plan.rcode);
-            true
-        }
-        Err(fast::Slow) => false,
-    }
+    fast::answer(table, msg, src, out, |plan| count(state, plan, plan.rcode)).is_ok()
 }
 
 /// Answers one message on the general path, as hickory-server would frame it: messages

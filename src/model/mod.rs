@@ -4,7 +4,8 @@
 //! - [`policy`]: how a health-checked name chooses (`selection:`, `when-all-down:`).
 //! - [`check`]: what a health check probes, and the key a probe is shared by.
 //! - [`health`]: the handles that checkers write and selection reads through atomics.
-//! - [`wire`]: records encoded once at load time for the UDP fast path.
+//! - [`wire`]: records as the table stores them, encoded once at load time for the UDP
+//!   fast path.
 //! - [`counters`]: the counters the query path bumps and `/metrics` reads.
 
 pub mod check;
@@ -17,4 +18,4 @@ pub use check::{Check, CheckSpec, HttpCheck, ProbeKey, Timing};
 pub use counters::{Counters, QueryCounters, rcode_name};
 pub use health::{MemberHealth, ProbeSet, ProbeState};
 pub use policy::{Policy, WhenAllDown};
-pub use wire::Wire;
+pub use wire::{StoredRecord, Wire};

@@ -53,6 +53,23 @@ impl Wire {
     }
 }
 
+/// A record in both forms the answer paths use, side by side: hickory's for the general
+/// path, and wire format for the fast path.
+#[derive(Debug)]
+pub struct StoredRecord {
+    pub record: Record,
+    pub wire: Wire,
+}
+
+impl StoredRecord {
+    pub fn new(record: Record) -> Self {
+        StoredRecord {
+            wire: Wire::new(&record),
+            record,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

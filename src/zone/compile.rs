@@ -10,10 +10,10 @@ use std::sync::Arc;
 use hickory_proto::rr::rdata::{NS, SOA};
 use hickory_proto::rr::{LowerName, Name, RData, Record, RecordType};
 
-use super::{HealthCheckedName, Node, NodeMap, QueryOptions, RrSet, StoredRecord, Table, Zone};
+use super::{HealthCheckedName, Node, NodeMap, QueryOptions, RrSet, Table, Zone};
 use crate::config::{Config, HealthCheckedNameConfig, ZoneConfig};
 use crate::geo::{self, SiteMap};
-use crate::model::{Counters, MemberHealth, Policy, ProbeSet};
+use crate::model::{Counters, MemberHealth, Policy, ProbeSet, StoredRecord};
 use crate::select::{Member, Pool, Rules};
 
 /// What a compiled table takes from the running server.
@@ -188,10 +188,8 @@ fn compile_health_checked(
             std::net::IpAddr::V4(a) => RData::A(a.into()),
             std::net::IpAddr::V6(a) => RData::AAAA(a.into()),
         };
-        let stored = StoredRecord::new(Record::from_rdata(fc.name.clone(), fc.ttl, rdata));
         let member = Member {
-            wire: stored.wire,
-            record: stored.record,
+            record: StoredRecord::new(Record::from_rdata(fc.name.clone(), fc.ttl, rdata)),
             address: mc.address,
             weight: mc.weight,
             site: mc.site,

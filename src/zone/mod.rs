@@ -13,11 +13,11 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use hickory_proto::rr::{LowerName, Name, Record, RecordType};
+use hickory_proto::rr::{LowerName, Name, RecordType};
 use ipnet::IpNet;
 
 use crate::geo::{GeoDb, SiteMap};
-use crate::model::{QueryCounters, Wire};
+use crate::model::{QueryCounters, StoredRecord};
 use crate::select::{Member, Pool, Rules};
 
 /// FxHash: the keys come from the operator's configuration and queries only look them
@@ -55,23 +55,6 @@ pub struct Zone {
     pub sites: SiteMap,
     /// Queries for names in this zone (counted by the DNS front end).
     pub queries: Arc<QueryCounters>,
-}
-
-/// A record in both forms the answer paths use: hickory's for the general path, and wire
-/// format for the fast path.
-#[derive(Debug)]
-pub struct StoredRecord {
-    pub record: Record,
-    pub wire: Wire,
-}
-
-impl StoredRecord {
-    pub fn new(record: Record) -> Self {
-        StoredRecord {
-            wire: Wire::new(&record),
-            record,
-        }
-    }
 }
 
 /// Everything at one owner name. An empty node is an empty non-terminal.

@@ -218,7 +218,7 @@ fn cases_through_the_plan_and_both_paths() {
         assert_eq!(plan.authoritative, c.aa, "{what}");
         let mut planned: Vec<String> = Vec::new();
         for rr in &plan.answers {
-            let mut r = rr.record.clone();
+            let mut r = rr.stored.record.clone();
             r.ttl = rr.ttl;
             planned.push(r.to_string());
         }
