@@ -213,11 +213,11 @@ fn check(path: &Path) -> ExitCode {
 }
 
 fn summary(config: &Config) -> String {
-    let names: usize = config.zones.iter().map(|z| z.names.len()).sum();
+    let names: usize = config.zones.iter().map(|z| z.health_checked.len()).sum();
     let members: usize = config
         .zones
         .iter()
-        .flat_map(|z| &z.names)
+        .flat_map(|z| &z.health_checked)
         .map(|f| f.members.len())
         .sum();
     format!(

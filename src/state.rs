@@ -101,7 +101,8 @@ impl Meridian {
     /// Starts the probes `config` adds (waiting for their first results, so that new
     /// members are not answered before they are checked), compiles the table and swaps it
     /// in whole, then stops the probes it no longer uses. Unchanged probes keep their
-    /// state, and members that stay keep their maintenance flag.
+    /// state, and members that stay keep their maintenance flag. Must run on a
+    /// multi-threaded runtime (compiling blocks in place).
     pub async fn apply(&self, config: &Config) {
         let probes = self.registry.probes_for(config.probe_users());
         let report = self.checker.sync(&probes).await;

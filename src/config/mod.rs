@@ -103,7 +103,7 @@ mod tests {
     fn check_timing_and_status_ranges() {
         let text = "zone: example.test\nns: [ns1]\nfqdns:\n  www:\n    check: { type: https, path: /v1/sys/health, expect: [200, 429-430], interval: 1s }\n    members: [{ address: 192.0.2.1 }]\n";
         let z = zone(text).unwrap();
-        let c = &z.names[0].members[0].checks[0];
+        let c = &z.health_checked[0].members[0].checks[0];
         assert_eq!(c.timing.interval, Duration::from_secs(1));
         assert_eq!(c.timing.timeout, Duration::from_millis(800));
         let CheckSpec::Http(h) = &c.spec else {

@@ -66,7 +66,7 @@ pub struct ZoneConfig {
     pub ns: Vec<Name>,
     pub records: Vec<RecordSetConfig>,
     pub sites: Vec<SiteConfig>,
-    pub names: Vec<HealthCheckedNameConfig>,
+    pub health_checked: Vec<HealthCheckedNameConfig>,
 }
 
 #[derive(Clone, Debug)]
@@ -151,7 +151,7 @@ impl Config {
     /// Every probe the configuration needs, with who uses it (`name member`, for logs).
     pub fn probe_users(&self) -> impl Iterator<Item = (ProbeKey, String)> + '_ {
         self.zones.iter().flat_map(|zone| {
-            zone.names.iter().flat_map(move |name| {
+            zone.health_checked.iter().flat_map(move |name| {
                 name.members.iter().flat_map(move |m| {
                     zone.probe_keys(m)
                         .map(move |key| (key, format!("{} {}", name.name, m.address)))

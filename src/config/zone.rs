@@ -95,7 +95,7 @@ pub(super) fn validate_zone(file: &Path, raw: ZoneRaw) -> Result<ZoneConfig, Vec
             ns,
             records,
             sites,
-            names,
+            health_checked: names,
         })
     } else {
         Err(r.errors)

@@ -105,12 +105,12 @@ fn log_loaded(config: &Config) {
         info!(path = %db.path.display(), kind = db.database_type(), "GeoIP database loaded");
     }
     for zone in &config.zones {
-        let members: usize = zone.names.iter().map(|f| f.members.len()).sum();
+        let members: usize = zone.health_checked.iter().map(|f| f.members.len()).sum();
         info!(
             zone = %zone.origin,
             file = %zone.file.display(),
             records = zone.records.len(),
-            fqdns = zone.names.len(),
+            fqdns = zone.health_checked.len(),
             members,
             "loaded zone"
         );

@@ -118,7 +118,7 @@ impl Table {
             }
         }
 
-        for name in &zc.names {
+        for name in &zc.health_checked {
             let compiled = compile_health_checked(name, zc, inputs);
             self.node(&name.name, index).health_checked = Some(Box::new(compiled));
         }
