@@ -139,7 +139,55 @@ impl Collector for Scrape {
         )?;
         counter(&mut m, &[("result", "upstream")], load(&c.forwarded))?;
         counter(&mut m, &[("result", "cache")], load(&c.forward_cache_hits))?;
-        counter(&mut m, &[("result", "failed")], load(&c.forward_failures))
+        counter(&mut m, &[("result", "failed")], load(&c.forward_failures))?;
+
+        let tcp = &c.tcp;
+        let m = enc.encode_descriptor(
+            "meridian_tcp_connections",
+            "DNS over TCP connections open.",
+            None,
+            MetricType::Gauge,
+        )?;
+        ConstGauge::new(load(&tcp.open) as i64).encode(m)?;
+        let m = enc.encode_descriptor(
+            "meridian_tcp_accepted",
+            "DNS over TCP connections accepted.",
+            None,
+            MetricType::Counter,
+        )?;
+        ConstCounter::new(load(&tcp.accepted)).encode(m)?;
+        let mut m = enc.encode_descriptor(
+            "meridian_tcp_refused",
+            "DNS over TCP connections refused, by reason.",
+            None,
+            MetricType::Counter,
+        )?;
+        counter(
+            &mut m,
+            &[("reason", "per-client")],
+            load(&tcp.refused_per_client),
+        )?;
+        counter(
+            &mut m,
+            &[("reason", "no-file-descriptors")],
+            load(&tcp.refused_no_descriptors),
+        )?;
+        let mut m = enc.encode_descriptor(
+            "meridian_tcp_closed",
+            "DNS over TCP connections closed, by reason.",
+            None,
+            MetricType::Counter,
+        )?;
+        for (reason, n) in [
+            ("client", &tcp.closed_by_client),
+            ("idle", &tcp.closed_idle),
+            ("io-timeout", &tcp.closed_io_timeout),
+            ("query-limit", &tcp.closed_query_limit),
+            ("evicted", &tcp.closed_evicted),
+        ] {
+            counter(&mut m, &[("reason", reason)], load(n))?;
+        }
+        Ok(())
     }
 }
 

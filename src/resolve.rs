@@ -245,6 +245,10 @@ fn decide<'t>(table: &'t Table, query: &Query<'_>, mode: Mode, plan: &mut Plan<'
     };
     let Some(client) = client(query.source, ecs) else {
         plan.rcode = ResponseCode::FormErr;
+        // The OPT record goes back, the malformed option does not.
+        if let Some(edns) = plan.edns.as_mut() {
+            edns.ecs = None;
+        }
         return;
     };
     plan.qtype = Some(question.qtype);

@@ -8,8 +8,8 @@ use std::time::Duration;
 use ipnet::IpNet;
 
 use super::error::{ConfigError, Report};
-use super::types::{AdminConfig, ForwardConfig, ServerConfig};
-use super::yaml::{ForwardRaw, ServerRaw, items, parse_yaml, read_file};
+use super::types::{AdminConfig, ForwardConfig, ServerConfig, TcpConfig};
+use super::yaml::{ForwardRaw, ServerRaw, TcpRaw, items, parse_yaml, read_file};
 use crate::geo::GeoDb;
 
 /// Default listen address when the server file names none: unprivileged, loopback only.
@@ -81,6 +81,10 @@ pub fn load_server(file: &Path) -> Result<ServerConfig, ConfigError> {
         .forward
         .as_ref()
         .and_then(|f| validate_forward(&mut report, &f.value));
+    let tcp = raw
+        .tcp
+        .as_ref()
+        .map_or_else(TcpConfig::default, |t| validate_tcp(&mut report, &t.value));
     if let Some(e) = report.errors.into_iter().next() {
         return Err(e);
     }
@@ -94,7 +98,65 @@ pub fn load_server(file: &Path) -> Result<ServerConfig, ConfigError> {
         forward,
         query_log: raw.query_log.unwrap_or(false),
         watch: raw.watch.unwrap_or(true),
+        tcp,
     })
+}
+
+/// A positive duration (`500ms`, `2s`), or `default` when absent (or, after reporting, wrong).
+fn duration(
+    r: &mut Report,
+    value: &Option<serde_saphyr::Spanned<String>>,
+    field: &str,
+    default: Duration,
+) -> Duration {
+    let Some(v) = value else { return default };
+    match humantime::parse_duration(v.value.trim()) {
+        Ok(d) if !d.is_zero() => d,
+        _ => {
+            r.at(v.referenced, field, "not a duration (write 500ms or 2s)");
+            default
+        }
+    }
+}
+
+fn validate_tcp(r: &mut Report, raw: &TcpRaw) -> TcpConfig {
+    let defaults = TcpConfig::default();
+    let mut count = |v: &Option<serde_saphyr::Spanned<usize>>, field: &str, default: usize| match v
+    {
+        None => default,
+        Some(c) if c.value == 0 => {
+            r.at(c.referenced, field, "must be at least 1");
+            default
+        }
+        Some(c) => c.value,
+    };
+    let max_connections = count(
+        &raw.max_connections,
+        "tcp.max-connections",
+        defaults.max_connections,
+    );
+    let max_connections_per_client = count(
+        &raw.max_connections_per_client,
+        "tcp.max-connections-per-client",
+        defaults.max_connections_per_client,
+    );
+    let max_queries_per_connection = count(
+        &raw.max_queries_per_connection,
+        "tcp.max-queries-per-connection",
+        defaults.max_queries_per_connection,
+    );
+    TcpConfig {
+        max_connections,
+        max_connections_per_client,
+        max_queries_per_connection,
+        idle_timeout: duration(
+            r,
+            &raw.idle_timeout,
+            "tcp.idle-timeout",
+            defaults.idle_timeout,
+        ),
+        io_timeout: duration(r, &raw.io_timeout, "tcp.io-timeout", defaults.io_timeout),
+    }
 }
 
 fn validate_forward(r: &mut Report, raw: &ForwardRaw) -> Option<ForwardConfig> {
@@ -124,20 +186,7 @@ fn validate_forward(r: &mut Report, raw: &ForwardRaw) -> Option<ForwardConfig> {
             ),
         }
     }
-    let timeout = match &raw.timeout {
-        None => Duration::from_secs(2),
-        Some(t) => match humantime::parse_duration(t.value.trim()) {
-            Ok(d) if !d.is_zero() => d,
-            _ => {
-                r.at(
-                    t.referenced,
-                    "forward.timeout",
-                    "not a duration (write 500ms or 2s)",
-                );
-                Duration::from_secs(2)
-            }
-        },
-    };
+    let timeout = duration(r, &raw.timeout, "forward.timeout", Duration::from_secs(2));
     (r.errors.len() == before).then(|| ForwardConfig {
         upstreams,
         timeout,

@@ -34,6 +34,34 @@ pub struct ServerConfig {
     pub query_log: bool,
     /// Reload when the files change (SIGHUP reloads either way).
     pub watch: bool,
+    pub tcp: TcpConfig,
+}
+
+/// Limits on DNS over TCP (RFC 7766), against clients that hold connections open.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TcpConfig {
+    /// Open connections at most (further capped at half the process's file limit).
+    pub max_connections: usize,
+    /// Open connections from one client address at most.
+    pub max_connections_per_client: usize,
+    /// A connection with no query for this long is closed.
+    pub idle_timeout: Duration,
+    /// A query (once its first byte came) or a response must cross within this.
+    pub io_timeout: Duration,
+    /// A connection is closed after answering this many queries.
+    pub max_queries_per_connection: usize,
+}
+
+impl Default for TcpConfig {
+    fn default() -> Self {
+        TcpConfig {
+            max_connections: 1024,
+            max_connections_per_client: 32,
+            idle_timeout: Duration::from_secs(5),
+            io_timeout: Duration::from_secs(2),
+            max_queries_per_connection: 1000,
+        }
+    }
 }
 
 /// The admin HTTP API.

@@ -109,6 +109,17 @@ pub(super) struct ServerRaw {
     pub(super) forward: Option<Spanned<ForwardRaw>>,
     pub(super) query_log: Option<bool>,
     pub(super) watch: Option<bool>,
+    pub(super) tcp: Option<Spanned<TcpRaw>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub(super) struct TcpRaw {
+    pub(super) max_connections: Option<Spanned<usize>>,
+    pub(super) max_connections_per_client: Option<Spanned<usize>>,
+    pub(super) idle_timeout: Option<Spanned<String>>,
+    pub(super) io_timeout: Option<Spanned<String>>,
+    pub(super) max_queries_per_connection: Option<Spanned<usize>>,
 }
 
 #[derive(Deserialize)]

@@ -48,6 +48,9 @@ fn parse(msg: &[u8]) -> Result<Parsed, Slow> {
     if msg[2] & 0xf8 != 0 || arcount > 1 {
         return Err(Slow);
     }
+    if !super::questions_are_plain(msg) {
+        return Err(Slow);
+    }
     let mut decoder = BinDecoder::new(msg);
     decoder.read_slice(12).map_err(|_| Slow)?;
     let query = Query::read(&mut decoder).map_err(|_| Slow)?;

@@ -1,8 +1,7 @@
-//! The general path: hickory's message model, for TCP (through hickory-server) and for the
-//! UDP queries the fast path leaves to it. It answers from the same plan as the fast path,
-//! and adds what only it does: forwarding and the query log.
+//! The general path: hickory's message model, for TCP and for the UDP queries the fast path
+//! leaves to it. It answers from the same plan as the fast path, and adds what only it
+//! does: forwarding and the query log.
 
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
@@ -10,9 +9,8 @@ use hickory_proto::op::{Edns, Metadata, ResponseCode};
 use hickory_proto::rr::Record;
 use hickory_proto::rr::rdata::opt::{ClientSubnet, EdnsCode, EdnsOption};
 use hickory_proto::serialize::binary::BinEncoder;
-use hickory_server::net::runtime::Time;
 use hickory_server::net::xfer::Protocol;
-use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
+use hickory_server::server::Request;
 use hickory_server::zone_handler::MessageResponseBuilder;
 use smallvec::SmallVec;
 use tracing::{info, warn};
@@ -20,11 +18,6 @@ use tracing::{info, warn};
 use crate::forward::Source;
 use crate::resolve::{self, Ecs, EdnsQuery, Mode, Plan, Question};
 use crate::state::Meridian;
-
-/// Answers TCP queries for hickory-server.
-pub struct Handler {
-    pub(super) state: Arc<Meridian>,
-}
 
 /// A response, ready to encode.
 pub(super) struct Reply {
@@ -35,30 +28,6 @@ pub(super) struct Reply {
     edns: Option<Edns>,
     /// Too big for UDP as planned (a forwarded answer is measured once encoded).
     too_big_for_udp: bool,
-}
-
-#[async_trait::async_trait]
-impl RequestHandler for Handler {
-    async fn handle_request<R: ResponseHandler, T: Time>(
-        &self,
-        request: &Request,
-        mut response_handle: R,
-    ) -> ResponseInfo {
-        let reply = respond(&self.state, request).await;
-        let response = reply.response(request, false);
-        match response_handle.send_response(response).await {
-            Ok(info) => info,
-            Err(e) => {
-                warn!(client = %request.src(), error = %e, "failed to send a response");
-                let mut metadata = Metadata::response_from_request(&request.metadata);
-                metadata.response_code = ResponseCode::ServFail;
-                ResponseInfo::from(hickory_proto::op::Header {
-                    metadata,
-                    counts: Default::default(),
-                })
-            }
-        }
-    }
 }
 
 /// The query as the plan takes it.

@@ -3,34 +3,29 @@
 //!
 //! UDP runs on our own threads (`udp`): the common query is answered by the fast path
 //! (`fast`), which encodes the plan straight to bytes, and everything else by the general
-//! path (`handler`), which encodes it through hickory. TCP runs on hickory-server with the
-//! general path. Both count each response here, once.
+//! path (`handler`), which encodes it through hickory. TCP (`tcp`) is ours too, with its
+//! limits, and answers through the general path. Each response is counted here, once.
 
 mod fast;
 mod handler;
 mod listen;
+pub mod tcp;
 pub mod udp;
 
-pub use handler::Handler;
 pub use listen::{Bound, bind};
 
+use hickory_proto::op::{MessageType, ResponseCode};
+use hickory_server::net::xfer::Protocol;
+use hickory_server::server::Request;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
 
-use hickory_proto::op::{MessageType, ResponseCode};
-use hickory_server::Server;
-use hickory_server::net::xfer::Protocol;
-use hickory_server::server::Request;
-
+use crate::config::TcpConfig;
 use crate::resolve::Plan;
 use crate::state::Meridian;
 use crate::zone::Table;
-
-/// How long an idle TCP connection is kept open between queries.
-const TCP_IDLE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Answers one UDP datagram on the fast path into `out`; false when the general path must
 /// answer it instead.
@@ -55,26 +50,56 @@ pub async fn general_path(
     if msg.len() < 12 {
         return None;
     }
+    if msg[2] & 0x80 != 0 {
+        return None;
+    }
     let header = [msg[0], msg[1], msg[2], msg[3]];
+    // FORMERR: the id, QR, the opcode and RD as sent, no sections; for messages that do
+    // not parse, and for questions that cannot be echoed as sent.
+    let formerr = || {
+        let flags = 0x80 | (header[2] & 0x79);
+        let rcode = u16::from(ResponseCode::FormErr) as u8;
+        Some(vec![
+            header[0], header[1], flags, rcode, 0, 0, 0, 0, 0, 0, 0, 0,
+        ])
+    };
+    if !questions_are_plain(&msg) {
+        return formerr();
+    }
     let request = match Request::from_bytes(msg, src, protocol) {
         Ok(r) => r,
-        Err(_) => {
-            if header[2] & 0x80 != 0 {
-                return None;
-            }
-            // FORMERR: the id, QR, the opcode and RD as sent, no sections.
-            let flags = 0x80 | (header[2] & 0x79);
-            let rcode = u16::from(ResponseCode::FormErr) as u8;
-            return Some(vec![
-                header[0], header[1], flags, rcode, 0, 0, 0, 0, 0, 0, 0, 0,
-            ]);
-        }
+        Err(_) => return formerr(),
     };
     if request.metadata.message_type == MessageType::Response {
         return None;
     }
     let reply = handler::respond(state, &request).await;
     Some(reply.encode(&request, protocol))
+}
+
+/// Whether every question's name is written out in labels. A compression pointer in a
+/// question would be echoed as sent, pointing somewhere else in the response; such a
+/// query is malformed (a question is the first name of its message, with nothing to point
+/// back at). A message whose questions do not even fit passes here and fails to parse.
+fn questions_are_plain(msg: &[u8]) -> bool {
+    let count = u16::from_be_bytes([msg[4], msg[5]]);
+    let mut i = 12;
+    for _ in 0..count {
+        loop {
+            let Some(&len) = msg.get(i) else {
+                return true;
+            };
+            if len & 0xc0 != 0 {
+                return false;
+            }
+            i += 1 + usize::from(len);
+            if len == 0 {
+                break;
+            }
+        }
+        i += 4;
+    }
+    true
 }
 
 /// Counts one response: its query by zone, type and rcode, and the members it chose.
@@ -89,24 +114,20 @@ fn count(state: &Meridian, plan: &Plan, rcode: ResponseCode) {
     }
 }
 
-/// Starts answering on every bound address: TCP on a hickory server, UDP on our worker
-/// threads. Must be called inside the runtime.
+/// Starts answering on every bound address: TCP on our connection tasks, UDP on our
+/// worker threads. Must be called inside the runtime.
 pub fn start(
     state: Arc<Meridian>,
     bound: Vec<Bound>,
-) -> io::Result<(Server<Handler>, udp::Workers)> {
-    let mut server = Server::new(Handler {
-        state: state.clone(),
-    });
+    tcp: TcpConfig,
+) -> io::Result<(tcp::Tcp, udp::Workers)> {
     let mut sockets = Vec::new();
+    let mut listeners = Vec::new();
     for b in bound {
-        server.register_listener(
-            tokio::net::TcpListener::from_std(b.tcp)?,
-            TCP_IDLE_TIMEOUT,
-            32,
-        );
+        listeners.push(b.tcp);
         sockets.extend(b.udp);
     }
+    let tcp = tcp::start(state.clone(), listeners, tcp)?;
     let workers = udp::start(state, sockets)?;
-    Ok((server, workers))
+    Ok((tcp, workers))
 }

@@ -93,6 +93,22 @@ pub struct Counters {
     pub forwarded: AtomicU64,
     pub forward_cache_hits: AtomicU64,
     pub forward_failures: AtomicU64,
+    pub tcp: TcpCounters,
+}
+
+/// DNS over TCP: connections open, accepted, refused and closed (by reason).
+#[derive(Debug, Default)]
+pub struct TcpCounters {
+    pub open: AtomicU64,
+    pub accepted: AtomicU64,
+    pub refused_per_client: AtomicU64,
+    /// Accepts that failed for want of file descriptors.
+    pub refused_no_descriptors: AtomicU64,
+    pub closed_by_client: AtomicU64,
+    pub closed_idle: AtomicU64,
+    pub closed_io_timeout: AtomicU64,
+    pub closed_query_limit: AtomicU64,
+    pub closed_evicted: AtomicU64,
 }
 
 impl Counters {

@@ -7,15 +7,18 @@
 //! - [`wire`]: records as the table stores them, encoded once at load time for the UDP
 //!   fast path.
 //! - [`counters`]: the counters the query path bumps and `/metrics` reads.
+//! - [`log_limit`]: rate-limited log lines, for events hostile traffic can cause.
 
 pub mod check;
 pub mod counters;
 pub mod health;
+pub mod log_limit;
 pub mod policy;
 pub mod wire;
 
 pub use check::{Check, CheckSpec, HttpCheck, ProbeKey, Timing};
 pub use counters::{Counters, QueryCounters, rcode_name};
 pub use health::{MemberHealth, ProbeSet, ProbeState};
+pub use log_limit::LogLimit;
 pub use policy::{Policy, WhenAllDown};
 pub use wire::{StoredRecord, Wire};

@@ -9,11 +9,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use hickory_server::Server;
 use tracing::{info, warn};
 
 use crate::config::Config;
-use crate::dns::{self, Handler};
+use crate::dns;
 use crate::state::{Meridian, release_free_memory};
 
 pub struct Running {
@@ -22,7 +21,7 @@ pub struct Running {
     /// Where the admin API listens, if it is on.
     pub admin: Option<SocketAddr>,
     pub meridian: Arc<Meridian>,
-    server: Server<Handler>,
+    tcp: dns::tcp::Tcp,
     udp: dns::udp::Workers,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -59,7 +58,7 @@ pub async fn start(config: Config) -> io::Result<Running> {
         "first health-check round done"
     );
 
-    let (server, udp) = dns::start(meridian.clone(), bound)?;
+    let (tcp, udp) = dns::start(meridian.clone(), bound, config.server.tcp)?;
     for addr in &addrs {
         info!(%addr, "listening on UDP and TCP");
     }
@@ -94,7 +93,7 @@ pub async fn start(config: Config) -> io::Result<Running> {
         addrs,
         admin,
         meridian,
-        server,
+        tcp,
         udp,
         tasks,
     })
@@ -119,13 +118,11 @@ fn log_loaded(config: &Config) {
 
 impl Running {
     /// Stops answering and checking.
-    pub async fn shutdown(mut self) {
+    pub async fn shutdown(self) {
         for t in &self.tasks {
             t.abort();
         }
-        if let Err(e) = self.server.shutdown_gracefully().await {
-            warn!(error = %e, "listener ended with an error");
-        }
+        drop(self.tcp);
         drop(self.udp);
         self.meridian.checker.stop_all();
     }

@@ -8,6 +8,8 @@ mod compose;
 mod differential;
 mod dns_core;
 mod geo;
+mod hardening;
 mod health;
 mod ops;
 mod scale;
+mod tcp;

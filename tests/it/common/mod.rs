@@ -254,7 +254,32 @@ impl Drop for Served {
 
 /// Starts the `meridian serve` binary and waits for the log line naming the bound address.
 pub fn serve(config: &Path) -> Served {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_meridian"))
+    spawn_serve(Command::new(env!("CARGO_BIN_EXE_meridian")), config)
+}
+
+/// Like `serve`, with the open file limit (soft and hard) set to `files`, as
+/// `ulimit -n` would.
+pub fn serve_limited(config: &Path, files: u64) -> Served {
+    use std::os::unix::process::CommandExt;
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_meridian"));
+    // SAFETY: setrlimit is async-signal-safe and touches nothing but the child's limit.
+    unsafe {
+        cmd.pre_exec(move || {
+            let lim = libc::rlimit {
+                rlim_cur: files,
+                rlim_max: files,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    spawn_serve(cmd, config)
+}
+
+fn spawn_serve(mut cmd: Command, config: &Path) -> Served {
+    let mut child = cmd
         .args(["serve", "--config"])
         .arg(config)
         .stderr(Stdio::piped())

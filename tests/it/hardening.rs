@@ -1,0 +1,98 @@
+//! Hostile and malformed traffic: each case here was a defect found by probing, and each
+//! test failed before its fix.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use hickory_proto::op::{Message, MessageType, ResponseCode};
+use hickory_proto::rr::RecordType;
+
+use crate::common::*;
+
+const ZONE: &str = "zone: hard.test\nns: [ns1]\nrecords:\n  www: { A: 192.0.2.1 }\n";
+
+fn server() -> TestServer {
+    start(&[("hard.yaml", ZONE)])
+}
+
+/// Sends one framed message on an open TCP stream; the reply's bytes, or `None` if none
+/// comes within `wait`.
+fn tcp_send(stream: &mut TcpStream, bytes: &[u8], wait: Duration) -> Option<Vec<u8>> {
+    stream.set_read_timeout(Some(wait)).unwrap();
+    stream
+        .write_all(&(bytes.len() as u16).to_be_bytes())
+        .unwrap();
+    stream.write_all(bytes).unwrap();
+    let mut len = [0u8; 2];
+    stream.read_exact(&mut len).ok()?;
+    let mut buf = vec![0u8; u16::from_be_bytes(len) as usize];
+    stream.read_exact(&mut buf).ok()?;
+    Some(buf)
+}
+
+#[test]
+fn responses_sent_to_the_server_get_no_reply_over_udp_or_tcp() {
+    let s = server();
+    let mut reply = query("www.hard.test.", RecordType::A);
+    reply.metadata.message_type = MessageType::Response;
+    let bytes = reply.to_vec().unwrap();
+    assert!(udp_raw(s.addr, &bytes).is_none(), "UDP");
+    // A malformed one too: a header that promises a question that is not there.
+    let malformed = [0xab, 0xcd, 0x81, 0x00, 0x00, 0x01, 0, 0, 0, 0, 0, 0];
+    assert!(udp_raw(s.addr, &malformed).is_none(), "UDP, malformed");
+    let mut stream = TcpStream::connect(s.addr).unwrap();
+    for bytes in [&bytes[..], &malformed[..]] {
+        let reply = tcp_send(&mut stream, bytes, Duration::from_millis(500));
+        assert!(reply.is_none(), "TCP answered {bytes:02x?}: {reply:02x?}");
+    }
+    // The connection still serves real queries.
+    let ok = tcp_send(
+        &mut stream,
+        &query("www.hard.test.", RecordType::A).to_vec().unwrap(),
+        TIMEOUT,
+    )
+    .expect("an answer");
+    assert_eq!(addresses(&Message::from_vec(&ok).unwrap()), ["192.0.2.1"]);
+}
+
+#[test]
+fn a_question_with_a_compression_pointer_is_formerr_without_the_question() {
+    let s = server();
+    // One question whose name is a pointer into the header (offset 2).
+    let bytes: Vec<u8> = [
+        0x00, 0x46, 0x01, 0x00, 0x00, 0x01, 0, 0, 0, 0, 0, 0, 0xc0, 0x02, 0x00, 0x01, 0x00, 0x01,
+    ]
+    .to_vec();
+    // And one that points back at a real name earlier in the message is no better: a
+    // question is written out in full.
+    let mut stream = TcpStream::connect(s.addr).unwrap();
+    for reply in [
+        udp_raw(s.addr, &bytes).expect("a UDP reply"),
+        tcp_send(&mut stream, &bytes, TIMEOUT).expect("a TCP reply"),
+    ] {
+        let m = Message::from_vec(&reply).expect("the reply parses");
+        assert_eq!(m.metadata.id, 0x0046);
+        assert_eq!(m.metadata.response_code, ResponseCode::FormErr);
+        assert!(m.queries.is_empty(), "{m:?}");
+    }
+}
+
+#[test]
+fn formerr_for_a_malformed_client_subnet_does_not_echo_it() {
+    use hickory_proto::rr::rdata::opt::{ClientSubnet, EdnsOption};
+    let s = server();
+    let mut m = query("www.hard.test.", RecordType::A);
+    let mut e = m.edns.take().unwrap();
+    e.options_mut().insert(EdnsOption::Subnet(ClientSubnet::new(
+        ip("192.0.2.0"),
+        24,
+        16,
+    )));
+    m.set_edns(e);
+    for r in [s.udp(&m), s.tcp(&m)] {
+        assert_eq!(r.metadata.response_code, ResponseCode::FormErr);
+        assert!(r.edns.is_some(), "OPT still echoed");
+        assert_eq!(ecs_of(&r), None, "the bad option is not sent back");
+    }
+}
