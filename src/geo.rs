@@ -31,6 +31,9 @@ pub struct GeoDb {
     id: u64,
 }
 
+/// Largest GeoIP database opened (a full GeoIP2 City database is about 130 MiB).
+const MAX_DATABASE_BYTES: u64 = 1 << 30;
+
 /// Most decoded records a thread keeps; a database has far fewer distinct records than
 /// networks (a City database: some hundred thousand), and clients cluster.
 const CACHE_ENTRIES: usize = 16_384;
@@ -98,6 +101,9 @@ impl GeoDb {
     /// Opens and fully verifies the database, so that a broken file is an error at load
     /// time rather than on some query.
     pub fn open(path: &Path) -> Result<GeoDb, String> {
+        // Checked first: the reader reads the whole file, and would read /dev/zero forever.
+        crate::model::file::check_regular(path, MAX_DATABASE_BYTES)
+            .map_err(|e| format!("cannot open GeoIP database: {e}"))?;
         let reader = maxminddb::Reader::open_readfile(path)
             .map_err(|e| format!("cannot open GeoIP database: {e}"))?;
         reader

@@ -313,11 +313,11 @@ fn validate_http(
         None => None,
         Some(c) => {
             let path = r.file.parent().unwrap_or(Path::new(".")).join(&c.value);
-            if !path.is_file() {
+            if let Err(e) = crate::model::file::check_regular(&path, 1 << 20) {
                 r.at(
                     c.referenced,
                     format!("{field}.ca"),
-                    format!("no such file {}", path.display()),
+                    format!("{}: {e}", path.display()),
                 );
                 ok = false;
             }

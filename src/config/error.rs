@@ -61,10 +61,16 @@ impl fmt::Display for ConfigErrors {
 
 impl std::error::Error for ConfigErrors {}
 
+/// Most errors kept for one file; a file of 200,000 duplicate records would otherwise make
+/// as many lines of log and of `/status`.
+pub(super) const MAX_ERRORS_PER_FILE: usize = 100;
+
 /// Collects the errors of one file, so that validation can go on past the first.
 pub(super) struct Report<'f> {
     pub(super) file: &'f Path,
     pub(super) errors: Vec<ConfigError>,
+    /// Errors past [`MAX_ERRORS_PER_FILE`], counted only.
+    dropped: usize,
 }
 
 impl<'f> Report<'f> {
@@ -72,7 +78,28 @@ impl<'f> Report<'f> {
         Report {
             file,
             errors: Vec::new(),
+            dropped: 0,
         }
+    }
+
+    /// Whether any error was found (kept or not).
+    pub(super) fn failed(&self) -> bool {
+        !self.errors.is_empty() || self.dropped > 0
+    }
+
+    /// The errors in file order, with a last line counting those not kept.
+    pub(super) fn into_errors(mut self) -> Vec<ConfigError> {
+        self.errors.sort_by_key(|e| (e.line, e.column));
+        if self.dropped > 0 {
+            self.errors.push(ConfigError::whole_file(
+                self.file,
+                format!(
+                    "{} more errors in this file not shown; fix the ones above first",
+                    self.dropped
+                ),
+            ));
+        }
+        self.errors
     }
 
     pub(super) fn at(
@@ -81,6 +108,10 @@ impl<'f> Report<'f> {
         field: impl Into<String>,
         message: impl Into<String>,
     ) {
+        if self.errors.len() >= MAX_ERRORS_PER_FILE {
+            self.dropped += 1;
+            return;
+        }
         self.errors.push(ConfigError {
             file: self.file.to_path_buf(),
             line: loc.line(),

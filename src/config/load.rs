@@ -16,21 +16,25 @@ pub fn load(server_file: &Path) -> Result<Config, ConfigErrors> {
     Ok(Config { server, zones })
 }
 
-/// Every `*.yaml`/`*.yml` file in the directory, in name order; hidden and editor backup
-/// files are skipped.
+/// Every `*.yaml`/`*.yml` entry in the directory but subdirectories, in name order; hidden
+/// and editor backup files are skipped. A FIFO or device by such a name is listed, so that
+/// reading it reports what it is.
 pub fn zone_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     let mut files = Vec::new();
     for entry in std::fs::read_dir(dir)? {
         let path = entry?.path();
         let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
         let yaml = name.ends_with(".yaml") || name.ends_with(".yml");
-        if yaml && !name.starts_with('.') && path.is_file() {
+        if yaml && !name.starts_with('.') && !path.is_dir() {
             files.push(path);
         }
     }
     files.sort();
     Ok(files)
 }
+
+/// Most errors reported for a whole configuration; the rest are counted in a last line.
+const MAX_ERRORS: usize = 1000;
 
 fn load_zones(dir: &Path) -> Result<Vec<ZoneConfig>, ConfigErrors> {
     let files = zone_files(dir).map_err(|e| {
@@ -85,6 +89,14 @@ fn load_zones(dir: &Path) -> Result<Vec<ZoneConfig>, ConfigErrors> {
         errors.push(ConfigError::whole_file(
             dir,
             "no zone files (*.yaml) in the zones directory",
+        ));
+    }
+    if errors.len() > MAX_ERRORS {
+        let more = errors.len() - MAX_ERRORS;
+        errors.truncate(MAX_ERRORS);
+        errors.push(ConfigError::whole_file(
+            dir,
+            format!("{more} more errors in other files not shown; fix the ones above first"),
         ));
     }
     if errors.is_empty() {

@@ -291,7 +291,17 @@ pub(super) fn parse_yaml<T: for<'de> Deserialize<'de>>(
     })
 }
 
+/// Largest YAML file read (a zone of a million names in this format is about 150 MiB).
+pub(super) const MAX_YAML_BYTES: u64 = 256 << 20;
+
+/// A YAML file's text: a regular file, at most [`MAX_YAML_BYTES`], in UTF-8.
 pub(super) fn read_file(path: &Path) -> Result<String, ConfigError> {
-    std::fs::read_to_string(path)
-        .map_err(|e| ConfigError::whole_file(path, format!("cannot read: {e}")))
+    let bytes = crate::model::file::read_regular(path, MAX_YAML_BYTES)
+        .map_err(|e| ConfigError::whole_file(path, e))?;
+    String::from_utf8(bytes).map_err(|e| {
+        ConfigError::whole_file(
+            path,
+            format!("is not UTF-8 text (byte {})", e.utf8_error().valid_up_to()),
+        )
+    })
 }

@@ -19,13 +19,19 @@ use super::types::{
 use super::yaml::{FqdnRaw, RecordSetRaw, SiteRaw, SoaRaw, TextList, ZoneRaw, items};
 use crate::model::Policy;
 
+/// Records of one type at one name, at most: BIND's `max-records-per-type` default. More
+/// would not fit most answers, and each is held twice (as a record and encoded).
+pub(super) const MAX_RECORDS_PER_RRSET: usize = 100;
+/// Members of one health-checked name, at most.
+pub(super) const MAX_MEMBERS: usize = 1000;
+
 pub(super) fn validate_zone(file: &Path, raw: ZoneRaw) -> Result<ZoneConfig, Vec<ConfigError>> {
     let mut r = Report::new(file);
     let origin = match parse_absolute(&raw.zone.value) {
         Ok(n) => n,
         Err(msg) => {
             r.at(raw.zone.referenced, "zone", msg);
-            return Err(r.errors);
+            return Err(r.into_errors());
         }
     };
     let ttl = raw.ttl.as_ref().map_or(300, |t| t.value);
@@ -84,9 +90,8 @@ pub(super) fn validate_zone(file: &Path, raw: ZoneRaw) -> Result<ZoneConfig, Vec
     }
 
     check_conflicts(&mut r, &raw, &origin, &records, &names);
-    r.errors.sort_by_key(|e| (e.line, e.column));
 
-    if r.errors.is_empty() {
+    if !r.failed() {
         Ok(ZoneConfig {
             file: file.to_path_buf(),
             origin,
@@ -98,7 +103,7 @@ pub(super) fn validate_zone(file: &Path, raw: ZoneRaw) -> Result<ZoneConfig, Vec
             health_checked: names,
         })
     } else {
-        Err(r.errors)
+        Err(r.into_errors())
     }
 }
 
@@ -193,6 +198,17 @@ fn validate_rrsets(
     for (rtype, values) in typed {
         let Some(values) = values else { continue };
         let tfield = format!("{field}.{rtype}");
+        if values.value.0.len() > MAX_RECORDS_PER_RRSET {
+            r.at(
+                values.referenced,
+                &tfield,
+                format!(
+                    "{} records; a name has at most {MAX_RECORDS_PER_RRSET} of one type",
+                    values.value.0.len()
+                ),
+            );
+            continue;
+        }
         if rtype == RecordType::CNAME && present.len() > 1 {
             r.at(
                 values.referenced,
@@ -400,6 +416,17 @@ fn validate_health_checked(
             format!("{field}.members"),
             "needs at least one member",
         );
+    }
+    if raw.members.value.len() > MAX_MEMBERS {
+        r.at(
+            raw.members.referenced,
+            format!("{field}.members"),
+            format!(
+                "{} members; a name has at most {MAX_MEMBERS}",
+                raw.members.value.len()
+            ),
+        );
+        return None;
     }
     let mut members = Vec::new();
     let mut seen = HashSet::new();

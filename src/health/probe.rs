@@ -230,8 +230,8 @@ fn http_client(
             builder = builder.tls_danger_accept_invalid_certs(true);
         }
         if let Some(ca) = &check.ca {
-            let pem =
-                std::fs::read(ca).map_err(|e| format!("cannot read CA {}: {e}", ca.display()))?;
+            let pem = crate::model::file::read_regular(ca, 1 << 20)
+                .map_err(|e| format!("CA {}: {e}", ca.display()))?;
             let certs = reqwest::Certificate::from_pem_bundle(&pem)
                 .map_err(|e| format!("bad CA {}: {e}", ca.display()))?;
             builder = builder.tls_certs_only(certs);

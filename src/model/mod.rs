@@ -7,10 +7,12 @@
 //! - [`wire`]: records as the table stores them, encoded once at load time for the UDP
 //!   fast path.
 //! - [`counters`]: the counters the query path bumps and `/metrics` reads.
+//! - [`file`]: reading files the configuration names: regular files only, up to a size.
 //! - [`log_limit`]: rate-limited log lines, for events hostile traffic can cause.
 
 pub mod check;
 pub mod counters;
+pub mod file;
 pub mod health;
 pub mod log_limit;
 pub mod policy;
