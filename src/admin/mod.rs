@@ -1,6 +1,8 @@
 //! The admin HTTP API: metrics, status (JSON and a page), maintenance, health, explain.
 //!
-//! It reads the same live table as the DNS handler and never blocks it.
+//! It reads the same live table as the DNS handler and never blocks it. It is bounded like
+//! the DNS side: at most `MAX_CONNECTIONS` open, requests of at most `MAX_HEAD` bytes of
+//! request line and headers and `MAX_BODY` of body, `REQUEST_TIMEOUT` to send a request.
 
 mod explain;
 mod status;
@@ -14,6 +16,9 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
+use http_body_util::Limited;
+use tokio::sync::Semaphore;
+
 use hickory_proto::rr::{LowerName, Name, RecordType};
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Bytes, Incoming};
@@ -21,7 +26,17 @@ use hyper::{Method, Request, Response, StatusCode, header};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tracing::{info, warn};
 
+use crate::model::LogLimit;
 use crate::state::{MaintenanceError, Meridian};
+
+/// Connections open at once; more are closed as they come.
+const MAX_CONNECTIONS: usize = 64;
+/// Request line and headers, at most (hyper's smallest buffer).
+const MAX_HEAD: usize = 8192;
+/// Request body, at most; the API's requests carry none.
+const MAX_BODY: usize = 4096;
+/// Time to send the request line and headers, and then the body.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Binds the admin listener (before start-up goes further, so a busy port fails early).
 pub fn bind(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
@@ -43,14 +58,24 @@ pub async fn serve(listener: std::net::TcpListener, meridian: Arc<Meridian>) {
             return;
         }
     };
+    let open = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let log = Arc::new(LogLimit::new(Duration::from_secs(10)));
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(x) => x,
             Err(e) => {
-                warn!("admin API accept: {e}");
+                if let Some(held) = log.allow() {
+                    warn!(error = %e, similar_since_last = held, "admin API accept");
+                }
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
             }
+        };
+        let Ok(permit) = open.clone().try_acquire_owned() else {
+            if let Some(held) = log.allow() {
+                warn!(%peer, open = MAX_CONNECTIONS, similar_since_last = held, "admin API: too many connections; closing a new one");
+            }
+            continue; // dropping the stream closes it
         };
         let meridian = meridian.clone();
         tokio::spawn(async move {
@@ -60,9 +85,11 @@ pub async fn serve(listener: std::net::TcpListener, meridian: Arc<Meridian>) {
             });
             let _ = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
-                .header_read_timeout(Duration::from_secs(10))
+                .header_read_timeout(REQUEST_TIMEOUT)
+                .max_buf_size(MAX_HEAD)
                 .serve_connection(TokioIo::new(stream), service)
                 .await;
+            drop(permit);
         });
     }
 }
@@ -117,8 +144,15 @@ async fn route(m: &Meridian, req: Request<Incoming>, peer: IpAddr) -> Reply {
             if let Err(denied) = authorize(m, &req) {
                 return *denied;
             }
-            // Drain the body (ignored) so that keep-alive connections stay in step.
-            let _ = req.into_body().collect().await;
+            // Read the body (ignored, and small) so that keep-alive connections stay in step.
+            let body = Limited::new(req.into_body(), MAX_BODY).collect();
+            match tokio::time::timeout(REQUEST_TIMEOUT, body).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(_)) => {
+                    return error(StatusCode::PAYLOAD_TOO_LARGE, "request body too large");
+                }
+                Err(_) => return error(StatusCode::REQUEST_TIMEOUT, "request body too slow"),
+            }
             maintenance(m, name, address, *action == "disable").await
         }
         (_, ["members", ..]) | (_, ["status" | "metrics" | "healthz" | "explain"]) => {
@@ -143,7 +177,11 @@ fn authorize(m: &Meridian, req: &Request<Incoming>) -> Result<(), Box<Reply>> {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or("");
-    if constant_time_eq(given.as_bytes(), token.as_bytes()) {
+    // Takes the same time wherever the first difference is (only the length shows).
+    if bool::from(subtle::ConstantTimeEq::ct_eq(
+        given.as_bytes(),
+        token.as_bytes(),
+    )) {
         Ok(())
     } else {
         Err(Box::new(error(
@@ -151,10 +189,6 @@ fn authorize(m: &Meridian, req: &Request<Incoming>) -> Result<(), Box<Reply>> {
             "missing or wrong bearer token",
         )))
     }
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 fn parse_name(text: &str) -> Option<LowerName> {

@@ -75,6 +75,22 @@ pub fn load_server(file: &Path) -> Result<ServerConfig, ConfigError> {
                 Some(t.value.trim().to_string())
             }
         });
+        if let (Some(addr), None) = (listen, &token)
+            && !addr.ip().is_loopback()
+        {
+            let at = a
+                .value
+                .listen
+                .as_ref()
+                .map_or(a.referenced, |l| l.referenced);
+            report.at(
+                at,
+                "admin.listen",
+                format!(
+                    "{addr} is reachable from other hosts: set admin.token, or listen on 127.0.0.1"
+                ),
+            );
+        }
         listen.map(|listen| AdminConfig { listen, token })
     });
     let forward = raw

@@ -96,3 +96,87 @@ fn formerr_for_a_malformed_client_subnet_does_not_echo_it() {
         assert_eq!(ecs_of(&r), None, "the bad option is not sent back");
     }
 }
+
+const TOKEN: &str = "hardening-token-0123456789";
+
+fn admin_server() -> TestServer {
+    let (dir, file) = write_config_with(
+        &format!("admin: {{ listen: 127.0.0.1:0, token: {TOKEN} }}\n"),
+        &[("hard.yaml", ZONE)],
+    );
+    start_with(dir, &file)
+}
+
+/// Sends raw bytes to the admin API and returns the status line (empty if none came).
+fn admin_raw(s: &TestServer, request: &[u8]) -> String {
+    let mut stream = TcpStream::connect(s.admin()).unwrap();
+    stream.set_read_timeout(Some(TIMEOUT)).unwrap();
+    let _ = stream.write_all(request);
+    let mut response = Vec::new();
+    let _ = stream.read_to_end(&mut response);
+    String::from_utf8_lossy(&response)
+        .lines()
+        .next()
+        .unwrap_or("")
+        .to_string()
+}
+
+#[test]
+fn the_admin_api_bounds_bodies_headers_and_connections() {
+    let s = admin_server();
+    // A valid token does not buy an unbounded body.
+    let body = vec![b'x'; 1 << 20];
+    let mut request = format!(
+        "POST /members/www.hard.test/192.0.2.1/disable HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    request.extend_from_slice(&body);
+    assert_eq!(admin_raw(&s, &request), "HTTP/1.1 413 Payload Too Large");
+    // Nor headers or a URL of any size.
+    let long = format!(
+        "GET /status?{} HTTP/1.1\r\nHost: x\r\n\r\n",
+        "a".repeat(20_000)
+    );
+    assert_eq!(
+        admin_raw(&s, long.as_bytes()),
+        "HTTP/1.1 431 Request Header Fields Too Large"
+    );
+    // 70 idle connections: those past 64 are closed at once; the rest wait their timeout.
+    let mut idle: Vec<TcpStream> = (0..70)
+        .map(|_| TcpStream::connect(s.admin()).unwrap())
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let mut closed = 0;
+    for c in idle.iter_mut() {
+        c.set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        if matches!(c.read(&mut [0u8; 1]), Ok(0)) {
+            closed += 1;
+        }
+    }
+    assert_eq!(closed, 6);
+    drop(idle);
+    let admin = s.admin();
+    eventually(Duration::from_secs(2), "the API again", || {
+        std::panic::catch_unwind(|| http(admin, "GET", "/healthz", None).0 == 200).unwrap_or(false)
+    });
+    // And DNS never noticed.
+    let resp = s.ask("www.hard.test.", RecordType::A);
+    assert_eq!(addresses(&resp), ["192.0.2.1"]);
+}
+
+#[test]
+fn an_admin_api_reachable_from_other_hosts_needs_a_token() {
+    let (dir, _) = write_config(&[("hard.yaml", ZONE)]);
+    let server = dir.path().join("open.yaml");
+    std::fs::write(&server, "zones: zones\nadmin:\n  listen: 0.0.0.0:9153\n").unwrap();
+    let (code, _, stderr) = run_meridian(&["check".as_ref(), "--config".as_ref(), server.as_ref()]);
+    assert_eq!(code, Some(1));
+    assert!(
+        stderr.contains(
+            "open.yaml:3:11: admin.listen: 0.0.0.0:9153 is reachable from other hosts: set admin.token, or listen on 127.0.0.1"
+        ),
+        "{stderr}"
+    );
+}
