@@ -119,6 +119,7 @@ impl Forwarder {
         for upstream in &upstreams.addrs {
             match exchange(*upstream, query, upstreams.timeout).await {
                 Ok(message) => {
+                    let message = scrub(query, message);
                     self.store(key, &message);
                     return Ok((message, Source::Upstream(*upstream)));
                 }
@@ -170,6 +171,58 @@ impl Forwarder {
             );
         }
     }
+}
+
+/// Keeps only what bears on the question, as resolvers do with out-of-bailiwick data: in
+/// the answer, the records of the asked name and of the CNAME chain from it; in the
+/// authority, the SOA and NS records of a zone holding the last name of that chain; in the
+/// additional section, addresses of those name servers. Anything else (records about
+/// other names, which a poisoning upstream would slip in) is dropped.
+fn scrub(query: &Query, mut message: Message) -> Message {
+    let qtype = query.query_type();
+    let mut chain = vec![LowerName::new(query.name())];
+    let mut answers = Vec::new();
+    let mut rest = std::mem::take(&mut message.answers);
+    // The chain may come in any order: take what it reaches until nothing more is.
+    loop {
+        let before = answers.len();
+        rest.retain(|r| {
+            let owner = LowerName::new(&r.name);
+            if !chain.contains(&owner) {
+                return true;
+            }
+            let rtype = r.record_type();
+            if let RData::CNAME(target) = &r.data {
+                chain.push(LowerName::new(&target.0));
+            } else if rtype != qtype && qtype != RecordType::ANY && rtype != RecordType::RRSIG {
+                return true;
+            }
+            answers.push(r.clone());
+            false
+        });
+        if answers.len() == before {
+            break;
+        }
+    }
+    message.answers = answers;
+    let last = chain.last().expect("the question").clone();
+    message.authorities.retain(|r| {
+        matches!(r.record_type(), RecordType::SOA | RecordType::NS)
+            && LowerName::new(&r.name).zone_of(&last)
+    });
+    let servers: Vec<LowerName> = message
+        .authorities
+        .iter()
+        .filter_map(|r| match &r.data {
+            RData::NS(ns) => Some(LowerName::new(&ns.0)),
+            _ => None,
+        })
+        .collect();
+    message.additionals.retain(|r| {
+        matches!(r.record_type(), RecordType::A | RecordType::AAAA)
+            && servers.contains(&LowerName::new(&r.name))
+    });
+    message
 }
 
 /// How long an upstream answer may be cached: the smallest TTL in it, and for a negative
@@ -251,4 +304,76 @@ async fn exchange(
     .await
     .map_err(|_| "timeout over TCP".to_string())?
     .map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hickory_proto::rr::rdata::{CNAME, NS, SOA};
+    use hickory_proto::rr::{Name, Record};
+
+    fn name(s: &str) -> Name {
+        Name::from_ascii(s).unwrap()
+    }
+
+    fn a(owner: &str, ip: [u8; 4]) -> Record {
+        Record::from_rdata(
+            name(owner),
+            60,
+            RData::A(std::net::Ipv4Addr::from(ip).into()),
+        )
+    }
+
+    #[test]
+    fn scrubbing_keeps_the_chain_its_zone_and_glue_and_nothing_else() {
+        let query = Query::query(name("www.example.org."), RecordType::A);
+        let mut m = Message::query();
+        // Out of order: the target's address before the CNAME that leads to it.
+        m.answers = vec![
+            a("cdn.example.net.", [192, 0, 2, 1]),
+            a("victim.example.", [6, 6, 6, 6]),
+            Record::from_rdata(
+                name("www.example.org."),
+                60,
+                RData::CNAME(CNAME(name("cdn.example.net."))),
+            ),
+        ];
+        m.authorities = vec![
+            Record::from_rdata(
+                name("example.net."),
+                60,
+                RData::NS(NS(name("ns1.example.net."))),
+            ),
+            Record::from_rdata(name("victim.example."), 60, RData::NS(NS(name("ns.evil.")))),
+        ];
+        m.additionals = vec![
+            a("ns1.example.net.", [192, 0, 2, 53]),
+            a("ns.evil.", [6, 6, 6, 6]),
+        ];
+        let kept = scrub(&query, m);
+        let names = |rs: &[Record]| rs.iter().map(|r| r.name.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            names(&kept.answers),
+            ["www.example.org.", "cdn.example.net."]
+        );
+        assert_eq!(names(&kept.authorities), ["example.net."]);
+        assert_eq!(names(&kept.additionals), ["ns1.example.net."]);
+
+        // A negative answer keeps the SOA of the zone that holds the name.
+        let mut nx = Message::query();
+        let soa = SOA::new(
+            name("ns1.example.org."),
+            name("h.example.org."),
+            1,
+            1,
+            1,
+            1,
+            60,
+        );
+        nx.authorities = vec![
+            Record::from_rdata(name("example.org."), 60, RData::SOA(soa.clone())),
+            Record::from_rdata(name("victim.example."), 60, RData::SOA(soa)),
+        ];
+        assert_eq!(names(&scrub(&query, nx).authorities), ["example.org."]);
+    }
 }

@@ -512,3 +512,27 @@ fn explain_is_a_dry_run_that_moves_no_counter_or_rotation() {
         );
     }
 }
+
+#[test]
+fn forwarded_answers_carry_no_records_about_other_names() {
+    let upstream = FakeResolver::poisoned(ip("127.0.0.44"), "192.0.2.97".parse().unwrap());
+    let s = forwarding_server(upstream.addr, "1s");
+    for _ in 0..2 {
+        // Once from the upstream, once from the cache.
+        let r = udp_exchange_from(
+            ip("127.0.0.2"),
+            s.addr,
+            &query("www.example.org.", RecordType::A),
+        );
+        assert_eq!(r.metadata.response_code, ResponseCode::NoError);
+        assert_eq!(addresses(&r), ["192.0.2.97"]);
+        let names: Vec<String> = r
+            .answers
+            .iter()
+            .chain(&r.authorities)
+            .chain(&r.additionals)
+            .map(|rr| rr.name.to_string())
+            .collect();
+        assert_eq!(names, ["www.example.org."], "{r:?}");
+    }
+}

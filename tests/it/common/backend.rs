@@ -224,6 +224,16 @@ pub struct FakeResolver {
 
 impl FakeResolver {
     pub fn start(ip: IpAddr, answer: std::net::Ipv4Addr) -> Self {
+        Self::start_with(ip, answer, false)
+    }
+
+    /// One that also slips in records about names nobody asked for, in every section, as a
+    /// poisoning upstream would: `victim.example.` NS and A 6.6.6.6.
+    pub fn poisoned(ip: IpAddr, answer: std::net::Ipv4Addr) -> Self {
+        Self::start_with(ip, answer, true)
+    }
+
+    fn start_with(ip: IpAddr, answer: std::net::Ipv4Addr, poison: bool) -> Self {
         use hickory_proto::op::{Message, MessageType};
         use hickory_proto::rr::{RData, Record};
         let socket = std::net::UdpSocket::bind((ip, 0)).unwrap();
@@ -249,6 +259,16 @@ impl FakeResolver {
                 reply.metadata.recursion_available = true;
                 let name = query.queries[0].name().clone();
                 reply.add_answer(Record::from_rdata(name, 60, RData::A(answer.into())));
+                if poison {
+                    use hickory_proto::rr::Name;
+                    use hickory_proto::rr::rdata::NS;
+                    let victim = Name::from_ascii("victim.example.").unwrap();
+                    let evil = RData::A(std::net::Ipv4Addr::new(6, 6, 6, 6).into());
+                    reply.add_answer(Record::from_rdata(victim.clone(), 86400, evil.clone()));
+                    let ns = RData::NS(NS(Name::from_ascii("ns.evil.example.").unwrap()));
+                    reply.add_authority(Record::from_rdata(victim.clone(), 86400, ns));
+                    reply.add_additional(Record::from_rdata(victim, 86400, evil));
+                }
                 let _ = socket.send_to(&reply.to_vec().unwrap(), from);
             }
         });
