@@ -24,8 +24,6 @@ pub use crate::select::Mode;
 
 /// CNAME chains longer than this are cut (and loops end here).
 const MAX_CNAME_CHAIN: usize = 8;
-/// Largest UDP response we send, whatever the client offers (RFC 6891 6.2.5 lets us choose).
-pub const MAX_UDP_PAYLOAD: u16 = 4096;
 /// The UDP limit without EDNS, and the least an EDNS client is taken to accept
 /// (RFC 6891 6.2.3).
 pub const MIN_UDP_PAYLOAD: u16 = 512;
@@ -118,7 +116,7 @@ impl<'t> Rr<'t> {
 /// The OPT record of a response.
 #[derive(Clone, Copy, Debug)]
 pub struct EdnsReply {
-    /// Our UDP buffer size: the client's, between 512 and [`MAX_UDP_PAYLOAD`].
+    /// Our UDP buffer size: the client's, between 512 and the server's `edns-udp-size`.
     pub payload: u16,
     /// The query's Client Subnet, with the scope that decided the answer (0 when the
     /// answer does not depend on where the client is).
@@ -217,7 +215,9 @@ impl<'t> Plan<'t> {
             soa: None,
             zone: None,
             edns: query.edns.map(|e| EdnsReply {
-                payload: e.payload.clamp(MIN_UDP_PAYLOAD, MAX_UDP_PAYLOAD),
+                payload: e
+                    .payload
+                    .clamp(MIN_UDP_PAYLOAD, table.options.edns_udp_size),
                 ecs: ecs.map(|s| Ecs {
                     scope_prefix: 0,
                     ..s

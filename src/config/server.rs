@@ -97,6 +97,19 @@ pub fn load_server(file: &Path) -> Result<ServerConfig, ConfigError> {
         .forward
         .as_ref()
         .and_then(|f| validate_forward(&mut report, &f.value));
+    // DNS Flag Day 2020: 1232 bytes fit any path's MTU without fragments.
+    let edns_udp_size = match &raw.edns_udp_size {
+        None => 1232,
+        Some(s) if (512..=4096).contains(&s.value) => s.value,
+        Some(s) => {
+            report.at(
+                s.referenced,
+                "edns-udp-size",
+                "must be between 512 and 4096",
+            );
+            1232
+        }
+    };
     let tcp = raw
         .tcp
         .as_ref()
@@ -110,6 +123,7 @@ pub fn load_server(file: &Path) -> Result<ServerConfig, ConfigError> {
         zones_dir,
         geoip,
         ecs: raw.ecs.unwrap_or(true),
+        edns_udp_size,
         admin,
         forward,
         query_log: raw.query_log.unwrap_or(false),

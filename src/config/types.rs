@@ -28,6 +28,8 @@ pub struct ServerConfig {
     pub geoip: Option<Arc<GeoDb>>,
     /// Use the EDNS Client Subnet option of queries (RFC 7871) to place clients.
     pub ecs: bool,
+    /// Largest UDP response sent and advertised, 512 to 4096.
+    pub edns_udp_size: u16,
     pub admin: Option<AdminConfig>,
     pub forward: Option<ForwardConfig>,
     /// Log one line per query.

@@ -105,6 +105,7 @@ pub(super) struct ServerRaw {
     pub(super) zones: Option<Spanned<String>>,
     pub(super) geoip: Option<Spanned<String>>,
     pub(super) ecs: Option<bool>,
+    pub(super) edns_udp_size: Option<Spanned<u16>>,
     pub(super) admin: Option<Spanned<AdminRaw>>,
     pub(super) forward: Option<Spanned<ForwardRaw>>,
     pub(super) query_log: Option<bool>,

@@ -38,6 +38,7 @@ impl Table {
             zones: Vec::new(),
             geoip: server.geoip.clone(),
             options: QueryOptions {
+                edns_udp_size: server.edns_udp_size,
                 ecs: server.ecs,
                 query_log: server.query_log,
                 forward_clients: server

@@ -33,8 +33,10 @@ pub struct Table {
 }
 
 /// Settings from the server file that decide answers, swapped in with the zones.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct QueryOptions {
+    /// Largest UDP response, whatever the client offers (RFC 6891 6.2.5 lets us choose).
+    pub edns_udp_size: u16,
     /// Whether queries' EDNS Client Subnet places the client (server file `ecs`).
     pub ecs: bool,
     /// Whether to log every query.
@@ -132,7 +134,12 @@ impl Table {
             nodes: NodeMap::default(),
             zones: Vec::new(),
             geoip: None,
-            options: QueryOptions::default(),
+            options: QueryOptions {
+                edns_udp_size: 512,
+                ecs: false,
+                query_log: false,
+                forward_clients: Vec::new(),
+            },
         }
     }
 

@@ -180,3 +180,35 @@ fn an_admin_api_reachable_from_other_hosts_needs_a_token() {
         "{stderr}"
     );
 }
+
+#[test]
+fn udp_answers_stay_within_1232_bytes_whatever_the_client_offers() {
+    // 16 TXT records of 240 bytes: about 3.9 KB, which a 39-byte query could pull.
+    let txt = (0..16)
+        .map(|i| format!("\"{}\"", format!("{i:02}").repeat(120)))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let zone = format!("zone: amp.test\nns: [ns1]\nrecords:\n  big: {{ TXT: [{txt}] }}\n");
+    let s = start(&[("amp.yaml", &zone)]);
+    let mut m = plain_query("big.amp.test.", RecordType::TXT);
+    let mut e = hickory_proto::op::Edns::new();
+    e.set_max_payload(4096);
+    m.set_edns(e);
+    let sent = m.to_vec().unwrap();
+    let reply = udp_raw(s.addr, &sent).expect("a reply");
+    let r = Message::from_vec(&reply).unwrap();
+    assert!(r.metadata.truncation, "TC=1: the client retries over TCP");
+    assert_eq!(
+        r.edns.as_ref().unwrap().max_payload(),
+        1232,
+        "DNS Flag Day 2020"
+    );
+    assert!(reply.len() <= 1232);
+    assert!(
+        reply.len() < 2 * sent.len(),
+        "{} bytes for {}",
+        reply.len(),
+        sent.len()
+    );
+    assert_eq!(s.tcp(&m).answers.len(), 16, "TCP carries it whole");
+}
