@@ -20,6 +20,7 @@ pub mod health;
 pub mod metrics;
 pub mod model;
 pub mod resolve;
+pub mod rrl;
 pub mod select;
 pub mod server;
 pub mod state;

@@ -141,6 +141,21 @@ impl Collector for Scrape {
         counter(&mut m, &[("result", "cache")], load(&c.forward_cache_hits))?;
         counter(&mut m, &[("result", "failed")], load(&c.forward_failures))?;
 
+        let m = enc.encode_descriptor(
+            "meridian_rrl_dropped",
+            "UDP responses over the rate limit, dropped.",
+            None,
+            MetricType::Counter,
+        )?;
+        ConstCounter::new(load(&c.rrl_dropped)).encode(m)?;
+        let m = enc.encode_descriptor(
+            "meridian_rrl_slipped",
+            "UDP responses over the rate limit, sent truncated (TC=1) instead.",
+            None,
+            MetricType::Counter,
+        )?;
+        ConstCounter::new(load(&c.rrl_slipped)).encode(m)?;
+
         let tcp = &c.tcp;
         let m = enc.encode_descriptor(
             "meridian_tcp_connections",

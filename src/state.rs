@@ -8,7 +8,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
@@ -19,6 +19,7 @@ use crate::config::{self, AdminConfig, Config, ConfigError, ConfigErrors};
 use crate::forward::Forwarder;
 use crate::health::{Checker, Registry};
 use crate::model::Counters;
+use crate::rrl::RateLimiter;
 use crate::zone::{Inputs, SharedTable, Table};
 
 /// The outcome of the last load of the configuration.
@@ -45,6 +46,8 @@ pub struct Meridian {
     pub counters: Arc<Counters>,
     pub checker: Checker,
     pub forwarder: Forwarder,
+    /// The rate limiter's buckets, made by the first configuration with `rate-limit:`.
+    pub limiter: OnceLock<RateLimiter>,
     /// The DNS addresses bound at start-up.
     pub listen: Vec<SocketAddr>,
     /// The configuration's listen and admin settings at start-up (changes need a restart).
@@ -73,6 +76,7 @@ impl Meridian {
             counters: Arc::default(),
             checker: Checker::default(),
             forwarder: Forwarder::default(),
+            limiter: OnceLock::new(),
             listen,
             started_with: (config.server.listen.clone(), config.server.admin.clone()),
             status: Mutex::default(),
@@ -128,6 +132,17 @@ impl Meridian {
         }
         self.registry.retain(&probes);
         self.forwarder.configure(config.server.forward.as_ref());
+        if let Some(limits) = &config.server.rate_limit {
+            let limiter = self
+                .limiter
+                .get_or_init(|| RateLimiter::new(limits.table_size));
+            if limiter.slots() != limits.table_size.next_power_of_two() {
+                warn!(
+                    slots = limiter.slots(),
+                    "rate-limit.table-size changed: restart Meridian to apply it"
+                );
+            }
+        }
         let now = unix_now();
         self.counters.last_good_load.store(now, Ordering::Relaxed);
         let mut status = self.status.lock().expect("status lock");

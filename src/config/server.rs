@@ -8,8 +8,8 @@ use std::time::Duration;
 use ipnet::IpNet;
 
 use super::error::{ConfigError, Report};
-use super::types::{AdminConfig, ForwardConfig, ServerConfig, TcpConfig};
-use super::yaml::{ForwardRaw, ServerRaw, TcpRaw, items, parse_yaml, read_file};
+use super::types::{AdminConfig, ForwardConfig, RateLimitConfig, ServerConfig, TcpConfig};
+use super::yaml::{ForwardRaw, RateLimitRaw, ServerRaw, TcpRaw, items, parse_yaml, read_file};
 use crate::geo::GeoDb;
 
 /// Default listen address when the server file names none: unprivileged, loopback only.
@@ -114,6 +114,10 @@ pub fn load_server(file: &Path) -> Result<ServerConfig, ConfigError> {
         .tcp
         .as_ref()
         .map_or_else(TcpConfig::default, |t| validate_tcp(&mut report, &t.value));
+    let rate_limit = raw
+        .rate_limit
+        .as_ref()
+        .map(|r| validate_rate_limit(&mut report, &r.value));
     if let Some(e) = report.errors.into_iter().next() {
         return Err(e);
     }
@@ -129,7 +133,97 @@ pub fn load_server(file: &Path) -> Result<ServerConfig, ConfigError> {
         query_log: raw.query_log.unwrap_or(false),
         watch: raw.watch.unwrap_or(true),
         tcp,
+        rate_limit,
     })
+}
+
+fn validate_rate_limit(r: &mut Report, raw: &RateLimitRaw) -> RateLimitConfig {
+    let d = RateLimitConfig::default();
+    let mut within =
+        |v: &Option<serde_saphyr::Spanned<u32>>, field: &str, lo: u32, hi: u32, default: u32| {
+            match v {
+                None => default,
+                Some(s) if (lo..=hi).contains(&s.value) => s.value,
+                Some(s) => {
+                    r.at(
+                        s.referenced,
+                        field,
+                        format!("must be between {lo} and {hi}"),
+                    );
+                    default
+                }
+            }
+        };
+    let responses_per_second = within(
+        &raw.responses_per_second,
+        "rate-limit.responses-per-second",
+        1,
+        1_000_000,
+        d.responses_per_second,
+    );
+    let burst = within(
+        &raw.burst,
+        "rate-limit.burst",
+        1,
+        1_000_000,
+        responses_per_second,
+    );
+    let slip = within(&raw.slip, "rate-limit.slip", 0, 10, d.slip);
+    let mut prefix =
+        |v: &Option<serde_saphyr::Spanned<u8>>, field: &str, max: u8, default: u8| match v {
+            None => default,
+            Some(s) if s.value <= max => s.value,
+            Some(s) => {
+                r.at(s.referenced, field, format!("must be between 0 and {max}"));
+                default
+            }
+        };
+    let ipv4_prefix = prefix(
+        &raw.ipv4_prefix,
+        "rate-limit.ipv4-prefix",
+        32,
+        d.ipv4_prefix,
+    );
+    let ipv6_prefix = prefix(
+        &raw.ipv6_prefix,
+        "rate-limit.ipv6-prefix",
+        128,
+        d.ipv6_prefix,
+    );
+    let mut exempt = Vec::new();
+    if let Some(list) = &raw.exempt {
+        for (i, (loc, text)) in items(list).enumerate() {
+            match text.trim().parse::<IpNet>() {
+                Ok(n) => exempt.push(n.trunc()),
+                Err(_) => r.at(
+                    loc,
+                    format!("rate-limit.exempt[{i}]"),
+                    format!("`{text}` is not a network (write 192.0.2.0/24)"),
+                ),
+            }
+        }
+    }
+    let table_size = match &raw.table_size {
+        None => d.table_size,
+        Some(s) if (1024..=1 << 26).contains(&s.value) => s.value,
+        Some(s) => {
+            r.at(
+                s.referenced,
+                "rate-limit.table-size",
+                "must be between 1024 and 67108864",
+            );
+            d.table_size
+        }
+    };
+    RateLimitConfig {
+        responses_per_second,
+        burst,
+        slip,
+        ipv4_prefix,
+        ipv6_prefix,
+        exempt,
+        table_size,
+    }
 }
 
 /// A positive duration (`500ms`, `2s`), or `default` when absent (or, after reporting, wrong).

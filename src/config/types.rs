@@ -37,6 +37,40 @@ pub struct ServerConfig {
     /// Reload when the files change (SIGHUP reloads either way).
     pub watch: bool,
     pub tcp: TcpConfig,
+    /// Response rate limiting for UDP; off without a `rate-limit:` section.
+    pub rate_limit: Option<RateLimitConfig>,
+}
+
+/// Response rate limiting (`rate-limit:`): token buckets per client network and response.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RateLimitConfig {
+    /// Responses a second, per client network and kind of response.
+    pub responses_per_second: u32,
+    /// Responses a bucket holds when full: how many may come at once after a quiet time.
+    pub burst: u32,
+    /// Every `slip`-th response over the limit goes out truncated (TC=1) rather than being
+    /// dropped, so that a real client behind the address retries over TCP; 0 drops all.
+    pub slip: u32,
+    pub ipv4_prefix: u8,
+    pub ipv6_prefix: u8,
+    /// Client networks never limited.
+    pub exempt: Vec<IpNet>,
+    /// Buckets in the table (rounded up to a power of two); fixed at start-up.
+    pub table_size: usize,
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        RateLimitConfig {
+            responses_per_second: 200,
+            burst: 200,
+            slip: 2,
+            ipv4_prefix: 24,
+            ipv6_prefix: 56,
+            exempt: Vec::new(),
+            table_size: 1 << 18,
+        }
+    }
 }
 
 /// Limits on DNS over TCP (RFC 7766), against clients that hold connections open.

@@ -111,6 +111,19 @@ pub(super) struct ServerRaw {
     pub(super) query_log: Option<bool>,
     pub(super) watch: Option<bool>,
     pub(super) tcp: Option<Spanned<TcpRaw>>,
+    pub(super) rate_limit: Option<Spanned<RateLimitRaw>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub(super) struct RateLimitRaw {
+    pub(super) responses_per_second: Option<Spanned<u32>>,
+    pub(super) burst: Option<Spanned<u32>>,
+    pub(super) slip: Option<Spanned<u32>>,
+    pub(super) ipv4_prefix: Option<Spanned<u8>>,
+    pub(super) ipv6_prefix: Option<Spanned<u8>>,
+    pub(super) exempt: Option<Spanned<TextList>>,
+    pub(super) table_size: Option<Spanned<usize>>,
 }
 
 #[derive(Deserialize)]

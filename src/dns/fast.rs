@@ -14,6 +14,7 @@ use hickory_proto::rr::LowerName;
 use hickory_proto::serialize::binary::{BinDecodable, BinDecoder};
 
 use crate::resolve::{self, Ecs, EdnsQuery, Mode, Plan, Question};
+use crate::rrl::Verdict;
 use crate::zone::Table;
 
 /// The general path must answer this one.
@@ -124,14 +125,15 @@ fn parse_ecs(data: &[u8]) -> Result<Ecs, Slow> {
     })
 }
 
-/// Answers `msg` from `src` into `out` and shows the plan to `count`; or says the general
-/// path must answer it.
+/// Answers `msg` from `src` into `out` (left empty when `judge` drops the response), after
+/// showing the plan and the asked name to `judge`, which counts it and may limit it; or
+/// says the general path must answer it.
 pub fn answer(
     table: &Table,
     msg: &[u8],
     src: IpAddr,
     out: &mut Vec<u8>,
-    count: impl FnOnce(&Plan),
+    judge: impl FnOnce(&Plan, &LowerName) -> Verdict,
 ) -> Result<(), Slow> {
     if table.options.query_log {
         return Err(Slow);
@@ -152,14 +154,18 @@ pub fn answer(
         if plan.forward {
             return Err(Slow);
         }
-        encode(msg, parsed.question_end, plan, out);
-        count(plan);
+        match judge(plan, &name) {
+            Verdict::Send => encode(msg, parsed.question_end, plan, out, false),
+            Verdict::Slip => encode(msg, parsed.question_end, plan, out, true),
+            Verdict::Drop => out.clear(),
+        }
         Ok(())
     })
 }
 
-/// Writes the response: the query's id, RD and CD; the plan's AA, rcode and records.
-fn encode(msg: &[u8], question_end: usize, plan: &Plan, out: &mut Vec<u8>) {
+/// Writes the response: the query's id, RD and CD; the plan's AA, rcode and records; or,
+/// when `truncate`, none of the records.
+fn encode(msg: &[u8], question_end: usize, plan: &Plan, out: &mut Vec<u8>, truncate: bool) {
     let rcode = u16::from(plan.rcode);
     out.clear();
     out.extend_from_slice(&msg[..2]);
@@ -187,7 +193,7 @@ fn encode(msg: &[u8], question_end: usize, plan: &Plan, out: &mut Vec<u8>) {
     }
     // What is written so far and the OPT record make `plan.wire_len`: measured here rather
     // than summed first. Too big for the client's buffer: TC=1 and the question alone.
-    if out.len() + plan.opt_len() > plan.udp_limit() {
+    if truncate || out.len() + plan.opt_len() > plan.udp_limit() {
         out.truncate(question_end);
         out[2] |= 0x02;
         out[6..10].fill(0);

@@ -17,6 +17,7 @@ use tracing::{info, warn};
 
 use crate::forward::Source;
 use crate::resolve::{self, Ecs, EdnsQuery, Mode, Plan, Question};
+use crate::rrl::Verdict;
 use crate::state::Meridian;
 
 /// A response, ready to encode.
@@ -28,6 +29,8 @@ pub(super) struct Reply {
     edns: Option<Edns>,
     /// Too big for UDP as planned (a forwarded answer is measured once encoded).
     too_big_for_udp: bool,
+    /// What the rate limit says of it, over UDP.
+    verdict: Verdict,
 }
 
 /// The query as the plan takes it.
@@ -95,11 +98,17 @@ pub(super) async fn respond(state: &Meridian, request: &Request) -> Reply {
             edns
         }),
         too_big_for_udp: plan.truncated_on_udp(request.queries.as_bytes().len()),
+        verdict: Verdict::Send,
     };
     if plan.forward {
         forward(state, request, &mut reply).await;
     }
-    super::count(state, &plan, reply.metadata.response_code);
+    let rcode = reply.metadata.response_code;
+    super::count(state, &plan, rcode);
+    if let (Protocol::Udp, Some(q)) = (request.protocol(), request.queries.queries().first()) {
+        reply.verdict =
+            super::rate_limit(state, &table, request.src().ip(), &plan, rcode, q.name());
+    }
     if table.options.query_log {
         log_query(request, &plan, &reply, started);
     }
@@ -169,9 +178,17 @@ impl Reply {
         )
     }
 
-    /// The encoded response. Over UDP, one that does not fit the client's buffer goes out
-    /// with TC=1 and the question alone (no partial RRsets), as the fast path sends it.
-    pub(super) fn encode(&self, request: &Request, protocol: Protocol) -> Vec<u8> {
+    /// The encoded response, or nothing when the rate limit drops it. Over UDP, one that
+    /// does not fit the client's buffer (or that the rate limit slips) goes out with TC=1
+    /// and the question alone (no partial RRsets), as the fast path sends it.
+    pub(super) fn encode(&self, request: &Request, protocol: Protocol) -> Option<Vec<u8>> {
+        if protocol == Protocol::Udp {
+            match self.verdict {
+                Verdict::Drop => return None,
+                Verdict::Slip => return Some(emit(self.response(request, true), &self.metadata)),
+                Verdict::Send => {}
+            }
+        }
         let full = emit(self.response(request, false), &self.metadata);
         let limit = self
             .edns
@@ -180,9 +197,9 @@ impl Reply {
                 usize::from(e.max_payload())
             });
         if protocol == Protocol::Udp && (self.too_big_for_udp || full.len() > limit) {
-            emit(self.response(request, true), &self.metadata)
+            Some(emit(self.response(request, true), &self.metadata))
         } else {
-            full
+            Some(full)
         }
     }
 }

@@ -15,6 +15,7 @@ pub mod udp;
 pub use listen::{Bound, bind};
 
 use hickory_proto::op::{MessageType, ResponseCode};
+use hickory_proto::rr::LowerName;
 use hickory_server::net::xfer::Protocol;
 use hickory_server::server::Request;
 use std::io;
@@ -24,11 +25,12 @@ use std::sync::atomic::Ordering;
 
 use crate::config::TcpConfig;
 use crate::resolve::Plan;
+use crate::rrl::Verdict;
 use crate::state::Meridian;
 use crate::zone::Table;
 
-/// Answers one UDP datagram on the fast path into `out`; false when the general path must
-/// answer it instead.
+/// Answers one UDP datagram on the fast path into `out` (left empty when the rate limit
+/// drops it); false when the general path must answer it instead.
 pub fn fast_path(
     state: &Meridian,
     table: &Table,
@@ -36,7 +38,28 @@ pub fn fast_path(
     src: IpAddr,
     out: &mut Vec<u8>,
 ) -> bool {
-    fast::answer(table, msg, src, out, |plan| count(state, plan, plan.rcode)).is_ok()
+    fast::answer(table, msg, src, out, |plan, qname| {
+        count(state, plan, plan.rcode);
+        rate_limit(state, table, src, plan, plan.rcode, qname)
+    })
+    .is_ok()
+}
+
+/// The rate limiter's verdict on a UDP response, when rate limiting is on.
+fn rate_limit(
+    state: &Meridian,
+    table: &Table,
+    client: IpAddr,
+    plan: &Plan,
+    rcode: ResponseCode,
+    qname: &LowerName,
+) -> Verdict {
+    match (&table.options.rate_limit, state.limiter.get()) {
+        (Some(config), Some(limiter)) => {
+            limiter.check(config, &state.counters, client, plan, rcode, qname)
+        }
+        _ => Verdict::Send,
+    }
 }
 
 /// Answers one message on the general path, as hickory-server would frame it: messages
@@ -74,7 +97,7 @@ pub async fn general_path(
         return None;
     }
     let reply = handler::respond(state, &request).await;
-    Some(reply.encode(&request, protocol))
+    reply.encode(&request, protocol)
 }
 
 /// Whether every question's name is written out in labels. A compression pointer in a

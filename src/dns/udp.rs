@@ -94,7 +94,10 @@ fn serve(
             }
             let query = batch.datagram(i);
             if super::fast_path(state, &table, query, src.ip(), &mut replies[to.len()]) {
-                to.push(i);
+                // An empty reply is one the rate limit dropped.
+                if !replies[to.len()].is_empty() {
+                    to.push(i);
+                }
             } else {
                 let raw = query.to_vec();
                 let (socket, state) = (socket.clone(), state.clone());

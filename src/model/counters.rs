@@ -94,6 +94,9 @@ pub struct Counters {
     pub forward_cache_hits: AtomicU64,
     pub forward_failures: AtomicU64,
     pub tcp: TcpCounters,
+    /// UDP responses over the rate limit, dropped or sent truncated.
+    pub rrl_dropped: AtomicU64,
+    pub rrl_slipped: AtomicU64,
 }
 
 /// DNS over TCP: connections open, accepted, refused and closed (by reason).

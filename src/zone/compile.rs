@@ -46,6 +46,7 @@ impl Table {
                     .as_ref()
                     .map(|f| f.allow.clone())
                     .unwrap_or_default(),
+                rate_limit: server.rate_limit.clone(),
             },
         };
         for zone in &config.zones {

@@ -16,6 +16,7 @@ use std::sync::Arc;
 use hickory_proto::rr::{LowerName, Name, RecordType};
 use ipnet::IpNet;
 
+use crate::config::RateLimitConfig;
 use crate::geo::{GeoDb, SiteMap};
 use crate::model::{QueryCounters, StoredRecord};
 use crate::select::{Member, Pool, Rules};
@@ -44,6 +45,8 @@ pub struct QueryOptions {
     /// Client networks whose queries for names outside our zones are forwarded (empty
     /// without `forward:`).
     pub forward_clients: Vec<IpNet>,
+    /// Response rate limiting for UDP, when configured.
+    pub rate_limit: Option<RateLimitConfig>,
 }
 
 #[derive(Debug)]
@@ -93,6 +96,13 @@ impl HealthCheckedName {
     }
 }
 
+impl Zone {
+    /// The origin, lower-cased.
+    pub fn lower(&self) -> &LowerName {
+        &self.lower
+    }
+}
+
 impl Node {
     /// The CNAME at this name, with its target lower-cased.
     pub fn cname(&self) -> Option<(&StoredRecord, &LowerName)> {
@@ -139,6 +149,7 @@ impl Table {
                 ecs: false,
                 query_log: false,
                 forward_clients: Vec::new(),
+                rate_limit: None,
             },
         }
     }

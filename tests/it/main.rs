@@ -12,5 +12,6 @@ mod geo;
 mod hardening;
 mod health;
 mod ops;
+mod rrl;
 mod scale;
 mod tcp;
