@@ -13,6 +13,7 @@
 pub mod admin;
 pub mod cli;
 pub mod config;
+pub mod cookie;
 pub mod dns;
 pub mod forward;
 pub mod geo;

@@ -54,6 +54,18 @@ pub struct EdnsQuery {
     pub payload: u16,
     pub version: u8,
     pub ecs: Option<Ecs>,
+    /// The COOKIE option, as the server's cookies judged it.
+    pub cookie: Option<Cookie>,
+}
+
+/// A query's DNS Cookie (RFC 7873), judged against the server secret (see `cookie`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Cookie {
+    /// Not a client cookie of 8 bytes with at most 32 of server cookie: FORMERR.
+    Malformed,
+    /// `valid`: the server cookie is one of ours, for this client, and recent; `echo`: the
+    /// client cookie and a fresh server cookie, for the answer.
+    Present { valid: bool, echo: [u8; 24] },
 }
 
 /// An EDNS Client Subnet option (RFC 7871): in a query as sent, in a plan as echoed.
@@ -91,6 +103,8 @@ pub struct Plan<'t> {
     pub forward: bool,
     /// How the health-checked name that answered chose, when one did.
     pub selection: Option<Selection<'t>>,
+    /// The query came with a valid server cookie (and is exempt from rate limiting).
+    pub cookie_valid: bool,
 }
 
 /// A record to send and the TTL to send it with. One pointer to the record in both its
@@ -121,6 +135,8 @@ pub struct EdnsReply {
     /// The query's Client Subnet, with the scope that decided the answer (0 when the
     /// answer does not depend on where the client is).
     pub ecs: Option<Ecs>,
+    /// The client cookie and our server cookie, when the query had a cookie.
+    pub cookie: Option<[u8; 24]>,
 }
 
 /// How a health-checked name chose, for the caller's counters and for explain.
@@ -174,10 +190,12 @@ impl Plan<'_> {
         12 + question_len + answers + soa + self.opt_len()
     }
 
-    /// The size of the OPT record: fixed fields, and the Client Subnet option if echoed.
+    /// The size of the OPT record: fixed fields, and the Client Subnet and COOKIE options
+    /// if echoed.
     pub fn opt_len(&self) -> usize {
-        self.edns
-            .map_or(0, |e| 11 + e.ecs.map_or(0, |s| 8 + s.address_len()))
+        self.edns.map_or(0, |e| {
+            11 + e.ecs.map_or(0, |s| 8 + s.address_len()) + e.cookie.map_or(0, |_| 4 + 24)
+        })
     }
 
     /// Whether the response is too big for UDP: it then goes out with TC=1 and the question
@@ -207,6 +225,14 @@ impl<'t> Plan<'t> {
     fn start(table: &Table, query: &Query<'_>) -> Self {
         // Echoed as sent, with scope 0 until an answer depends on the client's location.
         let ecs = client_subnet(table, query);
+        let cookie = query.edns.and_then(|e| e.cookie);
+        let cookie_valid = matches!(cookie, Some(Cookie::Present { valid: true, .. }));
+        // Without a valid cookie, UDP answers may be held smaller (`nocookie-udp-size`).
+        let most = if cookie_valid {
+            table.options.edns_udp_size
+        } else {
+            table.options.nocookie_udp_size
+        };
         Plan {
             rcode: ResponseCode::NoError,
             authoritative: false,
@@ -215,16 +241,19 @@ impl<'t> Plan<'t> {
             soa: None,
             zone: None,
             edns: query.edns.map(|e| EdnsReply {
-                payload: e
-                    .payload
-                    .clamp(MIN_UDP_PAYLOAD, table.options.edns_udp_size),
+                payload: e.payload.clamp(MIN_UDP_PAYLOAD, most),
                 ecs: ecs.map(|s| Ecs {
                     scope_prefix: 0,
                     ..s
                 }),
+                cookie: match cookie {
+                    Some(Cookie::Present { echo, .. }) => Some(echo),
+                    _ => None,
+                },
             }),
             forward: false,
             selection: None,
+            cookie_valid,
         }
     }
 }
@@ -272,6 +301,12 @@ fn check<'q>(query: &Query<'q>) -> Result<Question<'q>, ResponseCode> {
     }
     if query.edns.is_some_and(|e| e.version > 0) {
         return Err(ResponseCode::BADVERS);
+    }
+    if query
+        .edns
+        .is_some_and(|e| e.cookie == Some(Cookie::Malformed))
+    {
+        return Err(ResponseCode::FormErr);
     }
     let question = query.question.ok_or(ResponseCode::FormErr)?;
     if question.qclass != DNSClass::IN && question.qclass != DNSClass::ANY {

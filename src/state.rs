@@ -16,6 +16,7 @@ use hickory_proto::rr::LowerName;
 use tracing::{error, info, warn};
 
 use crate::config::{self, AdminConfig, Config, ConfigError, ConfigErrors};
+use crate::cookie::Cookies;
 use crate::forward::Forwarder;
 use crate::health::{Checker, Registry};
 use crate::model::Counters;
@@ -46,6 +47,8 @@ pub struct Meridian {
     pub counters: Arc<Counters>,
     pub checker: Checker,
     pub forwarder: Forwarder,
+    /// The server secret of DNS Cookies.
+    pub cookies: Cookies,
     /// The rate limiter's buckets, made by the first configuration with `rate-limit:`.
     pub limiter: OnceLock<RateLimiter>,
     /// The DNS addresses bound at start-up.
@@ -76,6 +79,10 @@ impl Meridian {
             counters: Arc::default(),
             checker: Checker::default(),
             forwarder: Forwarder::default(),
+            cookies: Cookies::new(
+                config.server.cookies.secret,
+                config.server.cookies.secret_lifetime,
+            ),
             limiter: OnceLock::new(),
             listen,
             started_with: (config.server.listen.clone(), config.server.admin.clone()),
@@ -132,6 +139,9 @@ impl Meridian {
         }
         self.registry.retain(&probes);
         self.forwarder.configure(config.server.forward.as_ref());
+        let cookies = &config.server.cookies;
+        self.cookies
+            .configure(cookies.secret, cookies.secret_lifetime);
         if let Some(limits) = &config.server.rate_limit {
             let limiter = self
                 .limiter

@@ -25,8 +25,8 @@ const LAYERS: &[(&[&str], &str)] = &[
     (&["zone"], "the compiled table (compile, lookups)"),
     (&["resolve"], "the one decision path: query + table -> plan"),
     (
-        &["forward", "metrics", "rrl"],
-        "forwarding and its cache; the metrics text; response rate limiting",
+        &["cookie", "forward", "metrics", "rrl"],
+        "DNS Cookies; forwarding and its cache; the metrics text; rate limiting",
     ),
     (
         &["state"],
@@ -256,7 +256,7 @@ fn cycles(graph: &BTreeMap<String, BTreeSet<String>>) -> Vec<String> {
 fn drawing() -> String {
     let mut out = String::new();
     for (mods, what) in LAYERS.iter().rev() {
-        out.push_str(&format!("{:<25}{what}\n", mods.join(" · ")));
+        out.push_str(&format!("{:<34}{what}\n", mods.join(" · ")));
     }
     out
 }

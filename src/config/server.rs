@@ -8,8 +8,12 @@ use std::time::Duration;
 use ipnet::IpNet;
 
 use super::error::{ConfigError, Report};
-use super::types::{AdminConfig, ForwardConfig, RateLimitConfig, ServerConfig, TcpConfig};
-use super::yaml::{ForwardRaw, RateLimitRaw, ServerRaw, TcpRaw, items, parse_yaml, read_file};
+use super::types::{
+    AdminConfig, CookiesConfig, ForwardConfig, RateLimitConfig, ServerConfig, TcpConfig,
+};
+use super::yaml::{
+    CookiesRaw, ForwardRaw, RateLimitRaw, ServerRaw, TcpRaw, items, parse_yaml, read_file,
+};
 use crate::geo::GeoDb;
 
 /// Default listen address when the server file names none: unprivileged, loopback only.
@@ -118,6 +122,11 @@ pub fn load_server(file: &Path) -> Result<ServerConfig, ConfigError> {
         .rate_limit
         .as_ref()
         .map(|r| validate_rate_limit(&mut report, &r.value));
+    let cookies = validate_cookies(
+        &mut report,
+        raw.cookies.as_ref().map(|c| &c.value),
+        edns_udp_size,
+    );
     if let Some(e) = report.errors.into_iter().next() {
         return Err(e);
     }
@@ -134,7 +143,58 @@ pub fn load_server(file: &Path) -> Result<ServerConfig, ConfigError> {
         watch: raw.watch.unwrap_or(true),
         tcp,
         rate_limit,
+        cookies,
     })
+}
+
+fn validate_cookies(r: &mut Report, raw: Option<&CookiesRaw>, edns_udp_size: u16) -> CookiesConfig {
+    // Knot's default lifetime; RFC 7873 7.1 allows up to 36 days.
+    let lifetime_default = Duration::from_secs(26 * 3600);
+    let secret = raw.and_then(|c| c.secret.as_ref()).and_then(|s| {
+        let text = s.value.trim().trim_start_matches("0x");
+        let bytes: Option<Vec<u8>> = (text.len() == 32)
+            .then(|| {
+                (0..16)
+                    .map(|i| u8::from_str_radix(&text[2 * i..2 * i + 2], 16).ok())
+                    .collect()
+            })
+            .flatten();
+        match bytes {
+            Some(b) => Some(b.try_into().expect("16 bytes")),
+            None => {
+                r.at(
+                    s.referenced,
+                    "cookies.secret",
+                    "write 32 hex digits (16 random bytes, e.g. from `openssl rand -hex 16`)",
+                );
+                None
+            }
+        }
+    });
+    let secret_lifetime = duration(
+        r,
+        &raw.and_then(|c| c.secret_lifetime.clone()),
+        "cookies.secret-lifetime",
+        lifetime_default,
+    );
+    let nocookie_udp_size = match raw.and_then(|c| c.nocookie_udp_size.as_ref()) {
+        None => edns_udp_size,
+        Some(s) if (512..=edns_udp_size).contains(&s.value) => s.value,
+        Some(s) => {
+            r.at(
+                s.referenced,
+                "cookies.nocookie-udp-size",
+                format!("must be between 512 and edns-udp-size ({edns_udp_size})"),
+            );
+            edns_udp_size
+        }
+    };
+    CookiesConfig {
+        enabled: raw.and_then(|c| c.enabled).unwrap_or(true),
+        secret,
+        secret_lifetime,
+        nocookie_udp_size,
+    }
 }
 
 fn validate_rate_limit(r: &mut Report, raw: &RateLimitRaw) -> RateLimitConfig {

@@ -39,6 +39,18 @@ pub struct ServerConfig {
     pub tcp: TcpConfig,
     /// Response rate limiting for UDP; off without a `rate-limit:` section.
     pub rate_limit: Option<RateLimitConfig>,
+    pub cookies: CookiesConfig,
+}
+
+/// DNS Cookies (`cookies:`, RFC 7873 and 9018).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CookiesConfig {
+    pub enabled: bool,
+    /// A secret shared by the servers of a fleet; without one, a random secret rotates.
+    pub secret: Option<[u8; 16]>,
+    pub secret_lifetime: Duration,
+    /// Largest UDP answer to a query without a valid server cookie.
+    pub nocookie_udp_size: u16,
 }
 
 /// Response rate limiting (`rate-limit:`): token buckets per client network and response.

@@ -112,6 +112,16 @@ pub(super) struct ServerRaw {
     pub(super) watch: Option<bool>,
     pub(super) tcp: Option<Spanned<TcpRaw>>,
     pub(super) rate_limit: Option<Spanned<RateLimitRaw>>,
+    pub(super) cookies: Option<Spanned<CookiesRaw>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub(super) struct CookiesRaw {
+    pub(super) enabled: Option<bool>,
+    pub(super) secret: Option<Spanned<String>>,
+    pub(super) secret_lifetime: Option<Spanned<String>>,
+    pub(super) nocookie_udp_size: Option<Spanned<u16>>,
 }
 
 #[derive(Deserialize)]

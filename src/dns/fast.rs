@@ -13,6 +13,7 @@ use hickory_proto::op::{OpCode, Query};
 use hickory_proto::rr::LowerName;
 use hickory_proto::serialize::binary::{BinDecodable, BinDecoder};
 
+use crate::cookie::Cookies;
 use crate::resolve::{self, Ecs, EdnsQuery, Mode, Plan, Question};
 use crate::rrl::Verdict;
 use crate::zone::Table;
@@ -22,17 +23,19 @@ use crate::zone::Table;
 pub struct Slow;
 
 /// What the fast path understood of a query.
-struct Parsed {
+struct Parsed<'q> {
     query: Query,
     question_end: usize,
     edns: Option<EdnsQuery>,
+    /// The COOKIE option's data, for the server's cookies to judge.
+    cookie: Option<&'q [u8]>,
 }
 
 fn u16_at(b: &[u8], i: usize) -> Option<u16> {
     Some(u16::from_be_bytes([*b.get(i)?, *b.get(i + 1)?]))
 }
 
-fn parse(msg: &[u8]) -> Result<Parsed, Slow> {
+fn parse(msg: &[u8]) -> Result<Parsed<'_>, Slow> {
     if msg.len() < 12 {
         return Err(Slow);
     }
@@ -60,6 +63,7 @@ fn parse(msg: &[u8]) -> Result<Parsed, Slow> {
         query,
         question_end,
         edns: None,
+        cookie: None,
     };
     if arcount == 0 {
         return (question_end == msg.len()).then_some(parsed).ok_or(Slow);
@@ -79,6 +83,7 @@ fn parse(msg: &[u8]) -> Result<Parsed, Slow> {
         payload: u16_at(opt, 3).ok_or(Slow)?,
         version: opt[6],
         ecs: None,
+        cookie: None,
     };
     let mut i = 0;
     while i < options.len() {
@@ -90,6 +95,12 @@ fn parse(msg: &[u8]) -> Result<Parsed, Slow> {
                 return Err(Slow);
             }
             edns.ecs = Some(parse_ecs(data)?);
+        }
+        if code == 10 {
+            if parsed.cookie.is_some() {
+                return Err(Slow);
+            }
+            parsed.cookie = Some(data);
         }
         i += 4 + len;
     }
@@ -130,6 +141,7 @@ fn parse_ecs(data: &[u8]) -> Result<Ecs, Slow> {
 /// says the general path must answer it.
 pub fn answer(
     table: &Table,
+    cookies: &Cookies,
     msg: &[u8],
     src: IpAddr,
     out: &mut Vec<u8>,
@@ -138,7 +150,12 @@ pub fn answer(
     if table.options.query_log {
         return Err(Slow);
     }
-    let parsed = parse(msg)?;
+    let mut parsed = parse(msg)?;
+    if let (Some(edns), Some(data), true) =
+        (parsed.edns.as_mut(), parsed.cookie, table.options.cookies)
+    {
+        edns.cookie = Some(cookies.judge(data, src));
+    }
     let name = LowerName::new(parsed.query.name());
     let query = resolve::Query {
         op_code: OpCode::Query,
@@ -203,25 +220,28 @@ fn encode(msg: &[u8], question_end: usize, plan: &Plan, out: &mut Vec<u8>, trunc
         out.extend_from_slice(&edns.payload.to_be_bytes());
         // Extended rcode (its upper 8 bits), version 0, no flags.
         out.extend_from_slice(&[(rcode >> 4) as u8, 0, 0, 0]);
-        match edns.ecs {
-            Some(ecs) => {
-                let len = 4 + ecs.address_len() as u16;
-                out.extend_from_slice(&(4 + len).to_be_bytes());
-                out.extend_from_slice(&8u16.to_be_bytes());
-                out.extend_from_slice(&len.to_be_bytes());
-                let (family, octets) = match ecs.addr {
-                    IpAddr::V4(a) => {
-                        let mut octets = [0u8; 16];
-                        octets[..4].copy_from_slice(&a.octets());
-                        (1u16, octets)
-                    }
-                    IpAddr::V6(a) => (2u16, a.octets()),
-                };
-                out.extend_from_slice(&family.to_be_bytes());
-                out.extend_from_slice(&[ecs.source_prefix, ecs.scope_prefix]);
-                out.extend_from_slice(&octets[..ecs.address_len()]);
-            }
-            None => out.extend_from_slice(&[0, 0]),
+        let ecs_len = edns.ecs.map_or(0, |e| 8 + e.address_len());
+        let cookie_len = edns.cookie.map_or(0, |c| 4 + c.len());
+        out.extend_from_slice(&((ecs_len + cookie_len) as u16).to_be_bytes());
+        if let Some(ecs) = edns.ecs {
+            out.extend_from_slice(&8u16.to_be_bytes());
+            out.extend_from_slice(&(4 + ecs.address_len() as u16).to_be_bytes());
+            let (family, octets) = match ecs.addr {
+                IpAddr::V4(a) => {
+                    let mut octets = [0u8; 16];
+                    octets[..4].copy_from_slice(&a.octets());
+                    (1u16, octets)
+                }
+                IpAddr::V6(a) => (2u16, a.octets()),
+            };
+            out.extend_from_slice(&family.to_be_bytes());
+            out.extend_from_slice(&[ecs.source_prefix, ecs.scope_prefix]);
+            out.extend_from_slice(&octets[..ecs.address_len()]);
+        }
+        if let Some(cookie) = edns.cookie {
+            out.extend_from_slice(&10u16.to_be_bytes());
+            out.extend_from_slice(&(cookie.len() as u16).to_be_bytes());
+            out.extend_from_slice(&cookie);
         }
     }
 }

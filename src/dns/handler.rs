@@ -15,6 +15,7 @@ use hickory_server::zone_handler::MessageResponseBuilder;
 use smallvec::SmallVec;
 use tracing::{info, warn};
 
+use crate::cookie::Cookies;
 use crate::forward::Source;
 use crate::resolve::{self, Ecs, EdnsQuery, Mode, Plan, Question};
 use crate::rrl::Verdict;
@@ -33,8 +34,8 @@ pub(super) struct Reply {
     verdict: Verdict,
 }
 
-/// The query as the plan takes it.
-fn query_of(request: &Request) -> resolve::Query<'_> {
+/// The query as the plan takes it; its cookie judged by `cookies`, when they are on.
+fn query_of<'r>(request: &'r Request, cookies: Option<&Cookies>) -> resolve::Query<'r> {
     let question = match request.queries.queries() {
         [q] => Some(Question {
             name: q.name(),
@@ -54,6 +55,12 @@ fn query_of(request: &Request) -> resolve::Query<'_> {
             }),
             _ => None,
         },
+        cookie: match (e.option(EdnsCode::Cookie), cookies) {
+            (Some(EdnsOption::Unknown(_, data)), Some(cookies)) => {
+                Some(cookies.judge(data, request.src().ip()))
+            }
+            _ => None,
+        },
     });
     resolve::Query {
         op_code: request.metadata.op_code,
@@ -67,7 +74,8 @@ fn query_of(request: &Request) -> resolve::Query<'_> {
 pub(super) async fn respond(state: &Meridian, request: &Request) -> Reply {
     let started = Instant::now();
     let table = state.table.load();
-    let plan = resolve::plan(&table, &query_of(request), Mode::Query);
+    let cookies = table.options.cookies.then_some(&state.cookies);
+    let plan = resolve::plan(&table, &query_of(request, cookies), Mode::Query);
     let mut metadata = Metadata::response_from_request(&request.metadata);
     metadata.response_code = plan.rcode;
     metadata.authoritative = plan.authoritative;
@@ -94,6 +102,10 @@ pub(super) async fn respond(state: &Meridian, request: &Request) -> Reply {
                         ecs.source_prefix,
                         ecs.scope_prefix,
                     )));
+            }
+            if let Some(cookie) = e.cookie {
+                edns.options_mut()
+                    .insert(EdnsOption::Unknown(10, cookie.to_vec()));
             }
             edns
         }),

@@ -38,7 +38,7 @@ pub fn fast_path(
     src: IpAddr,
     out: &mut Vec<u8>,
 ) -> bool {
-    fast::answer(table, msg, src, out, |plan, qname| {
+    fast::answer(table, &state.cookies, msg, src, out, |plan, qname| {
         count(state, plan, plan.rcode);
         rate_limit(state, table, src, plan, plan.rcode, qname)
     })
@@ -55,6 +55,8 @@ fn rate_limit(
     qname: &LowerName,
 ) -> Verdict {
     match (&table.options.rate_limit, state.limiter.get()) {
+        // A valid server cookie proves the address is the client's own: not a reflection.
+        _ if plan.cookie_valid => Verdict::Send,
         (Some(config), Some(limiter)) => {
             limiter.check(config, &state.counters, client, plan, rcode, qname)
         }

@@ -75,6 +75,7 @@ pub async fn start(config: Config) -> io::Result<Running> {
         hangup,
         seen,
     ))];
+    tasks.push(tokio::spawn(rotate_cookie_secret(meridian.clone())));
     let admin = match admin_listener {
         Some(listener) => {
             let addr = listener.local_addr()?;
@@ -97,6 +98,19 @@ pub async fn start(config: Config) -> io::Result<Running> {
         udp,
         tasks,
     })
+}
+
+/// Replaces the random DNS Cookie secret when it has lived its lifetime (a configured
+/// secret never changes).
+async fn rotate_cookie_secret(meridian: Arc<Meridian>) {
+    let mut every = tokio::time::interval(std::time::Duration::from_secs(60));
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        if meridian.cookies.rotate_if_due() {
+            info!("DNS Cookies: new server secret (the previous one is still accepted)");
+        }
+    }
 }
 
 fn log_loaded(config: &Config) {

@@ -39,6 +39,12 @@ impl Table {
             geoip: server.geoip.clone(),
             options: QueryOptions {
                 edns_udp_size: server.edns_udp_size,
+                nocookie_udp_size: if server.cookies.enabled {
+                    server.cookies.nocookie_udp_size
+                } else {
+                    server.edns_udp_size
+                },
+                cookies: server.cookies.enabled,
                 ecs: server.ecs,
                 query_log: server.query_log,
                 forward_clients: server

@@ -38,6 +38,10 @@ pub struct Table {
 pub struct QueryOptions {
     /// Largest UDP response, whatever the client offers (RFC 6891 6.2.5 lets us choose).
     pub edns_udp_size: u16,
+    /// Largest UDP response to a query without a valid server cookie.
+    pub nocookie_udp_size: u16,
+    /// Whether COOKIE options are read and answered (RFC 7873).
+    pub cookies: bool,
     /// Whether queries' EDNS Client Subnet places the client (server file `ecs`).
     pub ecs: bool,
     /// Whether to log every query.
@@ -146,6 +150,8 @@ impl Table {
             geoip: None,
             options: QueryOptions {
                 edns_udp_size: 512,
+                nocookie_udp_size: 512,
+                cookies: false,
                 ecs: false,
                 query_log: false,
                 forward_clients: Vec::new(),

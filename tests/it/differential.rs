@@ -91,6 +91,7 @@ struct Case {
     class: DNSClass,
     payload: Option<u16>,
     ecs: Option<(&'static str, u8, u8)>,
+    cookie: Option<&'static [u8]>,
     version: u8,
     source: &'static str,
 }
@@ -103,6 +104,7 @@ impl Case {
             class: DNSClass::IN,
             payload: Some(1232),
             ecs: None,
+            cookie: None,
             version: 0,
             source: "127.0.0.1",
         }
@@ -125,6 +127,10 @@ impl Case {
                 e.options_mut()
                     .insert(EdnsOption::Subnet(ClientSubnet::new(addr, source, scope)));
             }
+            if let Some(cookie) = self.cookie {
+                e.options_mut()
+                    .insert(EdnsOption::Unknown(10, cookie.to_vec()));
+            }
             m.set_edns(e);
         }
         m.to_vec().unwrap()
@@ -132,8 +138,15 @@ impl Case {
 
     fn describe(&self) -> String {
         format!(
-            "{} {} {} payload {:?} ecs {:?} version {} from {}",
-            self.name, self.qtype, self.class, self.payload, self.ecs, self.version, self.source
+            "{} {} {} payload {:?} ecs {:?} cookie {:?} version {} from {}",
+            self.name,
+            self.qtype,
+            self.class,
+            self.payload,
+            self.ecs,
+            self.cookie,
+            self.version,
+            self.source
         )
     }
 }
@@ -205,6 +218,22 @@ fn cases() -> Vec<Case> {
             });
         }
     }
+    // DNS Cookies: a client cookie, one with a server cookie that is not ours, malformed.
+    const FORGED: [u8; 24] = [9; 24];
+    for name in [
+        "app.diff.test.",
+        "big.diff.test.",
+        "nope.diff.test.",
+        "prox.diff.test.",
+    ] {
+        for cookie in [&[5u8; 8][..], &FORGED[..], &[5u8; 5][..]] {
+            cases.push(Case {
+                cookie: Some(cookie),
+                ecs: Some(("10.1.7.0", 24, 0)),
+                ..Case::new(name, A)
+            });
+        }
+    }
     // Forwarding: allowed and refused clients, names outside and inside our zones.
     for source in ["127.0.0.1", "127.0.0.2"] {
         for name in [
@@ -237,9 +266,24 @@ fn cases() -> Vec<Case> {
     cases
 }
 
-/// The message with TTLs of forwarded answers (which count down in a cache) zeroed.
+/// The message with TTLs of forwarded answers (which count down in a cache) zeroed, and
+/// the time and hash of a server cookie (made in whichever second the answer was).
 fn comparable(bytes: &[u8], forwarded: bool) -> Message {
     let mut m = Message::from_vec(bytes).expect("a parsable response");
+    if let Some(edns) = m.edns.as_mut()
+        && let Some(EdnsOption::Unknown(10, cookie)) = edns
+            .option(hickory_proto::rr::rdata::opt::EdnsCode::Cookie)
+            .cloned()
+    {
+        assert_eq!(
+            (cookie.len(), cookie[8]),
+            (24, 1),
+            "a client cookie and ours"
+        );
+        let mut masked = cookie.clone();
+        masked[12..].fill(0);
+        edns.options_mut().insert(EdnsOption::Unknown(10, masked));
+    }
     if forwarded {
         for r in m.answers.iter_mut().chain(m.authorities.iter_mut()) {
             r.ttl = 0;
@@ -253,7 +297,7 @@ fn pair() -> (TestServer, TestServer, FakeResolver) {
     let server = || {
         let (dir, file) = write_config_with(
             &format!(
-                "geoip: {}\nforward: {{ upstreams: [{}], timeout: 1s, allow: [127.0.0.2/32] }}\n",
+                "cookies: {{ secret: 0123456789abcdef0123456789abcdef }}\ngeoip: {}\nforward: {{ upstreams: [{}], timeout: 1s, allow: [127.0.0.2/32] }}\n",
                 geoip_file("maxmind-test-data/GeoIP2-City-Test.mmdb").display(),
                 upstream.addr
             ),

@@ -6,6 +6,7 @@ mod cases;
 mod cli;
 mod common;
 mod compose;
+mod cookies;
 mod differential;
 mod dns_core;
 mod geo;
