@@ -156,6 +156,15 @@ impl Collector for Scrape {
         )?;
         ConstCounter::new(load(&c.rrl_slipped)).encode(m)?;
 
+        let mut m = enc.encode_descriptor(
+            "meridian_access_denied",
+            "Queries turned away by an access list, by action.",
+            None,
+            MetricType::Counter,
+        )?;
+        counter(&mut m, &[("action", "refuse")], load(&c.access_refused))?;
+        counter(&mut m, &[("action", "drop")], load(&c.access_dropped))?;
+
         let tcp = &c.tcp;
         let m = enc.encode_descriptor(
             "meridian_tcp_connections",

@@ -105,6 +105,10 @@ pub struct Plan<'t> {
     pub selection: Option<Selection<'t>>,
     /// The query came with a valid server cookie (and is exempt from rate limiting).
     pub cookie_valid: bool,
+    /// The client is turned away by an access list (of the server, or of the zone asked).
+    pub denied: bool,
+    /// And is to get no answer at all (the list's action is `drop`).
+    pub drop: bool,
 }
 
 /// A record to send and the TTL to send it with. One pointer to the record in both its
@@ -254,7 +258,19 @@ impl<'t> Plan<'t> {
             forward: false,
             selection: None,
             cookie_valid,
+            denied: false,
+            drop: false,
         }
+    }
+
+    /// Turns the client away, by `access`'s action: REFUSED, or nothing.
+    fn deny(&mut self, access: &crate::config::AccessConfig) {
+        self.rcode = ResponseCode::Refused;
+        self.authoritative = false;
+        self.answers.clear();
+        self.soa = None;
+        self.denied = true;
+        self.drop = access.drop;
     }
 }
 
@@ -264,6 +280,10 @@ fn client_subnet(table: &Table, query: &Query<'_>) -> Option<Ecs> {
 }
 
 fn decide<'t>(table: &'t Table, query: &Query<'_>, mode: Mode, plan: &mut Plan<'t>) {
+    if table.options.access.denies(query.source) {
+        plan.deny(&table.options.access);
+        return;
+    }
     let ecs = client_subnet(table, query);
     let question = match check(query) {
         Ok(question) => question,
@@ -281,7 +301,7 @@ fn decide<'t>(table: &'t Table, query: &Query<'_>, mode: Mode, plan: &mut Plan<'
         return;
     };
     plan.qtype = Some(question.qtype);
-    let outside = lookup(table, question, client, mode, plan);
+    let outside = lookup(table, question, client, query.source, mode, plan);
     if let Some(echo) = plan.edns.as_mut().and_then(|e| e.ecs.as_mut()) {
         let decided_by = plan.selection.as_ref().and_then(|s| s.location);
         echo.scope_prefix = decided_by.map_or(0, |l| l.scope).min(echo.source_prefix);
@@ -340,12 +360,14 @@ fn client(source: IpAddr, ecs: Option<Ecs>) -> Option<Client> {
     })
 }
 
-/// Looks the question up, following CNAMEs inside our zones. Returns whether the name is
-/// in none of our zones.
+/// Looks the question up, following CNAMEs inside our zones, unless the zone asked turns
+/// `source` away (before anything is chosen: a rotation moves only for answers). Returns
+/// whether the name is in none of our zones.
 fn lookup<'t>(
     table: &'t Table,
     question: Question<'_>,
     client: Client,
+    source: IpAddr,
     mode: Mode,
     plan: &mut Plan<'t>,
 ) -> bool {
@@ -354,6 +376,10 @@ fn lookup<'t>(
     for hop in 0..MAX_CNAME_CHAIN {
         let Some((node, zone)) = table.get(name) else {
             match table.enclosing_zone(name) {
+                Some(zone) if hop == 0 && zone.access.denies(source) => {
+                    plan.zone = Some(zone);
+                    plan.deny(&zone.access);
+                }
                 Some(zone) => {
                     plan.zone.get_or_insert(zone);
                     plan.authoritative = true;
@@ -370,6 +396,11 @@ fn lookup<'t>(
             }
             return false;
         };
+        if hop == 0 && zone.access.denies(source) {
+            plan.zone = Some(zone);
+            plan.deny(&zone.access);
+            return false;
+        }
         plan.zone.get_or_insert(zone);
         plan.authoritative = true;
         if let Some((cname, target)) = node.cname() {

@@ -9,10 +9,12 @@ use ipnet::IpNet;
 
 use super::error::{ConfigError, Report};
 use super::types::{
-    AdminConfig, CookiesConfig, ForwardConfig, RateLimitConfig, ServerConfig, TcpConfig,
+    AccessConfig, AdminConfig, CookiesConfig, ForwardConfig, RateLimitConfig, ServerConfig,
+    TcpConfig,
 };
 use super::yaml::{
-    CookiesRaw, ForwardRaw, RateLimitRaw, ServerRaw, TcpRaw, items, parse_yaml, read_file,
+    AccessRaw, CookiesRaw, ForwardRaw, RateLimitRaw, ServerRaw, TcpRaw, items, parse_yaml,
+    read_file,
 };
 use crate::geo::GeoDb;
 
@@ -122,6 +124,7 @@ pub fn load_server(file: &Path) -> Result<ServerConfig, ConfigError> {
         .rate_limit
         .as_ref()
         .map(|r| validate_rate_limit(&mut report, &r.value));
+    let access = validate_access(&mut report, raw.access.as_ref().map(|a| &a.value), "access");
     let cookies = validate_cookies(
         &mut report,
         raw.cookies.as_ref().map(|c| &c.value),
@@ -144,7 +147,52 @@ pub fn load_server(file: &Path) -> Result<ServerConfig, ConfigError> {
         tcp,
         rate_limit,
         cookies,
+        access,
     })
+}
+
+/// An `access:` section (of the server file or a zone file); `field` is its path.
+pub(super) fn validate_access(
+    r: &mut Report,
+    raw: Option<&AccessRaw>,
+    field: &str,
+) -> AccessConfig {
+    let Some(raw) = raw else {
+        return AccessConfig::default();
+    };
+    let mut networks = |list: &serde_saphyr::Spanned<super::yaml::TextList>, what: &str| {
+        let mut out = Vec::new();
+        for (i, (loc, text)) in items(list).enumerate() {
+            match text.trim().parse::<IpNet>() {
+                Ok(n) => out.push(n.trunc()),
+                Err(_) => r.at(
+                    loc,
+                    format!("{field}.{what}[{i}]"),
+                    format!("`{text}` is not a network (write 192.0.2.0/24, or an address)"),
+                ),
+            }
+        }
+        out
+    };
+    let allow = raw.allow.as_ref().map(|l| networks(l, "allow"));
+    let deny = raw
+        .deny
+        .as_ref()
+        .map(|l| networks(l, "deny"))
+        .unwrap_or_default();
+    let drop = match raw.action.as_ref().map(|a| (a, a.value.trim())) {
+        None | Some((_, "refuse")) => false,
+        Some((_, "drop")) => true,
+        Some((a, other)) => {
+            r.at(
+                a.referenced,
+                format!("{field}.action"),
+                format!("unknown action `{other}`, expected refuse or drop"),
+            );
+            false
+        }
+    };
+    AccessConfig { allow, deny, drop }
 }
 
 fn validate_cookies(r: &mut Report, raw: Option<&CookiesRaw>, edns_udp_size: u16) -> CookiesConfig {

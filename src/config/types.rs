@@ -40,6 +40,30 @@ pub struct ServerConfig {
     /// Response rate limiting for UDP; off without a `rate-limit:` section.
     pub rate_limit: Option<RateLimitConfig>,
     pub cookies: CookiesConfig,
+    /// Who may query this server at all.
+    pub access: AccessConfig,
+}
+
+/// An access list (`access:`), for the server or for one zone.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AccessConfig {
+    /// When given, only these client networks are served.
+    pub allow: Option<Vec<IpNet>>,
+    /// These never are, even if `allow` lists them.
+    pub deny: Vec<IpNet>,
+    /// A denied client gets nothing at all, rather than REFUSED.
+    pub drop: bool,
+}
+
+impl AccessConfig {
+    /// Whether `client` (the packet's source) is turned away.
+    pub fn denies(&self, client: IpAddr) -> bool {
+        self.deny.iter().any(|n| n.contains(&client))
+            || self
+                .allow
+                .as_ref()
+                .is_some_and(|allow| !allow.iter().any(|n| n.contains(&client)))
+    }
 }
 
 /// DNS Cookies (`cookies:`, RFC 7873 and 9018).
@@ -143,6 +167,8 @@ pub struct ZoneConfig {
     pub records: Vec<RecordSetConfig>,
     pub sites: Vec<SiteConfig>,
     pub health_checked: Vec<HealthCheckedNameConfig>,
+    /// Who may query this zone.
+    pub access: AccessConfig,
 }
 
 #[derive(Clone, Debug)]

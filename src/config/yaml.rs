@@ -113,6 +113,7 @@ pub(super) struct ServerRaw {
     pub(super) tcp: Option<Spanned<TcpRaw>>,
     pub(super) rate_limit: Option<Spanned<RateLimitRaw>>,
     pub(super) cookies: Option<Spanned<CookiesRaw>>,
+    pub(super) access: Option<Spanned<AccessRaw>>,
 }
 
 #[derive(Deserialize)]
@@ -175,6 +176,15 @@ pub(super) struct ZoneRaw {
     pub(super) sites: BTreeMap<String, Spanned<SiteRaw>>,
     #[serde(default)]
     pub(super) fqdns: BTreeMap<String, Spanned<FqdnRaw>>,
+    pub(super) access: Option<Spanned<AccessRaw>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub(super) struct AccessRaw {
+    pub(super) allow: Option<Spanned<TextList>>,
+    pub(super) deny: Option<Spanned<TextList>>,
+    pub(super) action: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]

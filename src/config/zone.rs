@@ -90,6 +90,8 @@ pub(super) fn validate_zone(file: &Path, raw: ZoneRaw) -> Result<ZoneConfig, Vec
     }
 
     check_conflicts(&mut r, &raw, &origin, &records, &names);
+    let access =
+        super::server::validate_access(&mut r, raw.access.as_ref().map(|a| &a.value), "access");
 
     if !r.failed() {
         Ok(ZoneConfig {
@@ -101,6 +103,7 @@ pub(super) fn validate_zone(file: &Path, raw: ZoneRaw) -> Result<ZoneConfig, Vec
             records,
             sites,
             health_checked: names,
+            access,
         })
     } else {
         Err(r.into_errors())

@@ -171,7 +171,12 @@ pub fn answer(
         if plan.forward {
             return Err(Slow);
         }
-        match judge(plan, &name) {
+        let verdict = judge(plan, &name);
+        if plan.drop {
+            out.clear();
+            return Ok(());
+        }
+        match verdict {
             Verdict::Send => encode(msg, parsed.question_end, plan, out, false),
             Verdict::Slip => encode(msg, parsed.question_end, plan, out, true),
             Verdict::Drop => out.clear(),

@@ -32,6 +32,8 @@ pub(super) struct Reply {
     too_big_for_udp: bool,
     /// What the rate limit says of it, over UDP.
     verdict: Verdict,
+    /// An access list says to answer nothing.
+    drop: bool,
 }
 
 /// The query as the plan takes it; its cookie judged by `cookies`, when they are on.
@@ -111,6 +113,7 @@ pub(super) async fn respond(state: &Meridian, request: &Request) -> Reply {
         }),
         too_big_for_udp: plan.truncated_on_udp(request.queries.as_bytes().len()),
         verdict: Verdict::Send,
+        drop: plan.drop,
     };
     if plan.forward {
         forward(state, request, &mut reply).await;
@@ -194,6 +197,9 @@ impl Reply {
     /// does not fit the client's buffer (or that the rate limit slips) goes out with TC=1
     /// and the question alone (no partial RRsets), as the fast path sends it.
     pub(super) fn encode(&self, request: &Request, protocol: Protocol) -> Option<Vec<u8>> {
+        if self.drop {
+            return None;
+        }
         if protocol == Protocol::Udp {
             match self.verdict {
                 Verdict::Drop => return None,

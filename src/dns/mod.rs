@@ -137,6 +137,14 @@ fn count(state: &Meridian, plan: &Plan, rcode: ResponseCode) {
             m.answered.fetch_add(1, Ordering::Relaxed);
         }
     }
+    if plan.denied {
+        let counter = if plan.drop {
+            &state.counters.access_dropped
+        } else {
+            &state.counters.access_refused
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 /// Starts answering on every bound address: TCP on our connection tasks, UDP on our

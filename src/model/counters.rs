@@ -97,6 +97,9 @@ pub struct Counters {
     /// UDP responses over the rate limit, dropped or sent truncated.
     pub rrl_dropped: AtomicU64,
     pub rrl_slipped: AtomicU64,
+    /// Queries turned away by an access list, answered REFUSED or dropped.
+    pub access_refused: AtomicU64,
+    pub access_dropped: AtomicU64,
 }
 
 /// DNS over TCP: connections open, accepted, refused and closed (by reason).

@@ -53,6 +53,7 @@ impl Table {
                     .map(|f| f.allow.clone())
                     .unwrap_or_default(),
                 rate_limit: server.rate_limit.clone(),
+                access: server.access.clone(),
             },
         };
         for zone in &config.zones {
@@ -86,6 +87,7 @@ impl Table {
                 soa_rdata.clone(),
             )),
             sites: site_map(zc),
+            access: zc.access.clone(),
             queries: inputs.counters.zone(&origin.to_string()),
         });
 

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use hickory_proto::rr::{LowerName, Name, RecordType};
 use ipnet::IpNet;
 
-use crate::config::RateLimitConfig;
+use crate::config::{AccessConfig, RateLimitConfig};
 use crate::geo::{GeoDb, SiteMap};
 use crate::model::{QueryCounters, StoredRecord};
 use crate::select::{Member, Pool, Rules};
@@ -51,6 +51,8 @@ pub struct QueryOptions {
     pub forward_clients: Vec<IpNet>,
     /// Response rate limiting for UDP, when configured.
     pub rate_limit: Option<RateLimitConfig>,
+    /// Who may query the server at all.
+    pub access: AccessConfig,
 }
 
 #[derive(Debug)]
@@ -62,6 +64,8 @@ pub struct Zone {
     /// The SOA as it goes into negative answers: TTL = min(zone TTL, SOA minimum), RFC 2308.
     pub negative_soa: StoredRecord,
     pub sites: SiteMap,
+    /// Who may query this zone.
+    pub access: AccessConfig,
     /// Queries for names in this zone (counted by the DNS front end).
     pub queries: Arc<QueryCounters>,
 }
@@ -156,6 +160,7 @@ impl Table {
                 query_log: false,
                 forward_clients: Vec::new(),
                 rate_limit: None,
+                access: AccessConfig::default(),
             },
         }
     }

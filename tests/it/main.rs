@@ -1,6 +1,7 @@
 //! Integration tests, one binary (as hickory-dns does): a real server on 127.0.0.0/8,
 //! queried over real UDP and TCP sockets, with real backends to check.
 
+mod access;
 mod bombs;
 mod cases;
 mod cli;

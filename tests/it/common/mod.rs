@@ -179,14 +179,7 @@ pub fn udp_exchange_from(src: std::net::IpAddr, addr: SocketAddr, msg: &Message)
 }
 
 pub fn udp_raw_from(src: std::net::IpAddr, addr: SocketAddr, bytes: &[u8]) -> Option<Vec<u8>> {
-    let sock = UdpSocket::bind((src, 0)).unwrap();
-    sock.set_read_timeout(Some(TIMEOUT)).unwrap();
-    sock.send_to(bytes, addr).unwrap();
-    let mut buf = [0u8; 65535];
-    match sock.recv_from(&mut buf) {
-        Ok((n, _)) => Some(buf[..n].to_vec()),
-        Err(_) => None,
-    }
+    try_udp_from(src, addr, bytes, TIMEOUT)
 }
 
 pub fn tcp_exchange(addr: SocketAddr, msg: &Message) -> Message {
@@ -196,6 +189,43 @@ pub fn tcp_exchange(addr: SocketAddr, msg: &Message) -> Message {
 /// Sends one message over a fresh TCP connection; the reply's bytes.
 pub fn tcp_raw(addr: SocketAddr, bytes: &[u8]) -> Vec<u8> {
     tcp_raw_from("127.0.0.1".parse().unwrap(), addr, bytes)
+}
+
+/// Like `tcp_raw_from`, but `None` when no reply comes within `wait`.
+pub fn try_tcp_from(
+    src: std::net::IpAddr,
+    addr: SocketAddr,
+    bytes: &[u8],
+    wait: Duration,
+) -> Option<Vec<u8>> {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).ok()?;
+    socket.bind(&SocketAddr::new(src, 0).into()).ok()?;
+    socket.connect_timeout(&addr.into(), TIMEOUT).ok()?;
+    let mut stream: TcpStream = socket.into();
+    stream.set_read_timeout(Some(wait)).ok()?;
+    stream.write_all(&(bytes.len() as u16).to_be_bytes()).ok()?;
+    stream.write_all(bytes).ok()?;
+    let mut len = [0u8; 2];
+    stream.read_exact(&mut len).ok()?;
+    let mut buf = vec![0u8; u16::from_be_bytes(len) as usize];
+    stream.read_exact(&mut buf).ok()?;
+    Some(buf)
+}
+
+/// Sends raw bytes over UDP from `src`; the reply, or `None` after `wait`.
+pub fn try_udp_from(
+    src: std::net::IpAddr,
+    addr: SocketAddr,
+    bytes: &[u8],
+    wait: Duration,
+) -> Option<Vec<u8>> {
+    let sock = UdpSocket::bind((src, 0)).unwrap();
+    sock.set_read_timeout(Some(wait)).unwrap();
+    sock.send_to(bytes, addr).unwrap();
+    let mut buf = [0u8; 65535];
+    sock.recv_from(&mut buf)
+        .ok()
+        .map(|(n, _)| buf[..n].to_vec())
 }
 
 /// Like `tcp_raw`, from a chosen source address (any 127.x works on Linux).
