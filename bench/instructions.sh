@@ -5,11 +5,14 @@
 #
 #   bench/instructions.sh [BINARY...]   # default: target/release/meridian (built here)
 #
-# Per binary and load (the benchmark's mixed queries, and its ECS proximity name with a
-# GeoIP-located client), the server runs under callgrind twice, answering N and 3N queries
-# at a fixed rate; the difference over 2N is the cost of one query, start-up excluded. The
-# zone is bench/conf/kemp.local.yaml without health checks, so probes add nothing. Needs
-# valgrind and dnsperf (apt-get install valgrind dnsperf); loopback only.
+# Per binary and load, the server runs under callgrind twice, answering N and 3N queries at
+# a fixed rate; the difference over 2N is the cost of one query, start-up excluded. Loads:
+#   mixed   the benchmark's mixed queries
+#   ecs     its ECS proximity name, for a GeoIP-located client
+#   rrl     the mixed queries with response rate limiting on (at a rate nothing reaches)
+#   cookie  the mixed queries, each with a valid DNS Cookie (first fetched with dig)
+# The zone is bench/conf/kemp.local.yaml without health checks, so probes add nothing.
+# Needs valgrind and dnsperf (apt-get install valgrind dnsperf); loopback only.
 set -euo pipefail
 cd "$(dirname "$0")"
 BENCH=$PWD
@@ -30,19 +33,44 @@ trap 'rm -rf "$DIR"' EXIT
 mkdir -p "$DIR/zones"
 sed -e "s|@PORT@|$PORT|" -e "s|@GEOIP@|$ROOT/geoip/maxmind-test-data/GeoIP2-City-Test.mmdb|" \
   conf/meridian.yaml > "$DIR/meridian.yaml"
+{ cat "$DIR/meridian.yaml"; echo "rate-limit: { responses-per-second: 1000000 }"; } > "$DIR/rrl.yaml"
 grep -v "check:" conf/kemp.local.yaml > "$DIR/zones/kemp.local.yaml"
 
-# total BINARY QUERIES QUERYFILE [dnsperf args]: instructions of a whole server run.
+# total BINARY QUERIES SERVERFILE QUERYFILE [dnsperf args]: instructions of a whole server
+# run. A dnsperf argument @COOKIE@ becomes a valid COOKIE option, fetched from the server.
 total() {
-  local bin=$1 queries=$2 file=$3 out=$DIR/callgrind.out vp
-  shift 3
-  valgrind --tool=callgrind --callgrind-out-file="$out" "$bin" serve -c "$DIR/meridian.yaml" \
+  local bin=$1 queries=$2 server=$3 file=$4 out=$DIR/callgrind.out vp cookie
+  shift 4
+  valgrind --tool=callgrind --callgrind-out-file="$out" "$bin" serve -c "$server" \
     > "$DIR/log" 2>&1 &
   vp=$!
+  local ready=0
   for _ in $(seq 100); do
-    dig +short +time=1 +tries=1 @127.0.0.1 -p "$PORT" vault.kemp.local 2>/dev/null | grep -q 127 && break
+    kill -0 "$vp" 2>/dev/null || break  # it refused the server file (an older binary)
+    if dig +short +time=1 +tries=1 @127.0.0.1 -p "$PORT" vault.kemp.local 2>/dev/null | grep -q '^127\.0\.1\.'; then
+      ready=1
+      break
+    fi
     sleep 0.3
   done
+  if [ $ready = 0 ]; then
+    kill -TERM "$vp" 2>/dev/null; wait "$vp" || true
+    echo -
+    return
+  fi
+  if [[ " $* " == *" @COOKIE@ "* ]]; then
+    cookie=
+    for _ in $(seq 5); do
+      cookie=$(dig +cookie +time=3 +tries=1 @127.0.0.1 -p "$PORT" vault.kemp.local 2>/dev/null | awk '/^; COOKIE:/ {print $3}')
+      [ -n "$cookie" ] && break
+    done
+    if [ -z "$cookie" ]; then
+      kill -TERM "$vp"; wait "$vp" || true
+      echo - # a server without DNS Cookies
+      return
+    fi
+    set -- "${@/@COOKIE@/10:$cookie}"
+  fi
   dnsperf -s 127.0.0.1 -p "$PORT" -d "$BENCH/$file" -n $((queries / $(wc -l < "$BENCH/$file"))) \
     -Q "$RATE" -c 4 "$@" > "$DIR/dnsperf" 2>&1
   kill -TERM "$vp"; wait "$vp" || true
@@ -52,15 +80,20 @@ total() {
 
 # The ECS option of 81.2.69.142/32 (London in MaxMind's test database).
 ECS=8:000120005102458e
-printf '%-50s %12s %12s\n' binary "mixed" "ecs"
+printf '%-40s %8s %8s %8s %8s\n' binary mixed ecs rrl cookie
 for bin in "$@"; do
   row=()
-  for load in mixed ecs; do
-    if [ $load = mixed ]; then args=(queries.txt); else args=(queries-ecs.txt -E "$ECS"); fi
+  for load in mixed ecs rrl cookie; do
+    case $load in
+      mixed) args=("$DIR/meridian.yaml" queries.txt) ;;
+      ecs) args=("$DIR/meridian.yaml" queries-ecs.txt -E "$ECS") ;;
+      rrl) args=("$DIR/rrl.yaml" queries.txt) ;;
+      cookie) args=("$DIR/meridian.yaml" queries.txt -E @COOKIE@) ;;
+    esac
     small=$(total "$bin" "$N" "${args[@]}")
     large=$(total "$bin" $((3 * N)) "${args[@]}")
-    row+=("$(( (large - small) / (2 * N) ))")
+    if [ "$small" = - ]; then row+=(-); else row+=("$(( (large - small) / (2 * N) ))"); fi
   done
-  printf '%-50s %12s %12s\n' "$bin" "${row[0]}" "${row[1]}"
+  printf '%-40s %8s %8s %8s %8s\n' "$bin" "${row[@]}"
 done
 echo "(user-space instructions per query)"

@@ -12,6 +12,9 @@
 #          10% NXDOMAIN: Meridian, gdnsd (DYNA multifo + tcp_connect) and Knot (static)
 #   ecs    Meridian only: a proximity name queried with EDNS Client Subnet options, the
 #          client subnets rotating over site networks and GeoIP-placed addresses
+#   rrl, cookie   Meridian only, the mixed load on a second instance with response rate
+#          limiting on (at a rate nothing reaches, so that every response is counted):
+#          plain queries, then queries with a valid DNS Cookie (exempt from the limit)
 # Settings (environment): DURATION (s per run, default 10), ROUNDS (3), CLIENTS (8),
 # OUTSTANDING (200), SERVER_CPU (0), CLIENT_CPU (1), SERVERS ("meridian gdnsd knot").
 # Everything started is stopped on exit, and every load run is bounded by DURATION.
@@ -27,7 +30,7 @@ OUTSTANDING=${OUTSTANDING:-200}
 SERVER_CPU=${SERVER_CPU:-0}
 CLIENT_CPU=${CLIENT_CPU:-1}
 SERVERS=${SERVERS:-meridian gdnsd knot}
-PORT_MERIDIAN=5401 PORT_GDNSD=5402 PORT_KNOT=5403
+PORT_MERIDIAN=5401 PORT_GDNSD=5402 PORT_KNOT=5403 PORT_GUARDED=5405
 
 install() {
   apt-get update -q
@@ -65,7 +68,7 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 fill() { sed -e "s|@RUNDIR@|$1|g" -e "s|@PORT@|$2|g" -e "s|@GEOIP@|$ROOT/geoip/maxmind-test-data/GeoIP2-City-Test.mmdb|g" "$3"; }
-port_of() { case $1 in meridian) echo $PORT_MERIDIAN ;; gdnsd) echo $PORT_GDNSD ;; knot) echo $PORT_KNOT ;; esac; }
+port_of() { case $1 in meridian) echo $PORT_MERIDIAN ;; guarded) echo $PORT_GUARDED ;; gdnsd) echo $PORT_GDNSD ;; knot) echo $PORT_KNOT ;; esac; }
 
 python3 "$BENCH/tcp-listeners.py" --lifetime 3600 127.0.1.1 127.0.1.2 127.0.1.3 &
 PIDS+=("$!")
@@ -78,6 +81,11 @@ start() {
     meridian)
       mkdir -p "$d/zones"
       fill "$d" "$port" conf/meridian.yaml > "$d/meridian.yaml"
+      cp conf/kemp.local.yaml "$d/zones/"
+      RUST_LOG=warn taskset -c "$SERVER_CPU" "$MERIDIAN" serve -c "$d/meridian.yaml" > "$d/log" 2>&1 & ;;
+    guarded)
+      mkdir -p "$d/zones"
+      { fill "$d" "$port" conf/meridian.yaml; echo "rate-limit: { responses-per-second: 1000000 }"; } > "$d/meridian.yaml"
       cp conf/kemp.local.yaml "$d/zones/"
       RUST_LOG=warn taskset -c "$SERVER_CPU" "$MERIDIAN" serve -c "$d/meridian.yaml" > "$d/log" 2>&1 & ;;
     gdnsd)
@@ -139,8 +147,16 @@ PY
 ecs() { python3 -c "import ipaddress,sys; n=ipaddress.ip_network(sys.argv[1]); f=1 if n.version==4 else 2; b=n.network_address.packed[:(n.prefixlen+7)//8]; print('8:%04x%02x00%s' % (f, n.prefixlen, b.hex()))" "$1"; }
 SUBNETS="10.1.7.0/24 10.2.7.0/24 10.3.7.0/24 81.2.69.142/32 89.160.20.112/32 216.160.83.56/32 175.16.199.0/24 214.0.0.1/32"
 
-for s in $SERVERS; do start "$s"; done
-for s in $SERVERS; do wait_ready "$s"; done
+# The instance with RRL comes with Meridian.
+case " $SERVERS " in *" meridian "*) STARTED="$SERVERS guarded" ;; *) STARTED=$SERVERS ;; esac
+for s in $STARTED; do start "$s"; done
+for s in $STARTED; do wait_ready "$s"; done
+# A valid DNS Cookie for 127.0.0.1 (dnsperf's source): dig's client cookie and the server's.
+COOKIE=""
+case " $STARTED " in *" guarded "*)
+  COOKIE=$(dig +cookie +time=2 @127.0.0.1 -p "$PORT_GUARDED" vault.kemp.local | awk '/^; COOKIE:/ {print $3}')
+  [ -n "$COOKIE" ] || { echo "no DNS Cookie from the guarded instance" >&2; exit 1; } ;;
+esac
 printf 'label\tcompleted\tlost\tqps\truntime\tcpu\tavg_ms\tmax_ms\n' > "$RESULTS"
 echo "warming up..." >&2
 for s in $SERVERS; do run "warmup-$s" "$s" queries.txt 2 > /dev/null; done
@@ -162,11 +178,14 @@ tot = [sum(float(r[i]) for r in rows) for i in range(1, 8)]
 avg_lat = sum(float(r[6]) * float(r[1]) for r in rows) / max(tot[0], 1)
 print(f"meridian ecs\t{tot[0]:.0f}\t{tot[1]:.0f}\t{tot[0]/tot[3]:.1f}\t{tot[3]:.3f}\t{tot[4]:.3f}\t{avg_lat:.3f}\t{max(float(r[7]) for r in rows):.3f}")
 PY
-    sed -i '/^meridian ecs-part/d' "$RESULTS" ;;
+    sed -i '/^meridian ecs-part/d' "$RESULTS"
+    echo "round $r/$ROUNDS: meridian with RRL, mixed load, ${DURATION}s, then with a valid cookie" >&2
+    run "meridian+rrl mixed" guarded queries.txt "$DURATION"
+    run "meridian+cookie mixed" guarded queries.txt "$DURATION" -E "10:$COOKIE" ;;
   esac
 done
 
-for s in $SERVERS; do
+for s in $STARTED; do
   echo -e "$s\t$(awk '/VmHWM/ {print $2}' "/proc/$(cat "$RUNDIR/$s/pid")/status")" >> "$RUNDIR/rss.tsv"
 done
 
@@ -197,6 +216,7 @@ print("| server, load | QPS | server CPU s | answers per CPU-s | avg / max laten
 print("|---|---|---|---|---|---|---|")
 for k in by:
     server = k.split()[0]
+    server = "guarded" if server in ("meridian+rrl", "meridian+cookie") else server
     lost = sum(v[1] for v in by[k]); sent = sum(v[0] + v[1] for v in by[k])
     print(f"| {k} | {med(k,2):,.0f} | {med(k,4):.2f} | {per_cpu(k):,.0f} | {med(k,5):.2f} / {max(v[6] for v in by[k]):.1f} | {lost:.0f} / {sent:,.0f} | {int(rss.get(server, 0))/1024:.1f} |")
 print()
@@ -205,6 +225,10 @@ for peer in ("gdnsd mixed", "knot mixed"):
         for k in ("meridian mixed", "meridian ecs"):
             if k in by:
                 print(f"- {k} / {peer}: answers per CPU-s ratio **{per_cpu(k)/per_cpu(peer):.2f}**")
+for k in ("meridian+rrl mixed", "meridian+cookie mixed"):
+    if k in by and "meridian mixed" in by:
+        cost = 1 - per_cpu(k) / per_cpu("meridian mixed")
+        print(f"- {k} / meridian mixed: answers per CPU-s ratio **{per_cpu(k)/per_cpu('meridian mixed'):.3f}** (cost {cost:+.1%})")
 if len(sys.argv) > 5 and sys.argv[5]:
     t = open(sys.argv[5]).read()
     def g(p):

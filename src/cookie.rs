@@ -29,6 +29,9 @@ const VERSION: u8 = 1;
 const MAX_AGE: u32 = 3600;
 /// Nor one made further ahead than this (clocks of a fleet drift).
 const MAX_AHEAD: u32 = 300;
+/// A valid server cookie younger than this is given back as it is; an older one is
+/// replaced by a fresh one (RFC 9018 4.3), so a client never holds one close to expiry.
+const REUSE_FOR: u32 = 1800;
 
 /// The secrets server cookies are made with.
 struct Secrets {
@@ -68,13 +71,22 @@ fn unix_now() -> u32 {
 }
 
 fn hash(secret: &[u8; 16], client_cookie: &[u8], head: &[u8; 8], client: IpAddr) -> [u8; 8] {
+    // One contiguous input: SipHash over a single write costs half of three.
+    let mut input = [0u8; 32];
+    input[..8].copy_from_slice(client_cookie);
+    input[8..16].copy_from_slice(head);
+    let len = match client {
+        IpAddr::V4(a) => {
+            input[16..20].copy_from_slice(&a.octets());
+            20
+        }
+        IpAddr::V6(a) => {
+            input[16..32].copy_from_slice(&a.octets());
+            32
+        }
+    };
     let mut h = SipHasher24::new_with_key(secret);
-    h.write(client_cookie);
-    h.write(head);
-    match client {
-        IpAddr::V4(a) => h.write(&a.octets()),
-        IpAddr::V6(a) => h.write(&a.octets()),
-    }
+    h.write(&input[..len]);
     h.finish().to_be_bytes()
 }
 
@@ -140,10 +152,12 @@ impl Cookies {
         }
         let (client_cookie, server_cookie) = data.split_at(8);
         let secrets = self.secrets.load();
+        let mut reusable = false;
         let valid = server_cookie.len() == 16 && server_cookie[0] == VERSION && {
             let head: [u8; 8] = server_cookie[..8].try_into().expect("8 bytes");
             let made = u32::from_be_bytes(head[4..8].try_into().expect("4 bytes"));
-            let fresh = now.wrapping_sub(made) <= MAX_AGE || made.wrapping_sub(now) <= MAX_AHEAD;
+            let age = now.wrapping_sub(made);
+            let fresh = age <= MAX_AGE || made.wrapping_sub(now) <= MAX_AHEAD;
             let matches = |secret: &[u8; 16]| {
                 let expected = hash(secret, client_cookie, &head, client);
                 bool::from(subtle::ConstantTimeEq::ct_eq(
@@ -151,10 +165,16 @@ impl Cookies {
                     &server_cookie[8..],
                 ))
             };
-            fresh && (matches(&secrets.current) || secrets.previous.as_ref().is_some_and(matches))
+            let current = fresh && matches(&secrets.current);
+            reusable = current && age <= REUSE_FOR;
+            current || (fresh && secrets.previous.as_ref().is_some_and(matches))
         };
         let mut echo = [0u8; 24];
         echo[..8].copy_from_slice(client_cookie);
+        if reusable {
+            echo[8..].copy_from_slice(server_cookie);
+            return Cookie::Present { valid, echo };
+        }
         let mut head = [0u8; 8];
         head[0] = VERSION;
         head[4..].copy_from_slice(&now.to_be_bytes());
@@ -193,6 +213,18 @@ mod tests {
         assert_eq!(&back[..8], &[7; 8], "the client cookie comes back");
         assert_eq!(back[8], 1, "version 1 (RFC 9018)");
         assert!(valid(cookies.judge_at(&back, client, 1_000_000 + 3599)));
+        // Under half an hour old, the same server cookie comes back; older, a fresh one.
+        assert_eq!(
+            echo(cookies.judge_at(&back, client, 1_000_000 + 1799)),
+            back
+        );
+        let renewed = echo(cookies.judge_at(&back, client, 1_000_000 + 1801));
+        assert_ne!(renewed, back);
+        assert!(valid(cookies.judge_at(
+            &renewed,
+            client,
+            1_000_000 + 1801 + 3599
+        )));
         assert!(
             !valid(cookies.judge_at(&back, client, 1_000_000 + 3601)),
             "too old"
