@@ -9,7 +9,7 @@ use ipnet::IpNet;
 
 use super::error::{ConfigError, Report};
 use super::types::{
-    AccessConfig, AdminConfig, CookiesConfig, ForwardConfig, RateLimitConfig, ServerConfig,
+    AccessConfig, AdminConfig, CookiesConfig, ForwardConfig, RateLimitConfig, RunAs, ServerConfig,
     TcpConfig,
 };
 use super::yaml::{
@@ -125,6 +125,7 @@ pub fn load_server(file: &Path) -> Result<ServerConfig, ConfigError> {
         .as_ref()
         .map(|r| validate_rate_limit(&mut report, &r.value));
     let access = validate_access(&mut report, raw.access.as_ref().map(|a| &a.value), "access");
+    let run_as = validate_run_as(&mut report, raw.user.as_ref(), raw.group.as_ref());
     let cookies = validate_cookies(
         &mut report,
         raw.cookies.as_ref().map(|c| &c.value),
@@ -148,6 +149,111 @@ pub fn load_server(file: &Path) -> Result<ServerConfig, ConfigError> {
         rate_limit,
         cookies,
         access,
+        run_as,
+    })
+}
+
+/// A user's id and primary group from the system's user database.
+fn user_ids(name: &str) -> Option<(u32, u32)> {
+    let name = std::ffi::CString::new(name).ok()?;
+    let mut buf = vec![0u8; 16 * 1024];
+    // SAFETY: getpwnam_r writes into `pwd` and `buf`, both ours and of the sizes given; it
+    // sets `found` to `pwd` or null.
+    unsafe {
+        let mut pwd: libc::passwd = std::mem::zeroed();
+        let mut found: *mut libc::passwd = std::ptr::null_mut();
+        let rc = libc::getpwnam_r(
+            name.as_ptr(),
+            &mut pwd,
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            &mut found,
+        );
+        (rc == 0 && !found.is_null()).then_some((pwd.pw_uid, pwd.pw_gid))
+    }
+}
+
+/// A group's id from the system's group database.
+fn group_id(name: &str) -> Option<u32> {
+    let name = std::ffi::CString::new(name).ok()?;
+    let mut buf = vec![0u8; 16 * 1024];
+    // SAFETY: as for getpwnam_r above.
+    unsafe {
+        let mut grp: libc::group = std::mem::zeroed();
+        let mut found: *mut libc::group = std::ptr::null_mut();
+        let rc = libc::getgrnam_r(
+            name.as_ptr(),
+            &mut grp,
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            &mut found,
+        );
+        (rc == 0 && !found.is_null()).then_some(grp.gr_gid)
+    }
+}
+
+/// The name of a group id, for messages.
+fn group_name(gid: u32) -> String {
+    let mut buf = vec![0u8; 16 * 1024];
+    // SAFETY: as for getpwnam_r above; the name is copied out before `buf` goes.
+    unsafe {
+        let mut grp: libc::group = std::mem::zeroed();
+        let mut found: *mut libc::group = std::ptr::null_mut();
+        let rc = libc::getgrgid_r(
+            gid,
+            &mut grp,
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            &mut found,
+        );
+        if rc == 0 && !found.is_null() {
+            return std::ffi::CStr::from_ptr(grp.gr_name)
+                .to_string_lossy()
+                .into_owned();
+        }
+    }
+    gid.to_string()
+}
+
+fn validate_run_as(
+    r: &mut Report,
+    user: Option<&serde_saphyr::Spanned<String>>,
+    group: Option<&serde_saphyr::Spanned<String>>,
+) -> Option<RunAs> {
+    let Some(user) = user else {
+        if let Some(g) = group {
+            r.at(g.referenced, "group", "give the user to run as too (user:)");
+        }
+        return None;
+    };
+    let name = user.value.trim();
+    let Some((uid, primary)) = user_ids(name) else {
+        r.at(
+            user.referenced,
+            "user",
+            format!("no user `{name}` on this system (create it, e.g. useradd --system {name})"),
+        );
+        return None;
+    };
+    let (group, gid) = match group {
+        None => (group_name(primary), primary),
+        Some(g) => match group_id(g.value.trim()) {
+            Some(gid) => (g.value.trim().to_string(), gid),
+            None => {
+                r.at(
+                    g.referenced,
+                    "group",
+                    format!("no group `{}` on this system", g.value.trim()),
+                );
+                return None;
+            }
+        },
+    };
+    Some(RunAs {
+        user: name.to_string(),
+        uid,
+        group,
+        gid,
     })
 }
 

@@ -42,6 +42,17 @@ pub struct ServerConfig {
     pub cookies: CookiesConfig,
     /// Who may query this server at all.
     pub access: AccessConfig,
+    /// The user (and group) to run as once sockets are open, when started as root.
+    pub run_as: Option<RunAs>,
+}
+
+/// `user:` and `group:`, resolved when the file is loaded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RunAs {
+    pub user: String,
+    pub uid: u32,
+    pub group: String,
+    pub gid: u32,
 }
 
 /// An access list (`access:`), for the server or for one zone.

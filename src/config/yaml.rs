@@ -114,6 +114,8 @@ pub(super) struct ServerRaw {
     pub(super) rate_limit: Option<Spanned<RateLimitRaw>>,
     pub(super) cookies: Option<Spanned<CookiesRaw>>,
     pub(super) access: Option<Spanned<AccessRaw>>,
+    pub(super) user: Option<Spanned<String>>,
+    pub(super) group: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]

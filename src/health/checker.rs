@@ -88,6 +88,11 @@ impl Checker {
         tasks.clear();
     }
 
+    /// Opens the ICMP sockets before privileges are dropped (see `Prober`).
+    pub async fn open_icmp_sockets(&self) {
+        self.prober.open_icmp_sockets().await;
+    }
+
     pub fn running(&self) -> usize {
         self.tasks.lock().expect("checker lock").len()
     }

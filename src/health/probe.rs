@@ -60,6 +60,14 @@ impl Default for Prober {
 }
 
 impl Prober {
+    /// Opens the ICMP sockets now (while the process may still hold the privilege raw
+    /// sockets need), rather than at the first ICMP check.
+    pub async fn open_icmp_sockets(&self) {
+        for (cell, v4) in [(&self.icmp_v4, true), (&self.icmp_v6, false)] {
+            cell.get_or_init(|| async move { icmp_client(v4) }).await;
+        }
+    }
+
     pub fn context(&self) -> ProbeContext {
         ProbeContext {
             http: None,

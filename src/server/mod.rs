@@ -2,6 +2,7 @@
 //! first round of checks, and starts the DNS front end, the admin API and the reloader.
 //! It only wires the other modules together.
 
+mod privileges;
 mod watch;
 
 use std::io;
@@ -47,7 +48,18 @@ pub async fn start(config: Config) -> io::Result<Running> {
 
     // Answer only once the first round of checks has decided every member's state.
     let started = Instant::now();
+    if config.server.run_as.is_some() {
+        meridian.checker.open_icmp_sockets().await;
+    }
     meridian.apply(&config).await;
+    if let Some(run_as) = &config.server.run_as {
+        match privileges::drop_to(run_as)? {
+            true => {
+                info!(user = %run_as.user, group = %run_as.group, "dropped root: running as this user")
+            }
+            false => warn!(user = %run_as.user, "not running as root: user: has nothing to drop"),
+        }
+    }
     let probes = meridian.registry.all();
     let down = probes.iter().filter(|p| !p.is_up()).count();
     info!(

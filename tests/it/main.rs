@@ -14,6 +14,7 @@ mod geo;
 mod hardening;
 mod health;
 mod ops;
+mod privileges;
 mod rrl;
 mod scale;
 mod tcp;
