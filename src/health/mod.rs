@@ -9,12 +9,19 @@ mod checker;
 mod probe;
 
 pub use checker::Checker;
-pub use probe::install_tls_provider;
+pub use probe::{Outcome, install_tls_provider};
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use crate::model::{ProbeKey, ProbeSet, ProbeState};
+
+/// Runs one probe now, outside any schedule (its first result, as the checker would get it).
+pub async fn probe_now(key: &ProbeKey) -> Outcome {
+    let prober = probe::Prober::default();
+    let mut cx = prober.context();
+    prober.run(key, &mut cx).await
+}
 
 /// Every probe the current configuration needs, one per distinct (address, check); it
 /// outlives configurations, so that an unchanged probe keeps its state across reloads.

@@ -13,6 +13,7 @@ mod dns_core;
 mod geo;
 mod hardening;
 mod health;
+mod mutations;
 mod ops;
 mod privileges;
 mod rrl;

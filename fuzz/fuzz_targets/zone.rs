@@ -1,0 +1,75 @@
+//! Any text as a zone file: a list of errors, or a zone that compiles into a table that
+//! answers. Never a panic.
+#![no_main]
+
+use std::path::Path;
+use std::sync::OnceLock;
+
+use hickory_proto::op::OpCode;
+use hickory_proto::rr::{DNSClass, LowerName, RecordType};
+use meridian::config::{Config, ServerConfig};
+use meridian::health::Registry;
+use meridian::model::Counters;
+use meridian::resolve::{self, Mode, Query, Question};
+use meridian::zone::{Inputs, Table};
+
+fn server() -> &'static ServerConfig {
+    static SERVER: OnceLock<ServerConfig> = OnceLock::new();
+    SERVER.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("meridian-fuzz-zone-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("meridian.yaml"), "listen: [127.0.0.1:0]\n").unwrap();
+        meridian::config::load_server(&dir.join("meridian.yaml")).unwrap()
+    })
+}
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let Ok(zone) = meridian::config::parse_zone(Path::new("fuzz.yaml"), text) else {
+        return;
+    };
+    let config = Config {
+        server: server().clone(),
+        zones: vec![zone],
+    };
+    let probes = Registry::default().probes_for(config.probe_users());
+    let counters = Counters::default();
+    let empty = Table::empty();
+    let table = Table::compile(
+        &config,
+        &Inputs {
+            probes: &probes,
+            counters: &counters,
+            previous: &empty,
+        },
+    );
+    // Every health-checked name, and the apex, answer without a panic.
+    let mut names: Vec<LowerName> = table
+        .health_checked_names()
+        .map(|n| LowerName::new(&n.name))
+        .collect();
+    names.extend(table.zones().iter().map(|z| z.lower().clone()));
+    for name in &names {
+        for qtype in [
+            RecordType::A,
+            RecordType::AAAA,
+            RecordType::ANY,
+            RecordType::SOA,
+        ] {
+            let query = Query {
+                op_code: OpCode::Query,
+                question: Some(Question {
+                    name,
+                    qtype,
+                    qclass: DNSClass::IN,
+                }),
+                edns: None,
+                source: [192, 0, 2, 1].into(),
+            };
+            let plan = resolve::plan(&table, &query, Mode::Query);
+            assert!(plan.wire_len(64) < 65536);
+        }
+    }
+});
