@@ -39,6 +39,23 @@ fn udp_socket(addr: SocketAddr) -> io::Result<UdpSocket> {
     Ok(socket.into())
 }
 
+/// Connections the kernel queues for accepting: std's 128 overflows when clients reconnect
+/// faster than the server closes them, and a dropped SYN costs a well-behaved client a
+/// second's retransmission.
+const TCP_BACKLOG: i32 = 1024;
+
+fn tcp_listener(addr: SocketAddr) -> io::Result<TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    socket.bind(&addr.into())?;
+    socket.listen(TCP_BACKLOG)?;
+    Ok(socket.into())
+}
+
 /// UDP sockets per listen address: one per core this process may run on.
 fn udp_sockets_per_address() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
@@ -52,7 +69,7 @@ pub fn bind(addr: SocketAddr) -> io::Result<Bound> {
     for _ in 0..attempts {
         let first = udp_socket(addr).map_err(|e| bind_error("UDP", addr, e))?;
         let bound = first.local_addr()?;
-        let tcp = match TcpListener::bind(bound) {
+        let tcp = match tcp_listener(bound) {
             Ok(tcp) => tcp,
             Err(e) => {
                 last = Some(bind_error("TCP", bound, e));
