@@ -119,6 +119,7 @@ fn comparable(reply: &[u8]) -> Option<Message> {
     {
         let mut masked = cookie.clone();
         masked.iter_mut().skip(12).for_each(|b| *b = 0);
+        edns.options_mut().remove(EdnsCode::Cookie);
         edns.options_mut().insert(EdnsOption::Unknown(10, masked));
     }
     Some(m)

@@ -2,16 +2,17 @@
 //! leaves to it. It answers from the same plan as the fast path, and adds what only it
 //! does: forwarding and the query log.
 
+use std::sync::LazyLock;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use hickory_proto::op::{Edns, Metadata, ResponseCode};
 use hickory_proto::rr::Record;
 use hickory_proto::rr::rdata::opt::{ClientSubnet, EdnsCode, EdnsOption};
-use hickory_proto::serialize::binary::BinEncoder;
+use hickory_proto::serialize::binary::{BinDecoder, BinEncoder};
 use hickory_server::net::xfer::Protocol;
 use hickory_server::server::Request;
-use hickory_server::zone_handler::MessageResponseBuilder;
+use hickory_server::zone_handler::{MessageResponseBuilder, Queries};
 use smallvec::SmallVec;
 use tracing::{info, warn};
 
@@ -160,7 +161,9 @@ async fn forward(state: &Meridian, request: &Request, reply: &mut Reply) {
 
 impl Reply {
     /// The response as hickory encodes it: the question as sent, then the records (none
-    /// when `truncated`, which sets TC).
+    /// when `truncated`, which sets TC). A message with other than one question is
+    /// answered without any: echoing ten questions would grow a reply past 512 bytes
+    /// without EDNS, and there is no one question the answer is for.
     fn response<'q>(
         &'q self,
         request: &'q Request,
@@ -173,7 +176,11 @@ impl Reply {
         impl Iterator<Item = &'q Record> + Send + 'q,
         impl Iterator<Item = &'q Record> + Send + 'q,
     > {
-        let mut builder = MessageResponseBuilder::from_message_request(request);
+        let queries = match request.queries.len() {
+            1 => &request.queries,
+            _ => no_questions(),
+        };
+        let mut builder = MessageResponseBuilder::new(queries, None);
         if let Some(e) = &self.edns {
             builder.edns(e);
         }
@@ -220,6 +227,14 @@ impl Reply {
             Some(full)
         }
     }
+}
+
+/// An empty question section.
+fn no_questions() -> &'static Queries {
+    static NONE: LazyLock<Queries> = LazyLock::new(|| {
+        Queries::read(&mut BinDecoder::new(&[]), 0).expect("no questions read from nothing")
+    });
+    &NONE
 }
 
 /// Encodes a response; if hickory cannot, a bare SERVFAIL with the query's id.

@@ -9,7 +9,7 @@
 use std::net::{IpAddr, SocketAddr};
 
 use hickory_proto::op::{Edns, Message, OpCode, Query, ResponseCode};
-use hickory_proto::rr::rdata::opt::{ClientSubnet, EdnsOption};
+use hickory_proto::rr::rdata::opt::{ClientSubnet, EdnsCode, EdnsOption};
 use hickory_proto::rr::{DNSClass, Name, RecordType};
 use hickory_server::net::xfer::Protocol;
 use meridian::dns;
@@ -282,6 +282,7 @@ fn comparable(bytes: &[u8], forwarded: bool) -> Message {
         );
         let mut masked = cookie.clone();
         masked[12..].fill(0);
+        edns.options_mut().remove(EdnsCode::Cookie);
         edns.options_mut().insert(EdnsOption::Unknown(10, masked));
     }
     if forwarded {

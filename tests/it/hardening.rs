@@ -78,6 +78,43 @@ fn a_question_with_a_compression_pointer_is_formerr_without_the_question() {
     }
 }
 
+/// Found by the `query` fuzz target: ten long questions under an opcode we do not
+/// implement drew NOTIMP with all ten echoed, 691 bytes over UDP without EDNS.
+#[test]
+fn a_message_with_many_questions_is_answered_without_them() {
+    let s = server();
+    let label = "a".repeat(60);
+    let long_name = format!("{label}.{label}.{label}.hard.test.");
+    for opcode in [0u8, 3] {
+        let mut bytes = vec![0x12, 0x01, opcode << 3, 0x00, 0x00, 10, 0, 0, 0, 0, 0, 0];
+        for _ in 0..10 {
+            for label in long_name.trim_end_matches('.').split('.') {
+                bytes.push(label.len() as u8);
+                bytes.extend_from_slice(label.as_bytes());
+            }
+            bytes.extend_from_slice(&[0, 0, 1, 0, 1]);
+        }
+        let mut stream = TcpStream::connect(s.addr).unwrap();
+        for (transport, reply) in [
+            ("UDP", udp_raw(s.addr, &bytes).expect("a UDP reply")),
+            (
+                "TCP",
+                tcp_send(&mut stream, &bytes, TIMEOUT).expect("a TCP reply"),
+            ),
+        ] {
+            assert!(reply.len() <= 512, "{transport}: {} bytes", reply.len());
+            let m = Message::from_vec(&reply).expect("the reply parses");
+            assert_eq!(m.metadata.id, 0x1201);
+            let expected = match opcode {
+                0 => ResponseCode::FormErr,
+                _ => ResponseCode::NotImp,
+            };
+            assert_eq!(m.metadata.response_code, expected, "{transport}");
+            assert!(m.queries.is_empty(), "{transport}: {m:?}");
+        }
+    }
+}
+
 #[test]
 fn formerr_for_a_malformed_client_subnet_does_not_echo_it() {
     use hickory_proto::rr::rdata::opt::{ClientSubnet, EdnsOption};
