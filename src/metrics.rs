@@ -165,6 +165,14 @@ impl Collector for Scrape {
         counter(&mut m, &[("action", "refuse")], load(&c.access_refused))?;
         counter(&mut m, &[("action", "drop")], load(&c.access_dropped))?;
 
+        let m = enc.encode_descriptor(
+            "meridian_udp_general_path_busy",
+            "UDP queries dropped because the general path had its maximum at work.",
+            None,
+            MetricType::Counter,
+        )?;
+        ConstCounter::new(load(&c.udp_general_busy)).encode(m)?;
+
         let tcp = &c.tcp;
         let m = enc.encode_descriptor(
             "meridian_tcp_connections",

@@ -100,6 +100,8 @@ pub struct Counters {
     /// Queries turned away by an access list, answered REFUSED or dropped.
     pub access_refused: AtomicU64,
     pub access_dropped: AtomicU64,
+    /// UDP queries for the general path dropped while it had `GENERAL_IN_FLIGHT` at work.
+    pub udp_general_busy: AtomicU64,
 }
 
 /// DNS over TCP: connections open, accepted, refused and closed (by reason).

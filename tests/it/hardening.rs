@@ -5,8 +5,9 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
+use hickory_proto::op::Query;
 use hickory_proto::op::{Message, MessageType, ResponseCode};
-use hickory_proto::rr::RecordType;
+use hickory_proto::rr::{Name, RecordType};
 
 use crate::common::*;
 
@@ -248,4 +249,82 @@ fn udp_answers_stay_within_1232_bytes_whatever_the_client_offers() {
         sent.len()
     );
     assert_eq!(s.tcp(&m).answers.len(), 16, "TCP carries it whole");
+}
+
+/// A flood of forwarded queries to an upstream that never answers: each would hold a task
+/// and a socket until the forward timeout. At most `GENERAL_IN_FLIGHT` are at work at once
+/// and the rest are dropped and counted; the fast path answers throughout, and the general
+/// path again once the upstream's timeouts have passed.
+#[test]
+fn the_general_path_over_udp_holds_a_bounded_number_of_queries() {
+    use meridian::dns::udp::GENERAL_IN_FLIGHT;
+    use std::net::UdpSocket;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+    let silent = UdpSocket::bind("127.0.0.41:0").unwrap();
+    silent
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let upstream = silent.local_addr().unwrap();
+    let (received, done) = (
+        Arc::new(AtomicUsize::new(0)),
+        Arc::new(AtomicBool::new(false)),
+    );
+    let reader = {
+        let (received, done) = (received.clone(), done.clone());
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 512];
+            while !done.load(Ordering::Relaxed) {
+                if silent.recv(&mut buf).is_ok() {
+                    received.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        })
+    };
+    let (dir, file) = write_config_with(
+        &format!("forward: {{ upstreams: [{upstream}], timeout: 3s, allow: [127.0.0.2/32] }}\n"),
+        &[("hard.yaml", ZONE)],
+    );
+    let s = start_with(dir, &file);
+    let flood = UdpSocket::bind("127.0.0.2:0").unwrap();
+    let sent = 4 * GENERAL_IN_FLIGHT;
+    for i in 0..sent {
+        let q = query(&format!("n{i}.elsewhere.example."), RecordType::A);
+        flood.send_to(&q.to_vec().unwrap(), s.addr).unwrap();
+        if i % 100 == 99 {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+    // The fast path is not held up.
+    assert_eq!(
+        addresses(&s.ask("www.hard.test.", RecordType::A)),
+        ["192.0.2.1"]
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let forwarded = received.load(Ordering::Relaxed);
+    let busy = s.state().counters.udp_general_busy.load(Ordering::Relaxed);
+    assert!(
+        (GENERAL_IN_FLIGHT / 2..=GENERAL_IN_FLIGHT).contains(&forwarded),
+        "{forwarded} queries reached the upstream within its timeout"
+    );
+    assert!(
+        busy as usize >= sent - GENERAL_IN_FLIGHT - sent / 10,
+        "{busy} dropped"
+    );
+    // Once the upstream's timeouts have passed, the general path answers again (here: a
+    // message with two questions, FORMERR).
+    let mut two = query("www.hard.test.", RecordType::A);
+    two.add_query(Query::query(
+        Name::from_ascii("www.hard.test.").unwrap(),
+        RecordType::AAAA,
+    ));
+    let bytes = two.to_vec().unwrap();
+    eventually(Duration::from_secs(10), "the general path answers", || {
+        udp_raw(s.addr, &bytes).is_some_and(|r| {
+            Message::from_vec(&r).unwrap().metadata.response_code == ResponseCode::FormErr
+        })
+    });
+    done.store(true, Ordering::Relaxed);
+    reader.join().unwrap();
 }
