@@ -112,6 +112,52 @@ impl Collector for Scrape {
             }
         }
 
+        let mut m = enc.encode_descriptor(
+            "meridian_member_role",
+            "A member's role (checks with roles): 1 for the role it is in, 0 for the others.",
+            None,
+            MetricType::Gauge,
+        )?;
+        for name in self.table.health_checked_names() {
+            let name_text = name.name.to_string();
+            for member in name.members() {
+                let Some(probe) = member.health.role_probe() else {
+                    continue;
+                };
+                let address = member.address.to_string();
+                for role in probe.roles().into_iter().flat_map(|r| r.names()) {
+                    let current = probe.role_name() == Some(role);
+                    let labels = [
+                        ("name", name_text.as_str()),
+                        ("member", &address),
+                        ("role", role),
+                    ];
+                    gauge(&mut m, &labels, i64::from(current))?;
+                }
+            }
+        }
+
+        let mut m = enc.encode_descriptor(
+            "meridian_split_brain",
+            "Whether two or more members of a name claim the leader role (1) or not (0).",
+            None,
+            MetricType::Gauge,
+        )?;
+        for name in self.table.health_checked_names() {
+            let views: Vec<_> = [&name.v4, &name.v6]
+                .into_iter()
+                .filter_map(|pool| pool.leader_view(&pool.up()))
+                .collect();
+            if !views.is_empty() {
+                let split = views.iter().any(|v| v.split_brain());
+                gauge(
+                    &mut m,
+                    &[("name", &name.name.to_string())],
+                    i64::from(split),
+                )?;
+            }
+        }
+
         self.encode_probes(&mut enc)?;
 
         let mut m = enc.encode_descriptor(

@@ -1,6 +1,6 @@
 //! Any bytes as the response of a server an HTTP check probes: the probe ends with a
 //! result in time and never panics, and says up only for a status in range and a body that
-//! holds the expected text.
+//! holds the expected text; as a `vault` check, up only in a healthy role.
 #![no_main]
 
 use std::io::{Read, Write};
@@ -8,7 +8,7 @@ use std::net::{SocketAddr, TcpListener};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use meridian::model::{Check, CheckSpec, HttpCheck, ProbeKey, Timing};
+use meridian::model::{Check, CheckSpec, HttpCheck, ProbeKey, Roles, Timing};
 
 struct Backend {
     addr: SocketAddr,
@@ -48,7 +48,7 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     let key = ProbeKey {
         address: b.addr.ip(),
         check: Check {
-            spec: CheckSpec::Http(HttpCheck {
+            spec: CheckSpec::Http(Box::new(HttpCheck {
                 tls: false,
                 port: b.addr.port(),
                 method: "GET".into(),
@@ -58,7 +58,9 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
                 body_contains: Some("initialized".into()),
                 tls_verify: true,
                 ca: None,
-            }),
+                client_cert: None,
+                roles: None,
+            })),
             timing: Timing {
                 interval: Duration::from_secs(1),
                 timeout: Duration::from_millis(100),
@@ -80,5 +82,24 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
             outcome.reason == "status 200" || outcome.reason == "status 429",
             "{outcome:?}"
         );
+    }
+
+    // The same response to a `vault` check: up only in one of Vault's healthy roles, with
+    // the role its status code belongs to, and a leader only from a node that is up.
+    let roles = Arc::new(Roles::vault());
+    let mut vault = key.clone();
+    if let CheckSpec::Http(h) = &mut vault.check.spec {
+        h.expect.clear();
+        h.body_contains = None;
+        h.roles = Some(roles.clone());
+    }
+    let outcome = b.rt.block_on(meridian::health::probe_now(&vault));
+    assert!(outcome.latency < Duration::from_secs(1), "{outcome:?}");
+    if outcome.ok {
+        assert!(roles.is_healthy(outcome.role), "{outcome:?}");
+        let code = roles.rules[usize::from(outcome.role)].status[0].0;
+        assert!(outcome.reason.starts_with(&format!("status {code}, ")), "{outcome:?}");
+    } else {
+        assert!(outcome.leader.is_none(), "{outcome:?}");
     }
 });

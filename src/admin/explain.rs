@@ -10,7 +10,7 @@ use hickory_proto::op::OpCode;
 use hickory_proto::rr::{DNSClass, LowerName, RecordType};
 use serde::{Deserialize, Serialize};
 
-use super::status::{MemberStatus, member_status};
+use super::status::{LeaderStatus, MemberStatus, leader_status, member_status};
 use crate::geo::{ClientLocation, code_str, distance_km};
 use crate::resolve::{self, Mode, Query, Question};
 use crate::select::{Member, Pool};
@@ -28,6 +28,13 @@ pub struct Explanation {
     /// Where the client was located, for policies that depend on it.
     pub location: Option<ExplainedLocation>,
     pub members: Vec<ExplainedMember>,
+    /// `roles:` tiers, when roles choose, and the one that answers (from 1).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub roles: Vec<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answering_tier: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leader: Option<LeaderStatus>,
     pub answer: Vec<String>,
     pub ttl: Option<u32>,
     /// The reasoning, in a sentence or two.
@@ -92,6 +99,9 @@ pub fn explain(table: &Table, name: &LowerName, qtype: RecordType, client: IpAdd
         policy: None,
         location: None,
         members: Vec::new(),
+        roles: Vec::new(),
+        answering_tier: None,
+        leader: None,
         answer,
         ttl: plan.answers.iter().map(|rr| rr.ttl).min(),
         why: String::new(),
@@ -160,6 +170,14 @@ fn describe(e: &mut Explanation, c: &Chooser) {
         })
         .collect();
     let up = c.pool.members.iter().filter(|m| m.health.is_up()).count();
+    let roles = if c.pool.chooses_by_role() {
+        e.roles = c.pool.tier_names();
+        e.answering_tier = c.pool.by_role(&c.pool.up()).0.map(|t| t + 1);
+        e.leader = leader_status(c.pool);
+        roles_why(e)
+    } else {
+        String::new()
+    };
     let located = match &e.location {
         None => String::new(),
         Some(l) if l.found_by == "unknown" => " The client's location is unknown.".into(),
@@ -190,9 +208,40 @@ fn describe(e: &mut Explanation, c: &Chooser) {
         format!("No member is up; when-all-down is {outcome}.{located}")
     } else {
         format!(
-            "{up} of {} members are up; {} chose {picked}.{located}",
+            "{up} of {} members are up;{roles} {} chose {picked}.{located}",
             c.pool.members.len(),
             policy.as_str(),
         )
     };
+}
+
+/// The part of the reasoning that roles add: the tier that answers, and who leads.
+fn roles_why(e: &Explanation) -> String {
+    let tier = |t: usize| e.roles[t - 1].join(" or ");
+    let mut why = match e.answering_tier {
+        Some(t) => format!(" roles: tier {t} ({}) answers", tier(t)),
+        None => " roles: no tier has a member up".to_string(),
+    };
+    if let Some(l) = &e.leader {
+        why += &match (&l.leader, l.split_brain) {
+            (Some(x), true) => format!(
+                "; split brain: {} claim the leader role, the majority names {x}",
+                l.claimants.join(" and ")
+            ),
+            (None, true) => format!(
+                "; split brain: {} claim the leader role and no majority names one, so none leads",
+                l.claimants.join(" and ")
+            ),
+            (Some(x), false) => format!(
+                "; {x} leads ({}, named by {} of {} voting)",
+                l.agreement, l.votes, l.voters
+            ),
+            (None, false) if l.claimants.is_empty() => "; no member claims the leader role".into(),
+            (None, false) => format!(
+                "; {} claims the leader role, but other members name another leader",
+                l.claimants.join(", ")
+            ),
+        };
+    }
+    why + ";"
 }

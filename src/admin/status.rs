@@ -7,7 +7,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 
 use crate::model::ProbeState;
-use crate::select::Member;
+use crate::select::{Member, Pool};
 use crate::state::Meridian;
 use crate::zone::{HealthCheckedName, Zone};
 
@@ -46,7 +46,48 @@ pub struct NameStatus {
     pub ttl: u32,
     pub answers: usize,
     pub when_all_down: &'static str,
+    /// `roles:` tiers, when roles choose.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub roles: Vec<Vec<String>>,
+    /// The tier that answers now (A, else AAAA), from 1.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub answering_tier: Option<usize>,
+    /// Who leads, for names whose roles need leader consensus.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub leader: Option<LeaderStatus>,
     pub members: Vec<MemberStatus>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct LeaderStatus {
+    /// The member handed out as the leader.
+    pub leader: Option<String>,
+    /// `majority`, `self-report` or `none`.
+    pub agreement: String,
+    /// Members that claim the leader role.
+    pub claimants: Vec<String>,
+    /// Members that name some leader, and how many name this one.
+    pub voters: usize,
+    pub votes: usize,
+    pub split_brain: bool,
+}
+
+pub fn leader_status(pool: &Pool) -> Option<LeaderStatus> {
+    let v = pool.leader_view(&pool.up())?;
+    let address = |i: usize| pool.members[i].address.to_string();
+    Some(LeaderStatus {
+        leader: v.leader.map(address),
+        agreement: v.by.as_str().to_string(),
+        claimants: v.claimants.iter().map(|&i| address(i)).collect(),
+        voters: v.voters,
+        votes: v.votes,
+        split_brain: v.split_brain(),
+    })
+}
+
+/// The pool a name answers A queries from, else its AAAA pool.
+fn main_pool(f: &HealthCheckedName) -> &Pool {
+    if f.v4.is_empty() { &f.v6 } else { &f.v4 }
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -59,6 +100,12 @@ pub struct MemberStatus {
     pub enabled: bool,
     /// Disabled through the admin API.
     pub maintenance: bool,
+    /// What its check with roles says it is (`active`, `standby`, `sealed`...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
+    /// Whom it names as the leader (checks with a leader query).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub names_leader: Option<String>,
     pub answers: u64,
     pub checks: Vec<CheckStatus>,
 }
@@ -99,6 +146,12 @@ pub fn member_status(m: &Member, zone: &Zone) -> MemberStatus {
         up: m.health.is_up(),
         enabled: m.health.enabled(),
         maintenance: m.health.in_maintenance(),
+        role: m
+            .health
+            .role_probe()
+            .and_then(|p| p.role_name())
+            .map(str::to_string),
+        names_leader: m.health.role_probe().and_then(|p| p.detail().last?.leader),
         answers: m.answered.load(Ordering::Relaxed),
         checks: m.health.probes().iter().map(|p| check_status(p)).collect(),
     }
@@ -111,6 +164,14 @@ fn name_status(f: &HealthCheckedName, zone: &Zone) -> NameStatus {
         ttl: f.ttl,
         answers: f.rules.answers,
         when_all_down: f.rules.when_all_down.as_str(),
+        roles: main_pool(f).tier_names(),
+        answering_tier: {
+            let pool = main_pool(f);
+            pool.chooses_by_role()
+                .then(|| pool.by_role(&pool.up()).0.map(|t| t + 1))
+                .flatten()
+        },
+        leader: leader_status(main_pool(f)),
         members: f.members().map(|m| member_status(m, zone)).collect(),
     }
 }
@@ -169,7 +230,7 @@ pub fn page(s: &Status) -> String {
     h.push_str("<title>Meridian</title><style>body{font:14px system-ui,sans-serif;margin:1.5em;color:#222}");
     h.push_str("table{border-collapse:collapse;margin:.3em 0 1.4em}td,th{padding:.25em .7em;border-bottom:1px solid #ddd;text-align:left}");
     h.push_str(".up{color:#fff;background:#2a7;padding:0 .5em;border-radius:3px}.down{color:#fff;background:#c33;padding:0 .5em;border-radius:3px}");
-    h.push_str(".muted{color:#888}.err{background:#fee;border:1px solid #c33;padding:.5em}</style></head><body>");
+    h.push_str(".role{color:#fff;background:#37a;padding:0 .5em;border-radius:3px}.muted{color:#888}.err{background:#fee;border:1px solid #c33;padding:.5em}</style></head><body>");
     let _ = write!(
         h,
         "<h1>Meridian {}</h1><p class=\"muted\">{} &middot; listening on {} &middot; configuration loaded {} &middot; reloads {} ok, {} failed</p>",
@@ -200,14 +261,60 @@ pub fn page(s: &Status) -> String {
             n.ttl,
             n.when_all_down
         );
+        if !n.roles.is_empty() {
+            let tiers: Vec<String> = n.roles.iter().map(|t| t.join(" or ")).collect();
+            let answering = match n.answering_tier {
+                Some(t) => format!("tier {t} ({}) answers", esc(&tiers[t - 1])),
+                None => "no tier has a member up".to_string(),
+            };
+            let _ = write!(
+                h,
+                "<p>roles, in order: {} &middot; {answering}",
+                esc(&tiers.join(", then "))
+            );
+            if let Some(l) = &n.leader {
+                let _ = write!(
+                    h,
+                    " &middot; leader: {} ({}, named by {} of {} voting)",
+                    esc(l.leader.as_deref().unwrap_or("none")),
+                    l.agreement,
+                    l.votes,
+                    l.voters
+                );
+            }
+            h.push_str("</p>");
+            if let Some(l) = n.leader.as_ref().filter(|l| l.split_brain) {
+                let _ = write!(
+                    h,
+                    "<div class=\"err\"><b>Split brain:</b> {} all claim the leader role; {}</div>",
+                    esc(&l.claimants.join(", ")),
+                    match &l.leader {
+                        Some(x) =>
+                            format!("the majority names {}, which alone is handed out.", esc(x)),
+                        None =>
+                            "no majority names one, so none is handed out as the leader.".into(),
+                    }
+                );
+            }
+        }
         h.push_str("<table><tr><th>member</th><th>state</th><th>weight</th><th>site</th><th>check</th><th>last result</th><th>latency</th><th>since</th><th>answers</th></tr>");
         for m in &n.members {
-            let state = if m.up {
+            let state = if let (true, Some(role)) = (m.up, &m.role) {
+                let class = if n.leader.as_ref().and_then(|l| l.leader.as_ref()) == Some(&m.address)
+                {
+                    "up"
+                } else {
+                    "role"
+                };
+                format!("<span class=\"{class}\">{}</span>", esc(role))
+            } else if m.up {
                 "<span class=\"up\">up</span>".to_string()
             } else if !m.enabled {
                 "<span class=\"down\">disabled</span>".to_string()
             } else if m.maintenance {
                 "<span class=\"down\">maintenance</span>".to_string()
+            } else if let Some(role) = &m.role {
+                format!("<span class=\"down\">down: {}</span>", esc(role))
             } else {
                 "<span class=\"down\">down</span>".to_string()
             };

@@ -2,13 +2,15 @@
 
 use std::net::IpAddr;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_saphyr::Spanned;
 
 use super::error::Report;
+use super::roles::validate_rules;
 use super::yaml::{CheckRaw, items};
-use crate::model::{Check, CheckSpec, HttpCheck, Timing};
+use crate::model::{Check, CheckSpec, HttpCheck, Roles, Timing};
 
 /// `check:` (one) or `checks:` (a list); `None` when neither is given.
 pub(super) fn validate_checks(
@@ -59,13 +61,13 @@ fn validate_check(
     let spec = match kind {
         "none" | "icmp" => validate_portless(r, field, raw, kind),
         "tcp" => validate_tcp(r, field, check),
-        "http" | "https" => validate_http(r, field, check, kind == "https"),
+        "http" | "https" | "vault" => validate_http(r, field, check, kind),
         other => {
             r.at(
                 raw.kind.referenced,
                 format!("{field}.type"),
                 format!(
-                    "unknown check type `{other}`, expected one of none, tcp, icmp, http, https"
+                    "unknown check type `{other}`, expected one of none, tcp, icmp, http, https, vault"
                 ),
             );
             None
@@ -173,11 +175,38 @@ fn validate_address(
     }
 }
 
-/// Fields that only HTTP(S) checks read: naming them on another type is a mistake.
-/// Returns whether there were none.
+/// Fields that only HTTP(S) checks read, or that a `vault` check sets itself: naming them
+/// where they do nothing is a mistake. Returns whether there were none.
 fn reject_http_fields(r: &mut Report, field: &str, raw: &CheckRaw, kind: &str) -> bool {
-    if kind == "http" || kind == "https" {
-        return true;
+    let at = |v: &Option<Spanned<String>>| v.as_ref().map(|s| s.referenced);
+    let unused: Vec<(&str, Option<serde_saphyr::Location>)> = match kind {
+        "http" | "https" => vec![("tls", raw.tls.as_ref().map(|s| s.referenced))],
+        "vault" => vec![
+            ("expect", raw.expect.as_ref().map(|s| s.referenced)),
+            ("body-contains", at(&raw.body_contains)),
+            ("roles", raw.roles.as_ref().map(|s| s.referenced)),
+            ("method", at(&raw.method)),
+        ],
+        _ => vec![
+            ("tls", raw.tls.as_ref().map(|s| s.referenced)),
+            ("client-cert", at(&raw.client_cert)),
+            ("client-key", at(&raw.client_key)),
+            ("roles", raw.roles.as_ref().map(|s| s.referenced)),
+        ],
+    };
+    let mut fit = true;
+    for (name, loc) in unused {
+        if let Some(loc) = loc {
+            r.at(
+                loc,
+                format!("{field}.{name}"),
+                format!("not used by a `{kind}` check"),
+            );
+            fit = false;
+        }
+    }
+    if ["http", "https", "vault"].contains(&kind) {
+        return fit;
     }
     let http_only = [
         ("method", raw.method.as_ref().map(|s| s.referenced)),
@@ -191,7 +220,6 @@ fn reject_http_fields(r: &mut Report, field: &str, raw: &CheckRaw, kind: &str) -
         ("tls-verify", raw.tls_verify.as_ref().map(|s| s.referenced)),
         ("ca", raw.ca.as_ref().map(|s| s.referenced)),
     ];
-    let mut fit = true;
     for (name, loc) in http_only {
         if let Some(loc) = loc {
             r.at(
@@ -243,22 +271,32 @@ fn validate_tcp(r: &mut Report, field: &str, check: &Spanned<CheckRaw>) -> Optio
     }
 }
 
+/// `http`, `https` and `vault` (HTTPS to port 8200 by default, `/v1/sys/health`, with
+/// Vault's roles and leader query).
 fn validate_http(
     r: &mut Report,
     field: &str,
     check: &Spanned<CheckRaw>,
-    tls: bool,
+    kind: &str,
 ) -> Option<CheckSpec> {
     let raw = &check.value;
+    let vault = kind == "vault";
+    let tls = match kind {
+        "vault" => raw.tls.as_ref().is_none_or(|t| t.value),
+        other => other == "https",
+    };
     let mut ok = true;
-    let port = raw
-        .port
-        .as_ref()
-        .map_or(if tls { 443 } else { 80 }, |p| p.value);
+    let default_port = match (vault, tls) {
+        (true, _) => 8200,
+        (false, true) => 443,
+        (false, false) => 80,
+    };
+    let port = raw.port.as_ref().map_or(default_port, |p| p.value);
+    let default_path = if vault { "/v1/sys/health" } else { "/" };
     let path = raw
         .path
         .as_ref()
-        .map_or("/".to_string(), |p| p.value.clone());
+        .map_or(default_path.to_string(), |p| p.value.clone());
     if !path.starts_with('/') {
         let at = raw.path.as_ref().map_or(check.referenced, |p| p.referenced);
         r.at(at, format!("{field}.path"), "must start with /");
@@ -301,31 +339,76 @@ fn validate_http(
             }
         }
     }
-    if !tls && (raw.tls_verify.is_some() || raw.ca.is_some()) {
+    if !tls
+        && (raw.tls_verify.is_some()
+            || raw.ca.is_some()
+            || raw.client_cert.is_some()
+            || raw.client_key.is_some())
+    {
         r.at(
             check.referenced,
             field,
-            "tls-verify and ca apply to https checks only",
+            "tls-verify, ca, client-cert and client-key apply to checks over TLS only",
         );
         ok = false;
     }
-    let ca = match &raw.ca {
-        None => None,
-        Some(c) => {
-            let path = r.file.parent().unwrap_or(Path::new(".")).join(&c.value);
-            if let Err(e) = crate::model::file::check_regular(&path, 1 << 20) {
-                r.at(
-                    c.referenced,
-                    format!("{field}.ca"),
-                    format!("{}: {e}", path.display()),
-                );
-                ok = false;
+    let mut file = |r: &mut Report, v: &Option<Spanned<String>>, what: &str| {
+        let c = v.as_ref()?;
+        let path = r.file.parent().unwrap_or(Path::new(".")).join(&c.value);
+        if let Err(e) = crate::model::file::check_regular(&path, 1 << 20) {
+            r.at(
+                c.referenced,
+                format!("{field}.{what}"),
+                format!("{}: {e}", path.display()),
+            );
+            ok = false;
+        }
+        Some(path)
+    };
+    let ca = file(r, &raw.ca, "ca");
+    let client_cert = match (
+        file(r, &raw.client_cert, "client-cert"),
+        file(r, &raw.client_key, "client-key"),
+    ) {
+        (Some(cert), Some(key)) => Some((cert, key)),
+        (None, None) => None,
+        _ => {
+            r.at(
+                check.referenced,
+                field,
+                "give client-cert and client-key together",
+            );
+            ok = false;
+            None
+        }
+    };
+    let roles = if vault {
+        Some(Arc::new(Roles::vault()))
+    } else {
+        match &raw.roles {
+            None => None,
+            Some(list) => {
+                if let Some(loc) = raw
+                    .expect
+                    .as_ref()
+                    .map(|e| e.referenced)
+                    .or(raw.body_contains.as_ref().map(|b| b.referenced))
+                {
+                    r.at(
+                        loc,
+                        field,
+                        "with roles, each role's status and body decide; remove expect and body-contains",
+                    );
+                    ok = false;
+                }
+                let roles = validate_rules(r, field, list);
+                ok &= roles.is_some();
+                roles
             }
-            Some(path)
         }
     };
     ok.then(|| {
-        CheckSpec::Http(HttpCheck {
+        CheckSpec::Http(Box::new(HttpCheck {
             tls,
             port,
             method,
@@ -335,7 +418,9 @@ fn validate_http(
             body_contains: raw.body_contains.as_ref().map(|b| b.value.clone()),
             tls_verify: raw.tls_verify.as_ref().is_none_or(|v| v.value),
             ca,
-        })
+            client_cert,
+            roles,
+        }))
     })
 }
 

@@ -87,6 +87,11 @@ impl<'f> Report<'f> {
         !self.errors.is_empty() || self.dropped > 0
     }
 
+    /// How many errors were found so far (kept or not).
+    pub(super) fn count(&self) -> usize {
+        self.errors.len() + self.dropped
+    }
+
     /// The errors in file order, with a last line counting those not kept.
     pub(super) fn into_errors(mut self) -> Vec<ConfigError> {
         self.errors.sort_by_key(|e| (e.line, e.column));

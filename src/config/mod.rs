@@ -10,6 +10,7 @@
 mod check;
 mod error;
 mod load;
+mod roles;
 mod server;
 mod types;
 mod yaml;
@@ -113,6 +114,108 @@ mod tests {
             (h.port, h.tls, h.expect.clone()),
             (443, true, vec![(200, 200), (429, 430)])
         );
+    }
+
+    #[test]
+    fn vault_checks_and_role_tiers() {
+        let text = "zone: example.test\nns: [ns1]\nfqdns:\n  vault:\n    roles: [[active, performance-standby], standby]\n    check: { type: vault }\n    members: [{ address: 192.0.2.1, node: Node1.Vault.Kemp }]\n";
+        let z = zone(text).unwrap();
+        let name = &z.health_checked[0];
+        let CheckSpec::Http(h) = &name.members[0].checks[0].spec else {
+            panic!()
+        };
+        assert_eq!(
+            (h.port, h.tls, h.path.as_str()),
+            (8200, true, "/v1/sys/health")
+        );
+        let roles = h.roles.as_ref().unwrap();
+        let bit = |r: &str| 1u64 << roles.index(r).unwrap();
+        assert_eq!(
+            name.roles,
+            [bit("active") | bit("performance-standby"), bit("standby")]
+        );
+        assert_eq!(name.members[0].node.as_deref(), Some("node1.vault.kemp"));
+    }
+
+    #[test]
+    fn role_errors_say_what_to_do() {
+        let errors = |text: &str| -> Vec<String> {
+            zone(text)
+                .unwrap_err()
+                .0
+                .iter()
+                .map(|e| e.to_string())
+                .collect()
+        };
+        let head = "zone: example.test\nns: [ns1]\nfqdns:\n  www:\n";
+        let e = errors(&format!(
+            "{head}    roles: [active]\n    check: {{ type: http }}\n    members: [{{ address: 192.0.2.1 }}]\n"
+        ));
+        assert_eq!(
+            e,
+            [
+                "z.yaml:5:12: fqdns.www.roles: members[0] has no check with roles: give the name or the member a `vault` check, or an http check with `roles:`"
+            ]
+        );
+        let e = errors(&format!(
+            "{head}    roles: [leader]\n    check: {{ type: vault }}\n    members: [{{ address: 192.0.2.1 }}]\n"
+        ));
+        assert_eq!(
+            e,
+            [
+                "z.yaml:5:13: fqdns.www.roles[0]: unknown role `leader` (known: uninitialized, removed, sealed, ha-unhealthy, dr-secondary, performance-standby, standby, active)"
+            ]
+        );
+        let e = errors(&format!(
+            "{head}    roles: [sealed]\n    check: {{ type: vault }}\n    members: [{{ address: 192.0.2.1 }}]\n"
+        ));
+        assert!(
+            e[0].ends_with(
+                "role `sealed` is unhealthy: a member in it is down, so no name can answer it"
+            ),
+            "{e:?}"
+        );
+        let e = errors(&format!(
+            "{head}    check: {{ type: vault, expect: [200] }}\n    members: [{{ address: 192.0.2.1 }}]\n"
+        ));
+        assert!(
+            e[0].ends_with("fqdns.www.check.expect: not used by a `vault` check"),
+            "{e:?}"
+        );
+        let e = errors(&format!(
+            "{head}    check: {{ type: http, expect: [200], roles: [{{ role: up }}] }}\n    members: [{{ address: 192.0.2.1 }}]\n"
+        ));
+        assert!(
+            e[0].ends_with(
+                "with roles, each role's status and body decide; remove expect and body-contains"
+            ),
+            "{e:?}"
+        );
+        let e = errors(&format!(
+            "{head}    check: {{ type: vault, tls: false, tls-verify: false }}\n    members: [{{ address: 192.0.2.1 }}]\n"
+        ));
+        assert!(
+            e[0].ends_with(
+                "tls-verify, ca, client-cert and client-key apply to checks over TLS only"
+            ),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn generic_roles_for_patroni() {
+        let text = "zone: example.test\nns: [ns1]\nfqdns:\n  db:\n    roles: [primary]\n    check:\n      type: http\n      port: 8008\n      path: /patroni\n      roles:\n        - { role: primary, status: 200, json: { role: primary } }\n        - { role: replica, status: 200, json: { role: replica } }\n    members: [{ address: 192.0.2.1 }]\n";
+        let z = zone(text).unwrap();
+        let CheckSpec::Http(h) = &z.health_checked[0].members[0].checks[0].spec else {
+            panic!()
+        };
+        let roles = h.roles.as_ref().unwrap();
+        assert_eq!(roles.names(), ["primary", "replica"]);
+        assert_eq!(
+            roles.rules[0].json,
+            [("role".to_string(), "\"primary\"".to_string())]
+        );
+        assert_eq!(z.health_checked[0].roles, [1]);
     }
 
     #[test]

@@ -9,7 +9,7 @@ use hickory_proto::rr::{Name, RData, RecordType};
 use ipnet::IpNet;
 
 use crate::geo::GeoDb;
-use crate::model::{Check, Policy, ProbeKey, WhenAllDown};
+use crate::model::{Check, CheckSpec, Policy, ProbeKey, Roles, WhenAllDown};
 
 /// The whole configuration: server settings and every zone.
 #[derive(Clone, Debug)]
@@ -225,6 +225,9 @@ pub struct HealthCheckedNameConfig {
     pub ttl: u32,
     pub answers: u32,
     pub when_all_down: WhenAllDown,
+    /// Tiers of roles, as masks of role indices: the first tier with a member up in one of
+    /// its roles answers. Empty: roles do not choose.
+    pub roles: Vec<u64>,
     pub members: Vec<MemberConfig>,
 }
 
@@ -236,6 +239,19 @@ pub struct MemberConfig {
     pub site: Option<usize>,
     pub checks: Vec<Check>,
     pub enabled: bool,
+    /// The node's own name (Vault's `api_addr` host), by which other nodes may name it
+    /// as the leader.
+    pub node: Option<String>,
+}
+
+impl MemberConfig {
+    /// The roles of the first of the member's own checks that has roles.
+    pub fn roles(&self) -> Option<&Arc<Roles>> {
+        self.checks.iter().find_map(|c| match &c.spec {
+            CheckSpec::Http(h) => h.roles.as_ref(),
+            _ => None,
+        })
+    }
 }
 
 impl ZoneConfig {

@@ -246,6 +246,8 @@ pub(super) struct FqdnRaw {
     pub(super) ttl: Option<Spanned<u32>>,
     pub(super) answers: Option<Spanned<u32>>,
     pub(super) when_all_down: Option<WhenAllDown>,
+    /// Tiers of roles, tried in order; a tier is a role or a list of roles.
+    pub(super) roles: Option<Spanned<Vec<Spanned<TextList>>>>,
     pub(super) check: Option<Box<Spanned<CheckRaw>>>,
     pub(super) checks: Option<Vec<Spanned<CheckRaw>>>,
     pub(super) members: Spanned<Vec<Spanned<MemberRaw>>>,
@@ -258,6 +260,7 @@ pub(super) struct MemberRaw {
     pub(super) weight: Option<Spanned<i64>>,
     pub(super) site: Option<Spanned<String>>,
     pub(super) enabled: Option<bool>,
+    pub(super) node: Option<Spanned<String>>,
     pub(super) check: Option<Box<Spanned<CheckRaw>>>,
     pub(super) checks: Option<Vec<Spanned<CheckRaw>>>,
 }
@@ -280,6 +283,22 @@ pub(super) struct CheckRaw {
     pub(super) body_contains: Option<Spanned<String>>,
     pub(super) tls_verify: Option<Spanned<bool>>,
     pub(super) ca: Option<Spanned<String>>,
+    /// `vault` only: plain HTTP rather than HTTPS.
+    pub(super) tls: Option<Spanned<bool>>,
+    pub(super) client_cert: Option<Spanned<String>>,
+    pub(super) client_key: Option<Spanned<String>>,
+    pub(super) roles: Option<Spanned<Vec<Spanned<RoleRaw>>>>,
+}
+
+/// One rule of an HTTP check's `roles:`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub(super) struct RoleRaw {
+    pub(super) role: Spanned<String>,
+    pub(super) status: Option<Spanned<TextList>>,
+    pub(super) body_contains: Option<Spanned<String>>,
+    pub(super) json: Option<Spanned<BTreeMap<String, serde_json::Value>>>,
+    pub(super) healthy: Option<bool>,
 }
 
 /// Parses YAML into `T`, turning a serde error into a positioned [`ConfigError`].

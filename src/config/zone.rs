@@ -3,6 +3,7 @@
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::path::Path;
+use std::sync::Arc;
 
 use hickory_proto::rr::rdata::TXT;
 use hickory_proto::rr::{Name, RData, RecordType};
@@ -13,11 +14,12 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::check::validate_checks;
 use super::error::{ConfigError, Report};
+use super::roles::validate_tiers;
 use super::types::{
     HealthCheckedNameConfig, MemberConfig, RecordSetConfig, SiteConfig, SoaConfig, ZoneConfig,
 };
 use super::yaml::{FqdnRaw, RecordSetRaw, SiteRaw, SoaRaw, TextList, ZoneRaw, items};
-use crate::model::Policy;
+use crate::model::{Policy, Roles};
 
 /// Records of one type at one name, at most: BIND's `max-records-per-type` default. More
 /// would not fit most answers, and each is held twice (as a record and encoded).
@@ -412,6 +414,7 @@ fn validate_health_checked(
         Some(a) => a.value,
         None => 1,
     };
+    let errors_before = r.count();
     let default_checks = validate_checks(r, field, &raw.check, &raw.checks, false);
     if raw.members.value.is_empty() {
         r.at(
@@ -494,14 +497,33 @@ fn validate_health_checked(
             site,
             checks,
             enabled: m.value.enabled.unwrap_or(true),
+            node: m
+                .value
+                .node
+                .as_ref()
+                .map(|n| n.value.trim().to_ascii_lowercase()),
         });
     }
+    let roles = match &raw.roles {
+        None => Vec::new(),
+        // A check with an error is left out: a member may lack roles only because of it.
+        Some(_) if r.count() > errors_before => Vec::new(),
+        Some(tiers) => {
+            let member_roles: Vec<(String, Option<Arc<Roles>>)> = members
+                .iter()
+                .enumerate()
+                .map(|(i, m)| (format!("members[{i}]"), m.roles().cloned()))
+                .collect();
+            validate_tiers(r, field, tiers, &member_roles).unwrap_or_default()
+        }
+    };
     Some(HealthCheckedNameConfig {
         name,
         policy,
         ttl,
         answers,
         when_all_down: raw.when_all_down.unwrap_or_default(),
+        roles,
         members,
     })
 }

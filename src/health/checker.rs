@@ -17,7 +17,7 @@ use tracing::{info, warn};
 
 use super::probe::{Outcome, ProbeContext, Prober};
 use crate::model::health::ProbeResult;
-use crate::model::{ProbeKey, ProbeSet, ProbeState};
+use crate::model::{ProbeKey, ProbeSet, ProbeState, Timing};
 
 /// Probes running at once (TCP and HTTP; ICMP has its own, smaller bound).
 const MAX_CONCURRENT_PROBES: usize = 512;
@@ -115,39 +115,84 @@ pub struct SyncReport {
     pub late: usize,
 }
 
-/// Consecutive-result hysteresis.
+/// What one run says a member is: down, or up in a role ([`NO_ROLE`] for checks without
+/// roles).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Seen {
+    Down,
+    Up(u8),
+}
+
+impl Seen {
+    fn of(outcome: &Outcome) -> Seen {
+        if outcome.ok {
+            Seen::Up(outcome.role)
+        } else {
+            Seen::Down
+        }
+    }
+}
+
+/// Consecutive-result hysteresis: a new state is taken after `rise` runs in a row that
+/// see it up (in one role), or `fall` runs in a row that see it down. Without roles this
+/// is the usual up/down rule; with them, a move from one role to another (a leader
+/// stepping down to standby) settles like a recovery, so one odd answer moves nothing.
 struct Hysteresis {
     rise: u32,
     fall: u32,
-    up: bool,
-    /// Consecutive results that disagree with the current state.
-    against: u32,
+    state: Seen,
+    /// A state other than the current one, seen that many times in a row.
+    pending: Option<(Seen, u32)>,
 }
 
 impl Hysteresis {
+    fn new(timing: Timing, first: Seen) -> Self {
+        Hysteresis {
+            rise: timing.rise,
+            fall: timing.fall,
+            state: first,
+            pending: None,
+        }
+    }
+
+    fn needed(&self, to: Seen) -> u32 {
+        if to == Seen::Down {
+            self.fall
+        } else {
+            self.rise
+        }
+    }
+
+    fn is_up(&self) -> bool {
+        matches!(self.state, Seen::Up(_))
+    }
+
     /// Returns whether the state changed.
-    fn observe(&mut self, ok: bool) -> bool {
-        if ok == self.up {
-            self.against = 0;
+    fn observe(&mut self, seen: Seen) -> bool {
+        if seen == self.state {
+            self.pending = None;
             return false;
         }
-        self.against += 1;
-        let needed = if self.up { self.fall } else { self.rise };
-        if self.against >= needed {
-            self.up = ok;
-            self.against = 0;
+        let count = match self.pending {
+            Some((p, n)) if p == seen => n + 1,
+            _ => 1,
+        };
+        if count >= self.needed(seen) {
+            self.state = seen;
+            self.pending = None;
             return true;
         }
+        self.pending = Some((seen, count));
         false
     }
 
     /// How long until the state could change, unless it is up and stable.
     fn change_in(&self, interval: Duration) -> Option<Duration> {
-        if self.up && self.against == 0 {
-            return None;
+        match (self.state, self.pending) {
+            (_, Some((to, n))) => Some(interval * (self.needed(to) - n)),
+            (Seen::Down, None) => Some(interval * self.rise),
+            (Seen::Up(_), None) => None,
         }
-        let needed = if self.up { self.fall } else { self.rise };
-        Some(interval * (needed - self.against))
     }
 }
 
@@ -169,14 +214,11 @@ async fn run(
     let timing = state.key.check.timing;
     let mut cx = prober.context();
     let outcome = probe_once(&prober, &limit, &state.key, &mut cx).await;
-    let mut h = Hysteresis {
-        rise: timing.rise,
-        fall: timing.fall,
-        up: outcome.ok,
-        against: 0,
-    };
+    let mut h = Hysteresis::new(timing, Seen::of(&outcome));
     if !outcome.ok {
         warn!(probe = %state.key, used_by = ?state.users(), reason = %outcome.reason, "down at start");
+    } else if let Some(role) = role_name(&state, outcome.role) {
+        info!(probe = %state.key, used_by = ?state.users(), role, "role at start");
     }
     publish(&state, &h, timing.interval, outcome);
     let _ = first.send(());
@@ -185,12 +227,21 @@ async fn run(
     loop {
         tokio::time::sleep_until(next).await;
         let outcome = probe_once(&prober, &limit, &state.key, &mut cx).await;
-        if h.observe(outcome.ok) {
+        let was = h.state;
+        if h.observe(Seen::of(&outcome)) {
             let users = state.users();
-            if h.up {
-                info!(probe = %state.key, used_by = ?users, reason = %outcome.reason, "up");
-            } else {
-                warn!(probe = %state.key, used_by = ?users, reason = %outcome.reason, "down");
+            let role = role_name(&state, outcome.role);
+            match (was, h.state) {
+                (Seen::Down, Seen::Up(_)) => {
+                    info!(probe = %state.key, used_by = ?users, reason = %outcome.reason, role, "up")
+                }
+                (Seen::Up(before), Seen::Up(_)) => {
+                    let before = role_name(&state, before);
+                    info!(probe = %state.key, used_by = ?users, reason = %outcome.reason, before, role, "role changed")
+                }
+                _ => {
+                    warn!(probe = %state.key, used_by = ?users, reason = %outcome.reason, "down")
+                }
             }
         }
         publish(&state, &h, timing.interval, outcome);
@@ -214,15 +265,26 @@ async fn probe_once(
     prober.run(key, cx).await
 }
 
+fn role_name(state: &ProbeState, role: u8) -> Option<&str> {
+    state.roles().and_then(|r| r.name(role))
+}
+
 fn publish(state: &ProbeState, h: &Hysteresis, interval: Duration, outcome: Outcome) {
+    // Down, the role shown is the last one seen (a sealed node shows as sealed).
+    let role = match h.state {
+        Seen::Up(role) => role,
+        Seen::Down => outcome.role,
+    };
     state.publish(
-        h.up,
+        h.is_up(),
+        role,
         h.change_in(interval),
         ProbeResult {
             ok: outcome.ok,
             reason: outcome.reason,
             latency: outcome.latency,
             at: SystemTime::now(),
+            leader: outcome.leader,
         },
     );
 }
@@ -230,26 +292,47 @@ fn publish(state: &ProbeState, h: &Hysteresis, interval: Duration, outcome: Outc
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::NO_ROLE;
+
+    fn timing(rise: u32, fall: u32) -> Timing {
+        Timing {
+            rise,
+            fall,
+            ..Timing::default()
+        }
+    }
 
     #[test]
     fn hysteresis_needs_consecutive_results() {
-        let mut h = Hysteresis {
-            rise: 2,
-            fall: 3,
-            up: true,
-            against: 0,
-        };
+        let up = Seen::Up(NO_ROLE);
+        let mut h = Hysteresis::new(timing(2, 3), up);
         let i = Duration::from_secs(5);
         assert_eq!(h.change_in(i), None);
-        assert!(!h.observe(false));
+        assert!(!h.observe(Seen::Down));
         assert_eq!(h.change_in(i), Some(Duration::from_secs(10)));
-        assert!(!h.observe(true), "a success resets the failure run");
-        assert!(!h.observe(false) && !h.observe(false));
-        assert!(h.observe(false), "third consecutive failure");
-        assert!(!h.up);
+        assert!(!h.observe(up), "a success resets the failure run");
+        assert!(!h.observe(Seen::Down) && !h.observe(Seen::Down));
+        assert!(h.observe(Seen::Down), "third consecutive failure");
+        assert!(!h.is_up());
         assert_eq!(h.change_in(i), Some(Duration::from_secs(10)));
-        assert!(!h.observe(true));
-        assert!(h.observe(true));
-        assert!(h.up);
+        assert!(!h.observe(up));
+        assert!(h.observe(up));
+        assert!(h.is_up());
+    }
+
+    #[test]
+    fn a_new_role_settles_after_rise_runs_of_it() {
+        let (active, standby) = (Seen::Up(7), Seen::Up(6));
+        let mut h = Hysteresis::new(timing(2, 3), active);
+        assert!(!h.observe(standby));
+        assert!(
+            !h.observe(Seen::Down),
+            "a different result restarts the count"
+        );
+        assert!(!h.observe(standby));
+        assert!(h.observe(standby));
+        assert_eq!(h.state, standby);
+        assert!(!h.observe(Seen::Down) && !h.observe(Seen::Down));
+        assert!(h.observe(Seen::Down));
     }
 }

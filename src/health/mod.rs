@@ -7,6 +7,7 @@
 
 mod checker;
 mod probe;
+mod roles;
 
 pub use checker::Checker;
 pub use probe::{Outcome, install_tls_provider};

@@ -9,7 +9,8 @@ use surge_ping::{ICMP, PingIdentifier, PingSequence, SurgeError};
 use tokio::sync::{OnceCell, Semaphore};
 use tracing::{info, warn};
 
-use crate::model::{CheckSpec, HttpCheck, ProbeKey};
+use super::roles;
+use crate::model::{CheckSpec, HttpCheck, NO_ROLE, ProbeKey};
 
 /// The result of one probe run.
 #[derive(Clone, Debug)]
@@ -19,6 +20,17 @@ pub struct Outcome {
     /// `status 429`, `TLS: invalid peer certificate: UnknownIssuer` ...
     pub reason: String,
     pub latency: Duration,
+    /// The role the response gave (checks with roles), else [`NO_ROLE`].
+    pub role: u8,
+    /// Whom the node names as the leader (checks with a leader query).
+    pub leader: Option<String>,
+}
+
+/// What a successful or failed run found besides its reason.
+#[derive(Default)]
+struct Found {
+    role: Option<u8>,
+    leader: Option<String>,
 }
 
 /// Most bytes of an HTTP body read for `body-contains`.
@@ -79,24 +91,23 @@ impl Prober {
     pub async fn run(&self, key: &ProbeKey, cx: &mut ProbeContext) -> Outcome {
         let timeout = key.check.timing.timeout;
         let started = Instant::now();
+        let mut found = Found::default();
         let result = match &key.check.spec {
             CheckSpec::None => Ok("no check".to_string()),
             CheckSpec::Tcp { port } => tcp(SocketAddr::new(key.address, *port), timeout).await,
             CheckSpec::Icmp => self.icmp(key.address, timeout, cx).await,
-            CheckSpec::Http(h) => http(key.address, h, timeout, cx).await,
+            CheckSpec::Http(h) => http(key.address, h, timeout, cx, &mut found).await,
         };
-        let latency = started.elapsed();
-        match result {
-            Ok(reason) => Outcome {
-                ok: true,
-                reason,
-                latency,
-            },
-            Err(reason) => Outcome {
-                ok: false,
-                reason,
-                latency,
-            },
+        let (ok, reason) = match result {
+            Ok(reason) => (true, reason),
+            Err(reason) => (false, reason),
+        };
+        Outcome {
+            ok,
+            reason,
+            latency: started.elapsed(),
+            role: found.role.unwrap_or(NO_ROLE),
+            leader: found.leader,
         }
     }
 
@@ -174,42 +185,97 @@ async fn http(
     check: &HttpCheck,
     timeout: Duration,
     cx: &mut ProbeContext,
+    found: &mut Found,
 ) -> Result<String, String> {
-    let (client, url) = cx
+    let started = Instant::now();
+    let (client, base) = cx
         .http
         .get_or_insert_with(|| http_client(ip, check, timeout))
         .as_ref()
         .map_err(Clone::clone)?;
-    let method = reqwest::Method::from_bytes(check.method.as_bytes()).map_err(|e| e.to_string())?;
-    let mut request = client.request(method, url.as_str()).timeout(timeout);
+    let (status, body) = request(
+        client,
+        check,
+        base,
+        &check.path,
+        timeout,
+        check.body_wanted(),
+    )
+    .await?;
+    let Some(role_list) = &check.roles else {
+        if !check
+            .expect
+            .iter()
+            .any(|(lo, hi)| (*lo..=*hi).contains(&status))
+        {
+            return Err(format!("status {status}"));
+        }
+        if let Some(needle) = &check.body_contains
+            && !String::from_utf8_lossy(&body).contains(needle.as_str())
+        {
+            return Err(format!("status {status}, body lacks `{needle}`"));
+        }
+        return Ok(format!("status {status}"));
+    };
+    let Some(role) = roles::classify(role_list, status, &body, ip) else {
+        return Err(format!("status {status}, matches no role"));
+    };
+    found.role = Some(role);
+    let name = role_list.name(role).unwrap_or_default();
+    if !role_list.is_healthy(role) {
+        return Err(format!("status {status}, {name}"));
+    }
+    if let Some(query) = &role_list.leader {
+        // Within what is left of the timeout; a node that cannot say gives no vote, and
+        // that alone does not make it down.
+        let left = timeout.saturating_sub(started.elapsed());
+        if let Ok((200, body)) = request(client, check, base, &query.path, left, true).await {
+            found.leader = roles::leader_host(&body, &query.field);
+        }
+    }
+    Ok(format!("status {status}, {name}"))
+}
+
+/// One request; the body (up to [`BODY_LIMIT`]) only when `read_body`.
+async fn request(
+    client: &reqwest::Client,
+    check: &HttpCheck,
+    base: &str,
+    path: &str,
+    timeout: Duration,
+    read_body: bool,
+) -> Result<(u16, Vec<u8>), String> {
+    if timeout.is_zero() {
+        return Err("timeout".into());
+    }
+    let method = if path == check.path {
+        reqwest::Method::from_bytes(check.method.as_bytes()).map_err(|e| e.to_string())?
+    } else {
+        reqwest::Method::GET
+    };
+    let mut request = client
+        .request(method, format!("{base}{path}"))
+        .timeout(timeout);
     if let (Some(host), false) = (&check.host, check.tls) {
         request = request.header(reqwest::header::HOST, host);
     }
     let mut response = request.send().await.map_err(|e| reqwest_reason(&e))?;
     let status = response.status().as_u16();
-    if !check
-        .expect
-        .iter()
-        .any(|(lo, hi)| (*lo..=*hi).contains(&status))
-    {
-        return Err(format!("status {status}"));
-    }
-    if let Some(needle) = &check.body_contains {
-        let mut body = Vec::new();
+    let mut body = Vec::new();
+    if read_body {
         while let Some(chunk) = response.chunk().await.map_err(|e| reqwest_reason(&e))? {
             body.extend_from_slice(&chunk);
             if body.len() >= BODY_LIMIT {
+                body.truncate(BODY_LIMIT);
                 break;
             }
         }
-        if !String::from_utf8_lossy(&body).contains(needle.as_str()) {
-            return Err(format!("status {status}, body lacks `{needle}`"));
-        }
     }
-    Ok(format!("status {status}"))
+    Ok((status, body))
 }
 
-/// A client for one probe. With `host` on an HTTPS check the URL names the host (so that
+/// A client for one probe and the URL base (scheme, host and port). With `host` on an
+/// HTTPS check the URL names the host (so that
 /// SNI and certificate verification use it) and the client resolves it to the member.
 fn http_client(
     ip: IpAddr,
@@ -226,12 +292,12 @@ fn http_client(
         .connect_timeout(timeout)
         .timeout(timeout)
         .user_agent(concat!("meridian-health/", env!("CARGO_PKG_VERSION")));
-    let url = match (&check.host, check.tls) {
+    let base = match (&check.host, check.tls) {
         (Some(host), true) => {
             builder = builder.resolve(host, addr);
-            format!("https://{host}:{}{}", check.port, check.path)
+            format!("https://{host}:{}", check.port)
         }
-        _ => format!("{scheme}://{addr}{}", check.path),
+        _ => format!("{scheme}://{addr}"),
     };
     if check.tls {
         if !check.tls_verify {
@@ -244,9 +310,20 @@ fn http_client(
                 .map_err(|e| format!("bad CA {}: {e}", ca.display()))?;
             builder = builder.tls_certs_only(certs);
         }
+        if let Some((cert, key)) = &check.client_cert {
+            let mut pem = crate::model::file::read_regular(cert, 1 << 20)
+                .map_err(|e| format!("client certificate {}: {e}", cert.display()))?;
+            pem.extend(
+                crate::model::file::read_regular(key, 1 << 20)
+                    .map_err(|e| format!("client key {}: {e}", key.display()))?,
+            );
+            let identity = reqwest::Identity::from_pem(&pem)
+                .map_err(|e| format!("client certificate {}: {e}", cert.display()))?;
+            builder = builder.identity(identity);
+        }
     }
     let client = builder.build().map_err(|e| format!("HTTP client: {e}"))?;
-    Ok((client, url))
+    Ok((client, base))
 }
 
 /// The most specific cause of a request error, prefixed with where it happened.

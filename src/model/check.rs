@@ -3,7 +3,10 @@
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
+
+use super::role::Roles;
 
 /// One health check of one target: what to probe and how often.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -22,7 +25,7 @@ pub enum CheckSpec {
         port: u16,
     },
     Icmp,
-    Http(HttpCheck),
+    Http(Box<HttpCheck>),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -37,6 +40,17 @@ pub struct HttpCheck {
     pub body_contains: Option<String>,
     pub tls_verify: bool,
     pub ca: Option<PathBuf>,
+    /// A client certificate and its key (PEM), for servers that ask for one.
+    pub client_cert: Option<(PathBuf, PathBuf)>,
+    /// What the response says the member is; without roles, up or down by `expect`.
+    pub roles: Option<Arc<Roles>>,
+}
+
+impl HttpCheck {
+    /// Whether deciding needs the response body.
+    pub fn body_wanted(&self) -> bool {
+        self.roles.is_some() || self.body_contains.is_some()
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -5,11 +5,12 @@
 //! up/down through atomics and never waits for a checker.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
-use super::check::ProbeKey;
+use super::check::{CheckSpec, ProbeKey};
+use super::role::{NO_ROLE, Roles};
 
 /// The probes one configuration uses, by key.
 pub type ProbeSet = HashMap<ProbeKey, Arc<ProbeState>>;
@@ -27,6 +28,8 @@ pub struct ProbeResult {
     pub reason: String,
     pub latency: Duration,
     pub at: SystemTime,
+    /// The leader this node named (checks with a leader query), as it wrote it.
+    pub leader: Option<String>,
 }
 
 /// What the status API shows of a probe besides up/down.
@@ -59,6 +62,11 @@ pub struct ProbeStats {
 pub struct ProbeState {
     pub key: ProbeKey,
     up: AtomicBool,
+    /// The role index (checks with roles): the settled one while up, the last seen while
+    /// down (a sealed node shows as sealed); [`NO_ROLE`] otherwise.
+    role: AtomicU8,
+    /// Hash of the host this node last named as the leader, 0 for none ([`vote_of`]).
+    leader_vote: AtomicU64,
     /// `clock_ms()` time by which the state could flip; 0 while up and stable.
     change_deadline: AtomicU64,
     detail: Mutex<ProbeDetail>,
@@ -77,6 +85,8 @@ impl ProbeState {
             // Up until the first result: that result decides at once, and the server does
             // not answer before the first round is over.
             up: AtomicBool::new(true),
+            role: AtomicU8::new(NO_ROLE),
+            leader_vote: AtomicU64::new(0),
             change_deadline: AtomicU64::new(0),
             detail: Mutex::new(ProbeDetail {
                 last: None,
@@ -104,6 +114,28 @@ impl ProbeState {
         self.up.load(Ordering::Relaxed)
     }
 
+    pub fn role(&self) -> u8 {
+        self.role.load(Ordering::Relaxed)
+    }
+
+    /// The roles this probe's check reads, if it has any.
+    pub fn roles(&self) -> Option<&Roles> {
+        match &self.key.check.spec {
+            CheckSpec::Http(h) => h.roles.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// The name of the current role, if there is one.
+    pub fn role_name(&self) -> Option<&str> {
+        self.roles()?.name(self.role())
+    }
+
+    /// Whom this node names as the leader: a [`vote_of`] hash, 0 for nobody.
+    pub fn leader_vote(&self) -> u64 {
+        self.leader_vote.load(Ordering::Relaxed)
+    }
+
     /// How long until this probe's state could change, if it is down or changing.
     pub fn change_within(&self) -> Option<Duration> {
         let deadline = self.change_deadline.load(Ordering::Relaxed);
@@ -124,7 +156,7 @@ impl ProbeState {
     }
 
     /// Publishes a checker decision: the state, and how soon it could change again.
-    pub fn publish(&self, up: bool, change_in: Option<Duration>, result: ProbeResult) {
+    pub fn publish(&self, up: bool, role: u8, change_in: Option<Duration>, result: ProbeResult) {
         let runs = if result.ok {
             &self.runs_ok
         } else {
@@ -141,6 +173,9 @@ impl ProbeState {
         self.buckets[bucket].fetch_add(1, Ordering::Relaxed);
         let deadline = change_in.map_or(0, |d| clock_ms() + d.as_millis() as u64);
         self.change_deadline.store(deadline, Ordering::Relaxed);
+        let vote = result.leader.as_deref().map_or(0, vote_of);
+        self.leader_vote.store(vote, Ordering::Relaxed);
+        self.role.store(role, Ordering::Relaxed);
         let was = self.up.swap(up, Ordering::Relaxed);
         let mut detail = self.detail.lock().expect("probe detail lock");
         if was != up || detail.last.is_none() {
@@ -153,6 +188,19 @@ impl ProbeState {
     }
 }
 
+/// A stable hash of a host name or address as a node names the leader (lower case, no
+/// scheme, port or trailing dot), never 0; members are known by the same hash of their
+/// address and node name, so the query path compares numbers.
+pub fn vote_of(host: &str) -> u64 {
+    // FNV-1a: stable across runs and builds, unlike `DefaultHasher`'s promise.
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in host.trim_end_matches('.').bytes() {
+        h ^= u64::from(b.to_ascii_lowercase());
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h.max(1)
+}
+
 /// The health of one member as the query path sees it: up when it is enabled (in YAML,
 /// and not put in maintenance through the admin API) and every probe behind it (its own
 /// checks and its site's) is up.
@@ -162,6 +210,8 @@ impl ProbeState {
 #[derive(Debug)]
 pub struct MemberHealth {
     probes: Box<[Arc<ProbeState>]>,
+    /// The first probe with roles: the one that says what this member is.
+    role_probe: Option<usize>,
     enabled: bool,
     maintenance: AtomicBool,
 }
@@ -169,6 +219,7 @@ pub struct MemberHealth {
 impl MemberHealth {
     pub fn new(probes: Vec<Arc<ProbeState>>, enabled: bool, in_maintenance: bool) -> Self {
         MemberHealth {
+            role_probe: probes.iter().position(|p| p.roles().is_some()),
             probes: probes.into_boxed_slice(),
             enabled,
             maintenance: AtomicBool::new(in_maintenance),
@@ -201,6 +252,16 @@ impl MemberHealth {
 
     pub fn probes(&self) -> &[Arc<ProbeState>] {
         &self.probes
+    }
+
+    /// The probe that gives this member its role, if a check has roles.
+    pub fn role_probe(&self) -> Option<&ProbeState> {
+        self.role_probe.map(|i| &*self.probes[i])
+    }
+
+    /// The member's role index, [`NO_ROLE`] without roles.
+    pub fn role(&self) -> u8 {
+        self.role_probe().map_or(NO_ROLE, ProbeState::role)
     }
 
     /// The soonest any of this member's probes could change state, if one is down or

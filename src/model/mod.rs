@@ -3,6 +3,7 @@
 //!
 //! - [`policy`]: how a health-checked name chooses (`selection:`, `when-all-down:`).
 //! - [`check`]: what a health check probes, and the key a probe is shared by.
+//! - [`role`]: what an HTTP check's response says a member is, beyond up or down.
 //! - [`health`]: the handles that checkers write and selection reads through atomics.
 //! - [`wire`]: records as the table stores them, encoded once at load time for the UDP
 //!   fast path.
@@ -16,6 +17,7 @@ pub mod file;
 pub mod health;
 pub mod log_limit;
 pub mod policy;
+pub mod role;
 pub mod wire;
 
 pub use check::{Check, CheckSpec, HttpCheck, ProbeKey, Timing};
@@ -23,4 +25,5 @@ pub use counters::{Counters, QueryCounters, rcode_name};
 pub use health::{MemberHealth, ProbeSet, ProbeState};
 pub use log_limit::LogLimit;
 pub use policy::{Policy, WhenAllDown};
+pub use role::{NO_ROLE, Roles};
 pub use wire::{StoredRecord, Wire};

@@ -13,6 +13,7 @@ use hickory_proto::rr::{LowerName, Name, RData, Record, RecordType};
 use super::{HealthCheckedName, Node, NodeMap, QueryOptions, RrSet, Table, Zone};
 use crate::config::{Config, HealthCheckedNameConfig, ZoneConfig};
 use crate::geo::{self, SiteMap};
+use crate::model::health::vote_of;
 use crate::model::{Counters, MemberHealth, Policy, ProbeSet, StoredRecord};
 use crate::select::{Member, Pool, Rules};
 
@@ -176,6 +177,12 @@ fn compile_health_checked(
     let lower_text = lower.to_string();
     let mut v4 = Vec::new();
     let mut v6 = Vec::new();
+    // Validation made every member's roles the same.
+    let leader_role = fc
+        .members
+        .first()
+        .and_then(|m| m.roles())
+        .and_then(|r| r.index(&r.leader.as_ref()?.role));
     for mc in &fc.members {
         let probes = zc
             .probe_keys(mc)
@@ -205,6 +212,10 @@ fn compile_health_checked(
             site: mc.site,
             health: MemberHealth::new(probes, enabled, in_maintenance),
             answered: inputs.counters.answers(&lower_text, mc.address),
+            identity: [
+                vote_of(&mc.address.to_string()),
+                mc.node.as_deref().map_or(0, vote_of),
+            ],
         };
         if mc.address.is_ipv4() {
             v4.push(member);
@@ -224,8 +235,8 @@ fn compile_health_checked(
             },
             when_all_down: fc.when_all_down,
         },
-        v4: Pool::new(v4),
-        v6: Pool::new(v6),
+        v4: Pool::new(v4).with_roles(&fc.roles, leader_role, &lower_text),
+        v6: Pool::new(v6).with_roles(&fc.roles, leader_role, &lower_text),
     }
 }
 

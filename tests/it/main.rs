@@ -19,3 +19,4 @@ mod privileges;
 mod rrl;
 mod scale;
 mod tcp;
+mod vault;

@@ -14,7 +14,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_rustls::rustls::{self, pki_types};
 
 /// One runtime for every backend of the test binary.
-fn runtime() -> &'static Runtime {
+pub(super) fn runtime() -> &'static Runtime {
     static RT: OnceLock<Runtime> = OnceLock::new();
     RT.get_or_init(|| {
         tokio::runtime::Builder::new_multi_thread()
@@ -25,7 +25,7 @@ fn runtime() -> &'static Runtime {
     })
 }
 
-fn bind(addr: SocketAddr) -> tokio::net::TcpListener {
+pub(super) fn bind(addr: SocketAddr) -> tokio::net::TcpListener {
     let std = std::net::TcpListener::bind(addr).unwrap_or_else(|e| panic!("bind {addr}: {e}"));
     std.set_nonblocking(true).unwrap();
     let _guard = runtime().enter();

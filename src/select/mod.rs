@@ -5,12 +5,16 @@
 
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use smallvec::SmallVec;
 
 use crate::geo::{ClientLocation, Site, distance_km};
 use crate::model::{MemberHealth, Policy, StoredRecord, WhenAllDown};
+
+mod roles;
+
+pub use roles::{Agreement, Flags, LeaderView};
 
 /// Whether a selection counts as an answer given.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -52,6 +56,9 @@ pub struct Member {
     pub record: StoredRecord,
     /// Responses that chose this member (metrics).
     pub answered: Arc<AtomicU64>,
+    /// How nodes name this member as the leader: the `vote_of` its address and of its
+    /// node name (0 when it has none).
+    pub identity: [u64; 2],
 }
 
 /// The members of one name and one address family, with their rotation state.
@@ -61,6 +68,15 @@ pub struct Pool {
     /// Member indices by weight, highest first, list order within a weight.
     by_weight: Vec<usize>,
     rotation: AtomicU64,
+    /// The name's `roles:` tiers, as masks of role indices; empty when roles do not choose.
+    tiers: Box<[u64]>,
+    /// The role that needs leader consensus (see `roles`), when a tier asks for it.
+    leader_role: Option<u8>,
+    /// Whether two members claimed the leader role at the last look, so that the log
+    /// says when a split brain begins and ends, and only then.
+    split_brain: AtomicBool,
+    /// The name, for those log lines.
+    label: Box<str>,
 }
 
 /// Inline capacity of a selection; larger all-available sets spill to the heap.
@@ -82,7 +98,29 @@ impl Pool {
             members,
             by_weight,
             rotation: AtomicU64::new(0),
+            tiers: Box::default(),
+            leader_role: None,
+            split_brain: AtomicBool::new(false),
+            label: Box::default(),
         }
+    }
+
+    /// Chooses by role: the first of `tiers` (masks of role indices) with a member up in
+    /// it; `leader_role` is believed only with the other members' agreement.
+    pub fn with_roles(mut self, tiers: &[u64], leader_role: Option<u8>, name: &str) -> Self {
+        self.tiers = tiers.into();
+        self.label = name.into();
+        self.leader_role = leader_role.filter(|&r| tiers.iter().any(|t| t >> r & 1 == 1));
+        self
+    }
+
+    pub fn chooses_by_role(&self) -> bool {
+        !self.tiers.is_empty()
+    }
+
+    /// Whether each member is up (enabled, out of maintenance, every probe up).
+    pub fn up(&self) -> Flags {
+        self.members.iter().map(|m| m.health.is_up()).collect()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -114,7 +152,16 @@ impl Pool {
         sites: &[Site],
         mode: Mode,
     ) -> Chosen<'_> {
-        let mut up: SmallVec<[bool; 16]> = self.members.iter().map(|m| m.health.is_up()).collect();
+        let mut up = self.up();
+        if self.chooses_by_role() {
+            let (_, in_tier) = self.by_role(&up);
+            if in_tier.contains(&true) {
+                up = in_tier;
+            } else if rules.when_all_down == WhenAllDown::FailClosed {
+                return Chosen::new();
+            }
+            // Failing open: the members up in any role; if none is, all (below).
+        }
         if !up.contains(&true) {
             match rules.when_all_down {
                 WhenAllDown::FailClosed => return Chosen::new(),
@@ -282,6 +329,7 @@ mod tests {
                         health: MemberHealth::always_up(),
                         record: StoredRecord::new(record),
                         answered: Arc::default(),
+                        identity: [0; 2],
                     }
                 })
                 .collect(),
