@@ -175,13 +175,16 @@ impl ProbeState {
         self.change_deadline.store(deadline, Ordering::Relaxed);
         let vote = result.leader.as_deref().map_or(0, vote_of);
         self.leader_vote.store(vote, Ordering::Relaxed);
-        self.role.store(role, Ordering::Relaxed);
+        let was_role = self.role.swap(role, Ordering::Relaxed);
         let was = self.up.swap(up, Ordering::Relaxed);
+        // A settled change of role (active to standby) is a change of state; the role a
+        // down probe last saw is not.
+        let changed = was != up || (up && was_role != role);
         let mut detail = self.detail.lock().expect("probe detail lock");
-        if was != up || detail.last.is_none() {
+        if changed || detail.last.is_none() {
             detail.since = result.at;
         }
-        if was != up {
+        if changed {
             detail.state_changes += 1;
         }
         detail.last = Some(result);

@@ -10,8 +10,9 @@
 //! 2. failing any majority, it is the only member that claims the role and no member
 //!    names another member.
 //!
-//! Two or more claimants is a split brain: the one a majority names is the leader, and
-//! without a majority none is (the name falls to its next tier).
+//! A member claims the role when its check says it is in it and it names itself as the
+//! leader, or nobody. Two or more claimants is a split brain: the one a majority names is
+//! the leader, and without a majority none is (the name falls to its next tier).
 
 use std::sync::atomic::Ordering;
 
@@ -27,7 +28,7 @@ pub type Flags = SmallVec<[bool; 16]>;
 /// What the members of a pool say about who leads.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct LeaderView {
-    /// Members up in the leader role, by index.
+    /// Members up in the leader role that name themselves (or nobody) as the leader.
     pub claimants: SmallVec<[usize; 2]>,
     /// The claimant handed out as the leader, if any.
     pub leader: Option<usize>,
@@ -86,8 +87,13 @@ impl Pool {
             .map(|m| m.health.role_probe().map_or(0, |p| p.leader_vote()))
             .collect();
         view.voters = votes.iter().filter(|&&v| v != 0).count();
+        // A node that settled in the leader role but already names another (a leader that
+        // stepped down, before `rise` probes have settled it as a standby) claims nothing.
         view.claimants = (0..self.members.len())
-            .filter(|&i| up[i] && self.members[i].health.role() == role)
+            .filter(|&i| {
+                let m = &self.members[i];
+                up[i] && m.health.role() == role && (votes[i] == 0 || m.is_named_by(votes[i]))
+            })
             .collect();
         let named = |i: usize| {
             votes
@@ -153,11 +159,13 @@ impl Pool {
             .iter()
             .map(|&i| self.members[i].address.to_string())
             .collect();
-        let leader = view.leader.map(|i| self.members[i].address);
+        let leader = view
+            .leader
+            .map_or("none".to_string(), |i| self.members[i].address.to_string());
         if split {
-            warn!(name = %self.label, claimants = ?claimants, leader = ?leader, votes = view.votes, voters = view.voters, "split brain: more than one member claims the leader role");
+            warn!(name = %self.label, claimants = ?claimants, leader = %leader, votes = view.votes, voters = view.voters, "split brain: more than one member claims the leader role");
         } else {
-            info!(name = %self.label, leader = ?leader, "split brain over: at most one member claims the leader role");
+            info!(name = %self.label, leader = %leader, "split brain over: at most one member claims the leader role");
         }
     }
 
