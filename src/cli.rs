@@ -199,6 +199,20 @@ fn render_explanation(e: &Explanation) -> String {
 fn check(path: &Path) -> ExitCode {
     match config::load(path) {
         Ok(config) => {
+            for w in config.warnings() {
+                eprintln!("warning: {w}");
+            }
+            for name in config.zones.iter().flat_map(|z| &z.health_checked) {
+                if let (Some(within), Some(b)) = (name.failover_within, &name.budget) {
+                    println!(
+                        "{}: fails over within {} at worst (failover-within: {}): {}",
+                        name.name,
+                        humantime::format_duration(b.worst),
+                        humantime::format_duration(within),
+                        b.why
+                    );
+                }
+            }
             println!("{}", summary(&config));
             ExitCode::SUCCESS
         }

@@ -138,6 +138,37 @@ impl Collector for Scrape {
         }
 
         let mut m = enc.encode_descriptor(
+            "meridian_member_state_changes_last_hour",
+            "State changes of a member's probes in the last hour.",
+            None,
+            MetricType::Gauge,
+        )?;
+        let mut flapping = Vec::new();
+        for name in self.table.health_checked_names() {
+            let name_text = name.name.to_string();
+            for member in name.members() {
+                let (changes, flaps) = member.health.flaps();
+                let address = member.address.to_string();
+                let labels = [("name", name_text.as_str()), ("member", &address)];
+                gauge(&mut m, &labels, changes as i64)?;
+                flapping.push((name_text.clone(), address, flaps));
+            }
+        }
+        let mut m = enc.encode_descriptor(
+            "meridian_member_flapping",
+            "Whether a member changed state 6 times or more in the last hour (1) or not (0).",
+            None,
+            MetricType::Gauge,
+        )?;
+        for (name, address, flaps) in &flapping {
+            gauge(
+                &mut m,
+                &[("name", name), ("member", address)],
+                i64::from(*flaps),
+            )?;
+        }
+
+        let mut m = enc.encode_descriptor(
             "meridian_split_brain",
             "Whether two or more members of a name claim the leader role (1) or not (0).",
             None,

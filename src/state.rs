@@ -115,6 +115,9 @@ impl Meridian {
     /// state, and members that stay keep their maintenance flag. Must run on a
     /// multi-threaded runtime (compiling blocks in place).
     pub async fn apply(&self, config: &Config) {
+        for w in config.warnings() {
+            warn!("configuration: {w}");
+        }
         let probes = self.registry.probes_for(config.probe_users());
         let report = self.checker.sync(&probes).await;
         if report.started > 0 {
@@ -231,6 +234,20 @@ impl Meridian {
             .member(name, address)
             .ok_or(MaintenanceError::NoSuchMember)?;
         member.health.set_maintenance(on);
+        Ok(())
+    }
+
+    /// Lets a member with manual recovery back in once its checks pass.
+    pub async fn recover(&self, name: &LowerName, address: IpAddr) -> Result<(), MaintenanceError> {
+        let _swapping = self.swapping.lock().await;
+        let table = self.table.load();
+        if table.health_checked(name).is_none() {
+            return Err(MaintenanceError::NoSuchName);
+        }
+        let member = table
+            .member(name, address)
+            .ok_or(MaintenanceError::NoSuchMember)?;
+        member.health.recover();
         Ok(())
     }
 }

@@ -140,7 +140,15 @@ async fn route(m: &Meridian, req: Request<Incoming>, peer: IpAddr) -> Reply {
             }
         }
         (&Method::GET, ["explain"]) => explain_route(m, &query, peer),
-        (&Method::POST, ["members", name, address, action @ ("enable" | "disable")]) => {
+        (
+            &Method::POST,
+            [
+                "members",
+                name,
+                address,
+                action @ ("enable" | "disable" | "recover"),
+            ],
+        ) => {
             if let Err(denied) = authorize(m, &req) {
                 return *denied;
             }
@@ -153,7 +161,7 @@ async fn route(m: &Meridian, req: Request<Incoming>, peer: IpAddr) -> Reply {
                 }
                 Err(_) => return error(StatusCode::REQUEST_TIMEOUT, "request body too slow"),
             }
-            maintenance(m, name, address, *action == "disable").await
+            member_action(m, name, address, action).await
         }
         (_, ["members", ..]) | (_, ["status" | "metrics" | "healthz" | "explain"]) => {
             error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
@@ -197,14 +205,22 @@ fn parse_name(text: &str) -> Option<LowerName> {
     Some(LowerName::new(&name))
 }
 
-async fn maintenance(m: &Meridian, name: &str, address: &str, disable: bool) -> Reply {
+/// `enable` and `disable` (maintenance), and `recover` (manual recovery).
+async fn member_action(m: &Meridian, name: &str, address: &str, action: &str) -> Reply {
     let (Some(lower), Ok(address)) = (parse_name(name), address.parse::<IpAddr>()) else {
         return error(
             StatusCode::BAD_REQUEST,
-            "expected /members/{name}/{address}/enable|disable",
+            "expected /members/{name}/{address}/enable|disable|recover",
         );
     };
-    match m.set_maintenance(&lower, address, disable).await {
+    let done = match action {
+        "recover" => m.recover(&lower, address).await,
+        _ => {
+            m.set_maintenance(&lower, address, action == "disable")
+                .await
+        }
+    };
+    match done {
         Ok(()) => {}
         Err(MaintenanceError::NoSuchName) => {
             return error(StatusCode::NOT_FOUND, "no such health-checked name");
@@ -213,6 +229,19 @@ async fn maintenance(m: &Meridian, name: &str, address: &str, disable: bool) -> 
             return error(StatusCode::NOT_FOUND, "no such member of that name");
         }
     }
+    if action == "recover" {
+        info!(name = %lower, member = %address, "member recovered through the admin API");
+        let member = m
+            .table
+            .load()
+            .member(&lower, address)
+            .map(|mb| mb.health.is_up());
+        return json(
+            StatusCode::OK,
+            &serde_json::json!({ "name": lower.to_string(), "member": address, "held": false, "up": member }),
+        );
+    }
+    let disable = action == "disable";
     let state = if disable { "disabled" } else { "enabled" };
     info!(name = %lower, member = %address, "member {state} through the admin API");
     json(

@@ -100,6 +100,10 @@ pub struct MemberStatus {
     pub enabled: bool,
     /// Disabled through the admin API.
     pub maintenance: bool,
+    /// `recovery: manual` and down since an operator last recovered it: out of answers
+    /// until `POST /members/{name}/{address}/recover`.
+    #[serde(default)]
+    pub held: bool,
     /// What its check with roles says it is (`active`, `standby`, `sealed`...).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub role: Option<String>,
@@ -107,6 +111,11 @@ pub struct MemberStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub names_leader: Option<String>,
     pub answers: u64,
+    /// State changes of its probes in the last hour, and whether that is flapping.
+    #[serde(default)]
+    pub changes_last_hour: usize,
+    #[serde(default)]
+    pub flapping: bool,
     pub checks: Vec<CheckStatus>,
 }
 
@@ -146,6 +155,7 @@ pub fn member_status(m: &Member, zone: &Zone) -> MemberStatus {
         up: m.health.is_up(),
         enabled: m.health.enabled(),
         maintenance: m.health.in_maintenance(),
+        held: m.health.is_held(),
         role: m
             .health
             .role_probe()
@@ -153,6 +163,8 @@ pub fn member_status(m: &Member, zone: &Zone) -> MemberStatus {
             .map(str::to_string),
         names_leader: m.health.role_probe().and_then(|p| p.detail().last?.leader),
         answers: m.answered.load(Ordering::Relaxed),
+        changes_last_hour: m.health.flaps().0,
+        flapping: m.health.flaps().1,
         checks: m.health.probes().iter().map(|p| check_status(p)).collect(),
     }
 }
@@ -297,7 +309,7 @@ pub fn page(s: &Status) -> String {
                 );
             }
         }
-        h.push_str("<table><tr><th>member</th><th>state</th><th>weight</th><th>site</th><th>check</th><th>last result</th><th>latency</th><th>since</th><th>answers</th></tr>");
+        h.push_str("<table><tr><th>member</th><th>state</th><th>weight</th><th>site</th><th>check</th><th>last result</th><th>latency</th><th>since</th><th>changes (1 h)</th><th>answers</th></tr>");
         for m in &n.members {
             let state = if let (true, Some(role)) = (m.up, &m.role) {
                 let class = if n.leader.as_ref().and_then(|l| l.leader.as_ref()) == Some(&m.address)
@@ -313,6 +325,8 @@ pub fn page(s: &Status) -> String {
                 "<span class=\"down\">disabled</span>".to_string()
             } else if m.maintenance {
                 "<span class=\"down\">maintenance</span>".to_string()
+            } else if m.held && m.checks.iter().all(|c| c.up) {
+                "<span class=\"down\">held down, waiting for an operator</span>".to_string()
             } else if let Some(role) = &m.role {
                 format!("<span class=\"down\">down: {}</span>", esc(role))
             } else {
@@ -329,7 +343,7 @@ pub fn page(s: &Status) -> String {
             if m.checks.is_empty() {
                 let _ = write!(
                     h,
-                    "<td class=\"muted\">none</td><td></td><td></td><td></td><td>{}</td></tr>",
+                    "<td class=\"muted\">none</td><td></td><td></td><td></td><td></td><td>{}</td></tr>",
                     m.answers
                 );
             }
@@ -347,7 +361,19 @@ pub fn page(s: &Status) -> String {
                     ago(now, c.since)
                 );
                 if i == 0 {
-                    let _ = write!(h, "<td rowspan=\"{rows}\">{}</td>", m.answers);
+                    let flaps = if m.flapping {
+                        format!(
+                            "<span class=\"down\">flapping</span> {}",
+                            m.changes_last_hour
+                        )
+                    } else {
+                        m.changes_last_hour.to_string()
+                    };
+                    let _ = write!(
+                        h,
+                        "<td rowspan=\"{rows}\">{flaps}</td><td rowspan=\"{rows}\">{}</td>",
+                        m.answers
+                    );
                 }
                 h.push_str("</tr>");
             }

@@ -116,7 +116,22 @@ fn validate_timing(r: &mut Report, field: &str, check: &Spanned<CheckRaw>) -> Op
     };
     let rise = count(&raw.rise, "rise", defaults.rise);
     let fall = count(&raw.fall, "fall", defaults.fall);
-    let (interval, timeout, rise, fall) = (interval?, timeout?, rise?, fall?);
+    let failure_delay = match &raw.failure_delay {
+        None => Some(Duration::ZERO),
+        Some(s) => match humantime::parse_duration(s.value.trim()) {
+            Ok(d) => Some(d),
+            Err(_) => {
+                r.at(
+                    s.referenced,
+                    format!("{field}.failure-delay"),
+                    format!("`{}` is not a duration (write 30s or 2m)", s.value),
+                );
+                None
+            }
+        },
+    };
+    let (interval, timeout, rise, fall, failure_delay) =
+        (interval?, timeout?, rise?, fall?, failure_delay?);
     // An explicit timeout must fit in the interval; a default one shrinks to fit.
     let timeout = if raw.timeout.is_none() {
         timeout.min(interval.mul_f64(0.8))
@@ -140,6 +155,7 @@ fn validate_timing(r: &mut Report, field: &str, check: &Spanned<CheckRaw>) -> Op
         timeout,
         rise,
         fall,
+        failure_delay,
     })
 }
 

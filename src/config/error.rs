@@ -71,6 +71,8 @@ pub(super) struct Report<'f> {
     pub(super) errors: Vec<ConfigError>,
     /// Errors past [`MAX_ERRORS_PER_FILE`], counted only.
     dropped: usize,
+    /// Problems that do not stop the file from loading, but that an operator should fix.
+    pub(super) warnings: Vec<ConfigError>,
 }
 
 impl<'f> Report<'f> {
@@ -79,6 +81,7 @@ impl<'f> Report<'f> {
             file,
             errors: Vec::new(),
             dropped: 0,
+            warnings: Vec::new(),
         }
     }
 
@@ -105,6 +108,23 @@ impl<'f> Report<'f> {
             ));
         }
         self.errors
+    }
+
+    pub(super) fn warn(
+        &mut self,
+        loc: Location,
+        field: impl Into<String>,
+        message: impl Into<String>,
+    ) {
+        if self.warnings.len() < MAX_ERRORS_PER_FILE {
+            self.warnings.push(ConfigError {
+                file: self.file.to_path_buf(),
+                line: loc.line(),
+                column: loc.column(),
+                field: field.into(),
+                message: message.into(),
+            });
+        }
     }
 
     pub(super) fn at(

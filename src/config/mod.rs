@@ -7,6 +7,7 @@
 //! naming file, line, column and field, and validation keeps going so that
 //! `meridian check` reports all of them at once.
 
+mod budget;
 mod check;
 mod error;
 mod load;
@@ -16,6 +17,7 @@ mod types;
 mod yaml;
 mod zone;
 
+pub use budget::Budget;
 pub use error::{ConfigError, ConfigErrors};
 pub use load::{load, parse_zone, zone_files};
 pub use server::{DEFAULT_LISTEN, load_server};

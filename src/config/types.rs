@@ -8,8 +8,9 @@ use std::time::Duration;
 use hickory_proto::rr::{Name, RData, RecordType};
 use ipnet::IpNet;
 
+use super::budget::Budget;
 use crate::geo::GeoDb;
-use crate::model::{Check, CheckSpec, Policy, ProbeKey, Roles, WhenAllDown};
+use crate::model::{Check, CheckSpec, Policy, ProbeKey, Recovery, Roles, WhenAllDown};
 
 /// The whole configuration: server settings and every zone.
 #[derive(Clone, Debug)]
@@ -180,6 +181,8 @@ pub struct ZoneConfig {
     pub health_checked: Vec<HealthCheckedNameConfig>,
     /// Who may query this zone.
     pub access: AccessConfig,
+    /// What `meridian check` and the log warn about.
+    pub warnings: Vec<super::ConfigError>,
 }
 
 #[derive(Clone, Debug)]
@@ -229,6 +232,10 @@ pub struct HealthCheckedNameConfig {
     /// its roles answers. Empty: roles do not choose.
     pub roles: Vec<u64>,
     pub members: Vec<MemberConfig>,
+    /// `failover-within`, met by `budget` (validation refuses a name that misses it).
+    pub failover_within: Option<Duration>,
+    /// The worst case from a member failing to the last cached answer naming it.
+    pub budget: Option<Budget>,
 }
 
 #[derive(Clone, Debug)]
@@ -242,6 +249,7 @@ pub struct MemberConfig {
     /// The node's own name (Vault's `api_addr` host), by which other nodes may name it
     /// as the leader.
     pub node: Option<String>,
+    pub recovery: Recovery,
 }
 
 impl MemberConfig {
@@ -277,6 +285,11 @@ impl ZoneConfig {
 }
 
 impl Config {
+    /// Every zone's warnings.
+    pub fn warnings(&self) -> impl Iterator<Item = &super::ConfigError> {
+        self.zones.iter().flat_map(|z| &z.warnings)
+    }
+
     /// Every probe the configuration needs, with who uses it (`name member`, for logs).
     pub fn probe_users(&self) -> impl Iterator<Item = (ProbeKey, String)> + '_ {
         self.zones.iter().flat_map(|zone| {

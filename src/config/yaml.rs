@@ -235,6 +235,8 @@ pub(super) struct SiteRaw {
     pub(super) networks: Option<Spanned<TextList>>,
     pub(super) default: Option<bool>,
     pub(super) enabled: Option<bool>,
+    /// The site is down only after its checks have failed for this long.
+    pub(super) failure_delay: Option<Spanned<String>>,
     pub(super) check: Option<Box<Spanned<CheckRaw>>>,
     pub(super) checks: Option<Vec<Spanned<CheckRaw>>>,
 }
@@ -246,6 +248,8 @@ pub(super) struct FqdnRaw {
     pub(super) ttl: Option<Spanned<u32>>,
     pub(super) answers: Option<Spanned<u32>>,
     pub(super) when_all_down: Option<WhenAllDown>,
+    pub(super) failover_within: Option<Spanned<String>>,
+    pub(super) recovery: Option<Spanned<String>>,
     /// Tiers of roles, tried in order; a tier is a role or a list of roles.
     pub(super) roles: Option<Spanned<Vec<Spanned<TextList>>>>,
     pub(super) check: Option<Box<Spanned<CheckRaw>>>,
@@ -261,6 +265,7 @@ pub(super) struct MemberRaw {
     pub(super) site: Option<Spanned<String>>,
     pub(super) enabled: Option<bool>,
     pub(super) node: Option<Spanned<String>>,
+    pub(super) recovery: Option<Spanned<String>>,
     pub(super) check: Option<Box<Spanned<CheckRaw>>>,
     pub(super) checks: Option<Vec<Spanned<CheckRaw>>>,
 }
@@ -276,6 +281,7 @@ pub(super) struct CheckRaw {
     pub(super) timeout: Option<Spanned<String>>,
     pub(super) rise: Option<Spanned<u32>>,
     pub(super) fall: Option<Spanned<u32>>,
+    pub(super) failure_delay: Option<Spanned<String>>,
     pub(super) method: Option<Spanned<String>>,
     pub(super) path: Option<Spanned<String>>,
     pub(super) host: Option<Spanned<String>>,

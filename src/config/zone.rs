@@ -10,8 +10,9 @@ use hickory_proto::rr::{Name, RData, RecordType};
 use hickory_proto::serialize::txt::Parser as ZoneFileParser;
 use ipnet::IpNet;
 use serde_saphyr::{Location, Spanned};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use super::budget::{Budget, worst_case};
 use super::check::validate_checks;
 use super::error::{ConfigError, Report};
 use super::roles::validate_tiers;
@@ -19,7 +20,7 @@ use super::types::{
     HealthCheckedNameConfig, MemberConfig, RecordSetConfig, SiteConfig, SoaConfig, ZoneConfig,
 };
 use super::yaml::{FqdnRaw, RecordSetRaw, SiteRaw, SoaRaw, TextList, ZoneRaw, items};
-use crate::model::{Policy, Roles};
+use crate::model::{Policy, Recovery, Roles, WhenAllDown};
 
 /// Records of one type at one name, at most: BIND's `max-records-per-type` default. More
 /// would not fit most answers, and each is held twice (as a record and encoded).
@@ -86,7 +87,12 @@ pub(super) fn validate_zone(file: &Path, raw: ZoneRaw) -> Result<ZoneConfig, Vec
                 continue;
             }
         };
-        if let Some(f) = validate_health_checked(&mut r, &field, name, fqdn, &site_index) {
+        let zone = ZoneFacts {
+            sites: &sites,
+            site_index: &site_index,
+            soa_minimum: soa.minimum,
+        };
+        if let Some(f) = validate_health_checked(&mut r, &field, name, fqdn, &zone) {
             names.push(f);
         }
     }
@@ -106,6 +112,7 @@ pub(super) fn validate_zone(file: &Path, raw: ZoneRaw) -> Result<ZoneConfig, Vec
             sites,
             health_checked: names,
             access,
+            warnings: std::mem::take(&mut r.warnings),
         })
     } else {
         Err(r.into_errors())
@@ -375,7 +382,28 @@ fn validate_site(r: &mut Report, field: &str, name: &str, site: &Spanned<SiteRaw
             }
         }
     }
-    let checks = validate_checks(r, field, &raw.check, &raw.checks, true).unwrap_or_default();
+    let mut checks = validate_checks(r, field, &raw.check, &raw.checks, true).unwrap_or_default();
+    if let Some(delay) = &raw.failure_delay {
+        match humantime::parse_duration(delay.value.trim()) {
+            // A check's own failure-delay wins.
+            Ok(d) => checks
+                .iter_mut()
+                .filter(|c| c.timing.failure_delay.is_zero())
+                .for_each(|c| c.timing.failure_delay = d),
+            Err(_) => r.at(
+                delay.referenced,
+                format!("{field}.failure-delay"),
+                format!("`{}` is not a duration (write 30s or 2m)", delay.value),
+            ),
+        }
+        if checks.is_empty() {
+            r.at(
+                delay.referenced,
+                format!("{field}.failure-delay"),
+                "the site has no check to delay: give it one",
+            );
+        }
+    }
     SiteConfig {
         name: name.to_string(),
         lat,
@@ -389,13 +417,21 @@ fn validate_site(r: &mut Report, field: &str, name: &str, site: &Spanned<SiteRaw
     }
 }
 
+/// What a health-checked name needs to know of its zone.
+struct ZoneFacts<'z> {
+    sites: &'z [SiteConfig],
+    site_index: &'z HashMap<String, usize>,
+    soa_minimum: u32,
+}
+
 fn validate_health_checked(
     r: &mut Report,
     field: &str,
     name: Name,
     fqdn: &Spanned<FqdnRaw>,
-    sites: &HashMap<String, usize>,
+    zone: &ZoneFacts,
 ) -> Option<HealthCheckedNameConfig> {
+    let sites = zone.site_index;
     let raw = &fqdn.value;
     let policy = raw
         .selection
@@ -415,6 +451,7 @@ fn validate_health_checked(
         None => 1,
     };
     let errors_before = r.count();
+    let default_recovery = validate_recovery(r, field, &raw.recovery).unwrap_or_default();
     let default_checks = validate_checks(r, field, &raw.check, &raw.checks, false);
     if raw.members.value.is_empty() {
         r.at(
@@ -502,6 +539,7 @@ fn validate_health_checked(
                 .node
                 .as_ref()
                 .map(|n| n.value.trim().to_ascii_lowercase()),
+            recovery: validate_recovery(r, &mfield, &m.value.recovery).unwrap_or(default_recovery),
         });
     }
     let roles = match &raw.roles {
@@ -517,15 +555,105 @@ fn validate_health_checked(
             validate_tiers(r, field, tiers, &member_roles).unwrap_or_default()
         }
     };
+    let when_all_down = raw.when_all_down.unwrap_or_default();
+    let (failover_within, budget) =
+        validate_budget(r, field, fqdn, ttl, when_all_down, &members, zone);
     Some(HealthCheckedNameConfig {
         name,
         policy,
         ttl,
         answers,
-        when_all_down: raw.when_all_down.unwrap_or_default(),
+        when_all_down,
         roles,
         members,
+        failover_within,
+        budget,
     })
+}
+
+/// `recovery: auto | manual`; `None` when not given (or wrong, reported).
+fn validate_recovery(
+    r: &mut Report,
+    field: &str,
+    raw: &Option<Spanned<String>>,
+) -> Option<Recovery> {
+    let v = raw.as_ref()?;
+    match v.value.trim() {
+        "auto" => Some(Recovery::Auto),
+        "manual" => Some(Recovery::Manual),
+        other => {
+            r.at(
+                v.referenced,
+                format!("{field}.recovery"),
+                format!("`{other}` is not auto or manual"),
+            );
+            None
+        }
+    }
+}
+
+/// The name's failover budget, against `failover-within` when given; and a warning for a
+/// fail-closed name whose NODATA a cache may keep for a long negative TTL.
+fn validate_budget(
+    r: &mut Report,
+    field: &str,
+    fqdn: &Spanned<FqdnRaw>,
+    ttl: u32,
+    when_all_down: WhenAllDown,
+    members: &[MemberConfig],
+    zone: &ZoneFacts,
+) -> (Option<Duration>, Option<Budget>) {
+    let raw = &fqdn.value;
+    let fails_closed = when_all_down == WhenAllDown::FailClosed;
+    let checks = members.iter().flat_map(|m| {
+        let site = m
+            .site
+            .map(|s| zone.sites[s].checks.as_slice())
+            .unwrap_or_default();
+        m.checks.iter().chain(site)
+    });
+    let budget = worst_case(checks, ttl, fails_closed.then_some(zone.soa_minimum));
+    if fails_closed && zone.soa_minimum > ttl.max(60) {
+        r.warn(
+            fqdn.referenced,
+            format!("{field}.when-all-down"),
+            format!(
+                "while no member is up this name answers NODATA; its SOA carries ttl {ttl}s, but the zone's negative TTL (soa.minimum) is {}s, and caches that take MINIMUM alone (RFC 2308 asks for the smaller of the two) keep the empty answer that long: lower soa.minimum or fail open",
+                zone.soa_minimum
+            ),
+        );
+    }
+    let Some(target) = &raw.failover_within else {
+        return (None, budget);
+    };
+    let field = format!("{field}.failover-within");
+    let Ok(within) = humantime::parse_duration(target.value.trim()) else {
+        r.at(
+            target.referenced,
+            field,
+            format!("`{}` is not a duration (write 8s or 1m)", target.value),
+        );
+        return (None, budget);
+    };
+    match &budget {
+        None => r.at(
+            target.referenced,
+            field,
+            "no check of these members can see a failure: give them a check",
+        ),
+        Some(b) if b.worst > within => r.at(
+            target.referenced,
+            field,
+            format!(
+                "the worst case is {}, over {}: {}; lower ttl, interval or fall, or allow more",
+                humantime::format_duration(b.worst),
+                humantime::format_duration(within),
+                b.why
+            ),
+        ),
+        Some(_) => {}
+    }
+    (Some(within), budget)
 }
 
 /// Names that are both static and health-checked, or CNAMEs beside a health-checked name.

@@ -140,9 +140,11 @@ impl Seen {
 struct Hysteresis {
     rise: u32,
     fall: u32,
+    /// Going down also takes failing for this long (`failure-delay`).
+    delay: Duration,
     state: Seen,
-    /// A state other than the current one, seen that many times in a row.
-    pending: Option<(Seen, u32)>,
+    /// A state other than the current one, seen that many times in a row since then.
+    pending: Option<(Seen, u32, Instant)>,
 }
 
 impl Hysteresis {
@@ -150,6 +152,7 @@ impl Hysteresis {
         Hysteresis {
             rise: timing.rise,
             fall: timing.fall,
+            delay: timing.failure_delay,
             state: first,
             pending: None,
         }
@@ -167,29 +170,40 @@ impl Hysteresis {
         matches!(self.state, Seen::Up(_))
     }
 
+    /// What is left of the failure delay for a run of failures that began at `since`.
+    fn delay_left(&self, to: Seen, since: Instant, now: Instant) -> Duration {
+        if to == Seen::Down {
+            self.delay.saturating_sub(now - since)
+        } else {
+            Duration::ZERO
+        }
+    }
+
     /// Returns whether the state changed.
-    fn observe(&mut self, seen: Seen) -> bool {
+    fn observe(&mut self, seen: Seen, now: Instant) -> bool {
         if seen == self.state {
             self.pending = None;
             return false;
         }
-        let count = match self.pending {
-            Some((p, n)) if p == seen => n + 1,
-            _ => 1,
+        let (count, since) = match self.pending {
+            Some((p, n, since)) if p == seen => (n + 1, since),
+            _ => (1, now),
         };
-        if count >= self.needed(seen) {
+        if count >= self.needed(seen) && self.delay_left(seen, since, now).is_zero() {
             self.state = seen;
             self.pending = None;
             return true;
         }
-        self.pending = Some((seen, count));
+        self.pending = Some((seen, count, since));
         false
     }
 
     /// How long until the state could change, unless it is up and stable.
-    fn change_in(&self, interval: Duration) -> Option<Duration> {
+    fn change_in(&self, interval: Duration, now: Instant) -> Option<Duration> {
         match (self.state, self.pending) {
-            (_, Some((to, n))) => Some(interval * (self.needed(to) - n)),
+            (_, Some((to, n, since))) => Some(
+                (interval * self.needed(to).saturating_sub(n)).max(self.delay_left(to, since, now)),
+            ),
             (Seen::Down, None) => Some(interval * self.rise),
             (Seen::Up(_), None) => None,
         }
@@ -228,7 +242,7 @@ async fn run(
         tokio::time::sleep_until(next).await;
         let outcome = probe_once(&prober, &limit, &state.key, &mut cx).await;
         let was = h.state;
-        if h.observe(Seen::of(&outcome)) {
+        if h.observe(Seen::of(&outcome), Instant::now()) {
             let users = state.users();
             let role = role_name(&state, outcome.role);
             match (was, h.state) {
@@ -278,7 +292,7 @@ fn publish(state: &ProbeState, h: &Hysteresis, interval: Duration, outcome: Outc
     state.publish(
         h.is_up(),
         role,
-        h.change_in(interval),
+        h.change_in(interval, Instant::now()),
         ProbeResult {
             ok: outcome.ok,
             reason: outcome.reason,
@@ -307,16 +321,17 @@ mod tests {
         let up = Seen::Up(NO_ROLE);
         let mut h = Hysteresis::new(timing(2, 3), up);
         let i = Duration::from_secs(5);
-        assert_eq!(h.change_in(i), None);
-        assert!(!h.observe(Seen::Down));
-        assert_eq!(h.change_in(i), Some(Duration::from_secs(10)));
-        assert!(!h.observe(up), "a success resets the failure run");
-        assert!(!h.observe(Seen::Down) && !h.observe(Seen::Down));
-        assert!(h.observe(Seen::Down), "third consecutive failure");
+        let now = Instant::now();
+        assert_eq!(h.change_in(i, now), None);
+        assert!(!h.observe(Seen::Down, now));
+        assert_eq!(h.change_in(i, now), Some(Duration::from_secs(10)));
+        assert!(!h.observe(up, now), "a success resets the failure run");
+        assert!(!h.observe(Seen::Down, now) && !h.observe(Seen::Down, now));
+        assert!(h.observe(Seen::Down, now), "third consecutive failure");
         assert!(!h.is_up());
-        assert_eq!(h.change_in(i), Some(Duration::from_secs(10)));
-        assert!(!h.observe(up));
-        assert!(h.observe(up));
+        assert_eq!(h.change_in(i, now), Some(Duration::from_secs(10)));
+        assert!(!h.observe(up, now));
+        assert!(h.observe(up, now));
         assert!(h.is_up());
     }
 
@@ -324,15 +339,38 @@ mod tests {
     fn a_new_role_settles_after_rise_runs_of_it() {
         let (active, standby) = (Seen::Up(7), Seen::Up(6));
         let mut h = Hysteresis::new(timing(2, 3), active);
-        assert!(!h.observe(standby));
+        let now = Instant::now();
+        assert!(!h.observe(standby, now));
         assert!(
-            !h.observe(Seen::Down),
+            !h.observe(Seen::Down, now),
             "a different result restarts the count"
         );
-        assert!(!h.observe(standby));
-        assert!(h.observe(standby));
+        assert!(!h.observe(standby, now));
+        assert!(h.observe(standby, now));
         assert_eq!(h.state, standby);
-        assert!(!h.observe(Seen::Down) && !h.observe(Seen::Down));
-        assert!(h.observe(Seen::Down));
+        assert!(!h.observe(Seen::Down, now) && !h.observe(Seen::Down, now));
+        assert!(h.observe(Seen::Down, now));
+    }
+
+    #[test]
+    fn a_failure_delay_holds_the_state_until_failing_that_long() {
+        let mut h = Hysteresis::new(
+            Timing {
+                failure_delay: Duration::from_secs(30),
+                ..timing(1, 2)
+            },
+            Seen::Up(NO_ROLE),
+        );
+        let t0 = Instant::now();
+        let i = Duration::from_secs(5);
+        assert!(!h.observe(Seen::Down, t0));
+        assert!(!h.observe(Seen::Down, t0 + i), "fall reached, 5 s of 30");
+        assert_eq!(h.change_in(i, t0 + i), Some(Duration::from_secs(25)));
+        assert!(!h.observe(Seen::Down, t0 + 5 * i));
+        assert!(h.observe(Seen::Down, t0 + 6 * i), "failing for 30 s");
+        assert!(
+            h.observe(Seen::Up(NO_ROLE), t0 + 7 * i),
+            "coming back is not delayed"
+        );
     }
 }

@@ -59,6 +59,8 @@ pub struct Timing {
     pub timeout: Duration,
     pub rise: u32,
     pub fall: u32,
+    /// Down only after failing for this long without a success, as well as `fall` times.
+    pub failure_delay: Duration,
 }
 
 impl Default for Timing {
@@ -68,6 +70,7 @@ impl Default for Timing {
             timeout: Duration::from_secs(2),
             rise: 2,
             fall: 2,
+            failure_delay: Duration::ZERO,
         }
     }
 }

@@ -4,7 +4,7 @@
 //! hold `Arc`s to the probes behind them in a [`MemberHealth`], so the query path reads
 //! up/down through atomics and never waits for a checker.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
@@ -39,6 +39,26 @@ pub struct ProbeDetail {
     /// When the current state began.
     pub since: SystemTime,
     pub state_changes: u64,
+    /// When the latest changes happened, oldest first (at most [`FLAP_MEMORY`]).
+    pub recent_changes: VecDeque<SystemTime>,
+}
+
+/// How far back state changes count towards flapping.
+pub const FLAP_WINDOW: Duration = Duration::from_secs(3600);
+/// State changes within [`FLAP_WINDOW`] from which a probe (or member) is flapping: three
+/// times down and up again in an hour.
+pub const FLAP_THRESHOLD: usize = 6;
+/// Changes remembered per probe: enough to count past the threshold.
+const FLAP_MEMORY: usize = 64;
+
+impl ProbeDetail {
+    /// State changes within [`FLAP_WINDOW`] before `now`.
+    pub fn changes_within_window(&self, now: SystemTime) -> usize {
+        self.recent_changes
+            .iter()
+            .filter(|t| now.duration_since(**t).is_ok_and(|age| age <= FLAP_WINDOW))
+            .count()
+    }
 }
 
 /// Upper bounds, in seconds, of the probe duration histogram's buckets.
@@ -67,6 +87,8 @@ pub struct ProbeState {
     role: AtomicU8,
     /// Hash of the host this node last named as the leader, 0 for none ([`vote_of`]).
     leader_vote: AtomicU64,
+    /// Times this probe went down (its first result included), for manual recovery.
+    downs: AtomicU64,
     /// `clock_ms()` time by which the state could flip; 0 while up and stable.
     change_deadline: AtomicU64,
     detail: Mutex<ProbeDetail>,
@@ -87,11 +109,13 @@ impl ProbeState {
             up: AtomicBool::new(true),
             role: AtomicU8::new(NO_ROLE),
             leader_vote: AtomicU64::new(0),
+            downs: AtomicU64::new(0),
             change_deadline: AtomicU64::new(0),
             detail: Mutex::new(ProbeDetail {
                 last: None,
                 since: SystemTime::now(),
                 state_changes: 0,
+                recent_changes: VecDeque::new(),
             }),
             users: Mutex::new(Vec::new()),
             runs_ok: AtomicU64::new(0),
@@ -129,6 +153,11 @@ impl ProbeState {
     /// The name of the current role, if there is one.
     pub fn role_name(&self) -> Option<&str> {
         self.roles()?.name(self.role())
+    }
+
+    /// How many times this probe has gone down.
+    pub fn downs(&self) -> u64 {
+        self.downs.load(Ordering::Relaxed)
     }
 
     /// Whom this node names as the leader: a [`vote_of`] hash, 0 for nobody.
@@ -176,6 +205,10 @@ impl ProbeState {
         let vote = result.leader.as_deref().map_or(0, vote_of);
         self.leader_vote.store(vote, Ordering::Relaxed);
         let was_role = self.role.swap(role, Ordering::Relaxed);
+        if !up && self.up.load(Ordering::Relaxed) {
+            // Before `up` flips, so that a reader that sees the probe down sees this too.
+            self.downs.fetch_add(1, Ordering::Relaxed);
+        }
         let was = self.up.swap(up, Ordering::Relaxed);
         // A settled change of role (active to standby) is a change of state; the role a
         // down probe last saw is not.
@@ -186,6 +219,10 @@ impl ProbeState {
         }
         if changed {
             detail.state_changes += 1;
+            if detail.recent_changes.len() == FLAP_MEMORY {
+                detail.recent_changes.pop_front();
+            }
+            detail.recent_changes.push_back(result.at);
         }
         detail.last = Some(result);
     }
@@ -217,20 +254,75 @@ pub struct MemberHealth {
     role_probe: Option<usize>,
     enabled: bool,
     maintenance: AtomicBool,
+    /// `recovery: manual`: once down, the member stays out until an operator recovers it.
+    manual_recovery: bool,
+    /// The probes' total `downs` that an operator has seen (recovered from); more means
+    /// the member went down since, and a manual-recovery member is held down.
+    acknowledged_downs: AtomicU64,
+}
+
+/// How a member comes back after going down.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Recovery {
+    /// As soon as its checks pass (`rise`).
+    #[default]
+    Auto,
+    /// Only when an operator says so (Kemp's "Site Recovery Mode: Manual").
+    Manual,
 }
 
 impl MemberHealth {
-    pub fn new(probes: Vec<Arc<ProbeState>>, enabled: bool, in_maintenance: bool) -> Self {
+    /// `acknowledged`: the count a previous table's member had (a reload keeps holds);
+    /// `None` for a new member, which is held if it is down now.
+    pub fn new(
+        probes: Vec<Arc<ProbeState>>,
+        enabled: bool,
+        in_maintenance: bool,
+        recovery: Recovery,
+        acknowledged: Option<u64>,
+    ) -> Self {
+        let downs: u64 = probes.iter().map(|p| p.downs()).sum();
+        let down_now = probes.iter().filter(|p| !p.is_up()).count() as u64;
         MemberHealth {
             role_probe: probes.iter().position(|p| p.roles().is_some()),
             probes: probes.into_boxed_slice(),
             enabled,
             maintenance: AtomicBool::new(in_maintenance),
+            manual_recovery: recovery == Recovery::Manual,
+            acknowledged_downs: AtomicU64::new(
+                acknowledged.unwrap_or(downs.saturating_sub(down_now)),
+            ),
         }
     }
 
     pub fn always_up() -> Self {
-        Self::new(Vec::new(), true, false)
+        Self::new(Vec::new(), true, false, Recovery::Auto, None)
+    }
+
+    fn downs(&self) -> u64 {
+        self.probes.iter().map(|p| p.downs()).sum()
+    }
+
+    /// The count to hand to the member that replaces this one on reload.
+    pub fn acknowledged_downs(&self) -> u64 {
+        self.acknowledged_downs.load(Ordering::Relaxed)
+    }
+
+    /// Manual recovery: went down since an operator last recovered it (whether or not its
+    /// checks pass again).
+    pub fn is_held(&self) -> bool {
+        self.manual_recovery && self.downs() > self.acknowledged_downs.load(Ordering::Relaxed)
+    }
+
+    pub fn manual_recovery(&self) -> bool {
+        self.manual_recovery
+    }
+
+    /// An operator lets the member back in: the downs so far are seen. It still needs its
+    /// checks to pass.
+    pub fn recover(&self) {
+        self.acknowledged_downs
+            .store(self.downs(), Ordering::Relaxed);
     }
 
     pub fn set_maintenance(&self, on: bool) {
@@ -241,6 +333,7 @@ impl MemberHealth {
         self.enabled
             && !self.maintenance.load(Ordering::Relaxed)
             && self.probes.iter().all(|p| p.is_up())
+            && !self.is_held()
     }
 
     /// Enabled in the configuration.
@@ -265,6 +358,18 @@ impl MemberHealth {
     /// The member's role index, [`NO_ROLE`] without roles.
     pub fn role(&self) -> u8 {
         self.role_probe().map_or(NO_ROLE, ProbeState::role)
+    }
+
+    /// State changes of this member's probes within [`FLAP_WINDOW`], and whether that
+    /// makes it flapping.
+    pub fn flaps(&self) -> (usize, bool) {
+        let now = SystemTime::now();
+        let changes = self
+            .probes
+            .iter()
+            .map(|p| p.detail().changes_within_window(now))
+            .sum();
+        (changes, changes >= FLAP_THRESHOLD)
     }
 
     /// The soonest any of this member's probes could change state, if one is down or

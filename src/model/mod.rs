@@ -22,7 +22,7 @@ pub mod wire;
 
 pub use check::{Check, CheckSpec, HttpCheck, ProbeKey, Timing};
 pub use counters::{Counters, QueryCounters, rcode_name};
-pub use health::{MemberHealth, ProbeSet, ProbeState};
+pub use health::{MemberHealth, ProbeSet, ProbeState, Recovery};
 pub use log_limit::LogLimit;
 pub use policy::{Policy, WhenAllDown};
 pub use role::{NO_ROLE, Roles};

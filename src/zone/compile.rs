@@ -197,10 +197,9 @@ fn compile_health_checked(
             .collect();
         let site = mc.site.map(|i| &zc.sites[i]);
         let enabled = mc.enabled && site.is_none_or(|s| s.enabled);
-        let in_maintenance = inputs
-            .previous
-            .member(&lower, mc.address)
-            .is_some_and(|m| m.health.in_maintenance());
+        let previous = inputs.previous.member(&lower, mc.address);
+        let in_maintenance = previous.is_some_and(|m| m.health.in_maintenance());
+        let acknowledged = previous.map(|m| m.health.acknowledged_downs());
         let rdata = match mc.address {
             std::net::IpAddr::V4(a) => RData::A(a.into()),
             std::net::IpAddr::V6(a) => RData::AAAA(a.into()),
@@ -210,7 +209,7 @@ fn compile_health_checked(
             address: mc.address,
             weight: mc.weight,
             site: mc.site,
-            health: MemberHealth::new(probes, enabled, in_maintenance),
+            health: MemberHealth::new(probes, enabled, in_maintenance, mc.recovery, acknowledged),
             answered: inputs.counters.answers(&lower_text, mc.address),
             identity: [
                 vote_of(&mc.address.to_string()),

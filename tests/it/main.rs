@@ -13,6 +13,7 @@ mod dns_core;
 mod geo;
 mod hardening;
 mod health;
+mod kemp;
 mod mutations;
 mod ops;
 mod privileges;

@@ -1,0 +1,196 @@
+//! The rest of Kemp GEO's rows: manual recovery, a site's failure delay, flap accounting,
+//! and the failover budget that `meridian check` computes.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use crate::common::backend::{HttpBackend, TcpBackend, free_port};
+use crate::common::*;
+use hickory_proto::rr::RecordType;
+
+const TOKEN: &str = "kemp-test-token-0123456789";
+
+fn with_admin(file: &str, zone: &str) -> TestServer {
+    let (dir, server) = write_config_with(
+        &format!("admin: {{ listen: 127.0.0.1:0, token: {TOKEN} }}\n"),
+        &[(file, zone)],
+    );
+    start_with(dir, &server)
+}
+
+fn first(s: &TestServer, name: &str) -> Option<String> {
+    addresses(&s.ask(name, RecordType::A)).first().cloned()
+}
+
+fn member<'a>(status: &'a serde_json::Value, name: &str, address: &str) -> &'a serde_json::Value {
+    status["names"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["name"] == name)
+        .and_then(|n| {
+            n["members"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|m| m["address"] == address)
+        })
+        .unwrap_or_else(|| panic!("{name} {address} in {status}"))
+}
+
+fn status(s: &TestServer) -> serde_json::Value {
+    serde_json::from_str(&http(s.admin(), "GET", "/status", None).1).unwrap()
+}
+
+#[test]
+fn a_manual_recovery_member_stays_out_until_an_operator_recovers_it() {
+    let port = free_port(ip("127.0.44.1"));
+    let primary = TcpBackend::start(SocketAddr::new(ip("127.0.44.1"), port));
+    let _backup = TcpBackend::start(SocketAddr::new(ip("127.0.44.2"), port));
+    let zone = format!(
+        "zone: r.test\nns: [ns1]\nfqdns:\n  app:\n    recovery: manual\n    check: {{ type: tcp, port: {port}, interval: 100ms, timeout: 80ms, rise: 1, fall: 1 }}\n    members:\n      - {{ address: 127.0.44.1, weight: 100 }}\n      - {{ address: 127.0.44.2, weight: 50 }}\n"
+    );
+    let s = with_admin("r.yaml", &zone);
+    assert_eq!(first(&s, "app.r.test.").as_deref(), Some("127.0.44.1"));
+    primary.stop();
+    eventually(Duration::from_secs(2), "the backup to answer", || {
+        first(&s, "app.r.test.").as_deref() == Some("127.0.44.2")
+    });
+    let _primary = TcpBackend::start(SocketAddr::new(ip("127.0.44.1"), port));
+    // Its check passes again within a probe or two; it stays out all the same.
+    eventually(
+        Duration::from_secs(2),
+        "the primary's check up again",
+        || {
+            let st = status(&s);
+            member(&st, "app.r.test.", "127.0.44.1")["checks"][0]["up"] == true
+        },
+    );
+    throughout(Duration::from_millis(500), || {
+        assert_eq!(first(&s, "app.r.test.").as_deref(), Some("127.0.44.2"));
+    });
+    let st = status(&s);
+    let held = member(&st, "app.r.test.", "127.0.44.1");
+    assert_eq!(
+        (held["held"].as_bool(), held["up"].as_bool()),
+        (Some(true), Some(false)),
+        "{held}"
+    );
+    let page = http(s.admin(), "GET", "/", None).1;
+    assert!(
+        page.contains("held down, waiting for an operator"),
+        "{page}"
+    );
+    // Recovering needs the token, like every write.
+    let (code, _) = http(
+        s.admin(),
+        "POST",
+        "/members/app.r.test/127.0.44.1/recover",
+        None,
+    );
+    assert_eq!(code, 401);
+    let (code, body) = http(
+        s.admin(),
+        "POST",
+        "/members/app.r.test/127.0.44.1/recover",
+        Some(TOKEN),
+    );
+    assert_eq!(code, 200, "{body}");
+    let reply: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        (&reply["held"], &reply["up"]),
+        (&false.into(), &true.into()),
+        "{reply}"
+    );
+    assert_eq!(first(&s, "app.r.test.").as_deref(), Some("127.0.44.1"));
+}
+
+#[test]
+fn a_site_is_down_only_after_failing_for_its_failure_delay() {
+    let port = free_port(ip("127.0.44.11"));
+    let lb = TcpBackend::start(SocketAddr::new(ip("127.0.44.11"), port));
+    let zone = format!(
+        "zone: d.test\nns: [ns1]\nsites:\n  a:\n    failure-delay: 1500ms\n    check: {{ type: tcp, address: 127.0.44.11, port: {port}, interval: 100ms, timeout: 80ms, rise: 1, fall: 1 }}\n  b: {{}}\nfqdns:\n  app:\n    members:\n      - {{ address: 127.0.44.12, weight: 100, site: a }}\n      - {{ address: 127.0.44.13, weight: 50, site: b }}\n"
+    );
+    let s = with_admin("d.yaml", &zone);
+    assert_eq!(first(&s, "app.d.test.").as_deref(), Some("127.0.44.12"));
+    lb.stop();
+    let stopped = Instant::now();
+    eventually(Duration::from_secs(4), "site b to answer", || {
+        first(&s, "app.d.test.").as_deref() == Some("127.0.44.13")
+    });
+    let took = stopped.elapsed();
+    println!("site a declared down {took:?} after its load balancer stopped");
+    assert!(
+        took >= Duration::from_millis(1500),
+        "down after {took:?}, before the delay"
+    );
+}
+
+#[test]
+fn a_flapping_member_is_counted_and_flagged() {
+    let port = free_port(ip("127.0.44.21"));
+    let flappy = HttpBackend::start(SocketAddr::new(ip("127.0.44.21"), port), 200, None);
+    let zone = format!(
+        "zone: f.test\nns: [ns1]\nfqdns:\n  app:\n    check: {{ type: http, port: {port}, interval: 100ms, timeout: 80ms, rise: 1, fall: 1 }}\n    members: [{{ address: 127.0.44.21 }}]\n"
+    );
+    let s = with_admin("f.yaml", &zone);
+    let st = status(&s);
+    assert_eq!(member(&st, "app.f.test.", "127.0.44.21")["flapping"], false);
+    flappy.set_flapping(true);
+    eventually(
+        Duration::from_secs(5),
+        "the member flagged as flapping",
+        || member(&status(&s), "app.f.test.", "127.0.44.21")["flapping"] == true,
+    );
+    let metrics = http(s.admin(), "GET", "/metrics", None).1;
+    assert!(
+        metrics.contains("meridian_member_flapping{name=\"app.f.test.\",member=\"127.0.44.21\"} 1"),
+        "{metrics}"
+    );
+    let changes = metrics
+        .lines()
+        .find(|l| l.starts_with("meridian_member_state_changes_last_hour{name=\"app.f.test.\""))
+        .and_then(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .unwrap();
+    assert!(changes >= 6, "{changes}");
+    let page = http(s.admin(), "GET", "/", None).1;
+    assert!(page.contains(">flapping</span>"), "{page}");
+}
+
+#[test]
+fn check_computes_the_failover_budget_and_fails_with_the_arithmetic() {
+    let zone = |within: &str| {
+        format!(
+            "zone: b.test\nns: [ns1]\nfqdns:\n  vault:\n    ttl: 10\n    failover-within: {within}\n    check: {{ type: tcp, port: 8200, interval: 2s, timeout: 1s, fall: 2 }}\n    members: [{{ address: 192.0.2.1 }}]\n"
+        )
+    };
+    let (dir, server) = write_config(&[("b.yaml", &zone("15s"))]);
+    let (code, out, _) = run_meridian(&["check".as_ref(), "--config".as_ref(), server.as_os_str()]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.contains("vault.b.test.: fails over within 13s at worst (failover-within: 15s): a member that fails just after a probe"),
+        "{out}"
+    );
+    replace_file(&dir.path().join("zones/b.yaml"), &zone("8s"));
+    let (code, _, err) = run_meridian(&["check".as_ref(), "--config".as_ref(), server.as_os_str()]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("fqdns.vault.failover-within: the worst case is 13s, over 8s: a member that fails just after a probe is seen failing by the next, interval 2s + timeout 1s later, and an answer given just before is cached for ttl 10s (13s)"),
+        "{err}"
+    );
+}
+
+#[test]
+fn check_warns_of_a_fail_closed_name_in_a_zone_with_a_long_negative_ttl() {
+    let (_dir, server) = write_config(&[(
+        "n.yaml",
+        "zone: n.test\nns: [ns1]\nsoa: { minimum: 3600 }\nfqdns:\n  app:\n    when-all-down: none\n    members: [{ address: 192.0.2.1 }]\n",
+    )]);
+    let (code, _, err) = run_meridian(&["check".as_ref(), "--config".as_ref(), server.as_os_str()]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        err.contains("warning: ") && err.contains("fqdns.app.when-all-down: while no member is up this name answers NODATA; its SOA carries ttl 30s, but the zone's negative TTL (soa.minimum) is 3600s"),
+        "{err}"
+    );
+}
