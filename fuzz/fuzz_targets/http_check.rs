@@ -98,7 +98,10 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     if outcome.ok {
         assert!(roles.is_healthy(outcome.role), "{outcome:?}");
         let code = roles.rules[usize::from(outcome.role)].status[0].0;
-        assert!(outcome.reason.starts_with(&format!("status {code}, ")), "{outcome:?}");
+        assert!(
+            outcome.reason.starts_with(&format!("status {code}, ")),
+            "{outcome:?}"
+        );
     } else {
         assert!(outcome.leader.is_none(), "{outcome:?}");
     }
