@@ -17,6 +17,7 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Registry;
 
 use crate::model::health::LATENCY_BUCKETS;
+use crate::model::transition::FAILOVER_BUCKETS;
 use crate::model::{Counters, ProbeState};
 use crate::zone::Table;
 
@@ -186,6 +187,30 @@ impl Collector for Scrape {
                     &[("name", &name.name.to_string())],
                     i64::from(split),
                 )?;
+            }
+        }
+
+        let mut m = enc.encode_descriptor(
+            "meridian_failover_seconds",
+            "Members that went down: seconds from the first failed probe until answers left the member out (until=out-of-answers), and until the last answer naming it expired (until=ttl-expiry).",
+            None,
+            MetricType::Histogram,
+        )?;
+        for (name, (out, expiry)) in c.transitions.histograms() {
+            for (until, h) in [("out-of-answers", out), ("ttl-expiry", expiry)] {
+                let buckets: Vec<(f64, u64)> = FAILOVER_BUCKETS
+                    .iter()
+                    .copied()
+                    .chain([f64::INFINITY])
+                    .zip(h.buckets)
+                    .collect();
+                m.encode_family(&[("name", name.as_str()), ("until", until)])?
+                    .encode_histogram::<NoLabelSet>(
+                        h.sum,
+                        h.count,
+                        &buckets,
+                        None::<&std::collections::HashMap<usize, Exemplar<NoLabelSet, f64>>>,
+                    )?;
             }
         }
 

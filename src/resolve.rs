@@ -154,6 +154,8 @@ pub struct Selection<'t> {
     pub location: Option<ClientLocation>,
     /// Empty when nothing is up and the name fails closed.
     pub chosen: Chosen<'t>,
+    /// The TTL the answers carry.
+    pub ttl: u32,
 }
 
 /// The client a response is chosen for: the EDNS Client Subnet, or the packet source.
@@ -462,6 +464,7 @@ fn answer_at<'t>(
                 pool,
                 location,
                 chosen,
+                ttl,
             });
             // Failing closed: negative-cache no longer than the name's own TTL.
             return failed_closed.then_some(Some(name.ttl));

@@ -5,11 +5,12 @@
 //! Everything here outlives any one configuration. A configuration becomes a table
 //! compiled beside the serving one and swapped in whole.
 
+use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
 use hickory_proto::rr::LowerName;
@@ -20,6 +21,8 @@ use crate::cookie::Cookies;
 use crate::forward::Forwarder;
 use crate::health::{Checker, Registry};
 use crate::model::Counters;
+use crate::model::health::clock_ms;
+use crate::model::transition::Transition;
 use crate::rrl::RateLimiter;
 use crate::zone::{Inputs, SharedTable, Table};
 
@@ -250,6 +253,74 @@ impl Meridian {
         member.health.recover();
         Ok(())
     }
+}
+
+/// Watches members going down and records each failover, timed: from the first failed
+/// probe of the member's down probes to the moment it went down (answers leave it out
+/// from then), and to the expiry of the last answer that named it. Runs beside the query
+/// path, reading what it leaves: member state and `answered_until`.
+pub async fn watch_transitions(meridian: Arc<Meridian>) {
+    let mut was_up: HashMap<(String, IpAddr), bool> = HashMap::new();
+    let mut every = tokio::time::interval(Duration::from_millis(250));
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        let table = meridian.table.load();
+        let mut seen = HashMap::with_capacity(was_up.len());
+        for name in table.health_checked_names() {
+            let name_text = name.name.to_string();
+            for m in name.members() {
+                let key = (name_text.clone(), m.address);
+                let up = m.health.is_up();
+                if !up
+                    && was_up.get(&key) == Some(&true)
+                    && let Some(t) = transition(&name_text, m)
+                {
+                    meridian.counters.transitions.record(t);
+                }
+                seen.insert(key, up);
+            }
+        }
+        was_up = seen;
+    }
+}
+
+/// The failover of a member that just went down because a probe did; `None` when no
+/// probe is down (maintenance, a hold: no failure to time).
+fn transition(name: &str, m: &crate::select::Member) -> Option<Transition> {
+    let down: Vec<_> = m
+        .health
+        .probes()
+        .iter()
+        .filter(|p| !p.is_up())
+        .map(|p| p.detail())
+        .collect();
+    let first = down
+        .iter()
+        .filter_map(|d| d.last.as_ref()?.failing_since)
+        .min()?;
+    let out_at = down.iter().map(|d| d.since).min()?;
+    let now_ms = clock_ms();
+    let until_ms = m.answered_until.load(Ordering::Relaxed);
+    // `answered_until` is on the process clock; bring it to wall time through now.
+    let expiry = if until_ms > now_ms {
+        SystemTime::now() + Duration::from_millis(until_ms - now_ms)
+    } else {
+        SystemTime::now() - Duration::from_millis(now_ms - until_ms)
+    }
+    .max(out_at);
+    let since = |t: SystemTime| t.duration_since(first).unwrap_or_default();
+    Some(Transition {
+        name: name.to_string(),
+        member: m.address,
+        first_failure: first,
+        out_of_answers: since(out_at),
+        until_ttl_expiry: since(expiry),
+        reason: down
+            .iter()
+            .find_map(|d| d.last.as_ref().map(|l| l.reason.clone()))
+            .unwrap_or_default(),
+    })
 }
 
 /// glibc keeps the memory freed after parsing a large configuration in its arenas; hand it

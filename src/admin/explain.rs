@@ -10,7 +10,7 @@ use hickory_proto::op::OpCode;
 use hickory_proto::rr::{DNSClass, LowerName, RecordType};
 use serde::{Deserialize, Serialize};
 
-use super::status::{LeaderStatus, MemberStatus, leader_status, member_status};
+use super::status::{LeaderStatus, MemberStatus, TransitionStatus, leader_status, member_status};
 use crate::geo::{ClientLocation, code_str, distance_km};
 use crate::resolve::{self, Mode, Query, Question};
 use crate::select::{Member, Pool};
@@ -36,6 +36,12 @@ pub struct Explanation {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub leader: Option<LeaderStatus>,
     pub answer: Vec<String>,
+    /// The health-checked name that chose (the asked name, or a CNAME's target).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chosen_by: Option<String>,
+    /// The name's latest failovers, newest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub transitions: Vec<TransitionStatus>,
     pub ttl: Option<u32>,
     /// The reasoning, in a sentence or two.
     pub why: String,
@@ -103,6 +109,8 @@ pub fn explain(table: &Table, name: &LowerName, qtype: RecordType, client: IpAdd
         answering_tier: None,
         leader: None,
         answer,
+        chosen_by: None,
+        transitions: Vec::new(),
         ttl: plan.answers.iter().map(|rr| rr.ttl).min(),
         why: String::new(),
     };
@@ -141,6 +149,7 @@ pub fn explain(table: &Table, name: &LowerName, qtype: RecordType, client: IpAdd
 }
 
 fn describe(e: &mut Explanation, c: &Chooser) {
+    e.chosen_by = Some(c.name.name.to_string());
     let policy = c.name.rules.policy;
     let sites = &c.zone.sites.sites;
     e.policy = Some(policy.as_str().to_string());

@@ -272,5 +272,15 @@ fn explain_route(m: &Meridian, query: &str, peer: IpAddr) -> Reply {
         return error(StatusCode::BAD_REQUEST, "give ?name=...&type=A&client=IP");
     };
     let table = m.table.load();
-    json(StatusCode::OK, &explain(&table, &name, qtype, client))
+    let mut e = explain(&table, &name, qtype, client);
+    // Transitions are the running state's, not the table's: the name's, where it chose.
+    e.transitions = m
+        .counters
+        .transitions
+        .recent()
+        .iter()
+        .filter(|t| Some(&t.name) == e.chosen_by.as_ref())
+        .map(status::transition_status)
+        .collect();
+    json(StatusCode::OK, &e)
 }

@@ -7,6 +7,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 
 use crate::model::ProbeState;
+use crate::model::transition::Transition;
 use crate::select::{Member, Pool};
 use crate::state::Meridian;
 use crate::zone::{HealthCheckedName, Zone};
@@ -24,6 +25,33 @@ pub struct Status {
     pub last_reload_error: Option<ReloadError>,
     pub zones: Vec<ZoneStatus>,
     pub names: Vec<NameStatus>,
+    /// The latest members to go down, newest first, with their measured failover.
+    pub transitions: Vec<TransitionStatus>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct TransitionStatus {
+    pub name: String,
+    pub member: String,
+    /// Unix time of the first failed probe.
+    pub first_failure: u64,
+    /// Seconds from the first failed probe until answers left the member out.
+    pub out_of_answers_s: f64,
+    /// Seconds from the first failed probe until the last answer naming it expired.
+    pub until_ttl_expiry_s: f64,
+    pub reason: String,
+}
+
+pub fn transition_status(t: &Transition) -> TransitionStatus {
+    let secs = |d: std::time::Duration| (d.as_secs_f64() * 10.0).round() / 10.0;
+    TransitionStatus {
+        name: t.name.clone(),
+        member: t.member.to_string(),
+        first_failure: unix(t.first_failure),
+        out_of_answers_s: secs(t.out_of_answers),
+        until_ttl_expiry_s: secs(t.until_ttl_expiry),
+        reason: t.reason.clone(),
+    }
 }
 
 #[derive(Serialize)]
@@ -215,6 +243,13 @@ pub fn status(m: &Meridian) -> Status {
             .into_iter()
             .map(|(f, z)| name_status(f, z))
             .collect(),
+        transitions: m
+            .counters
+            .transitions
+            .recent()
+            .iter()
+            .map(transition_status)
+            .collect(),
     }
 }
 
@@ -377,6 +412,22 @@ pub fn page(s: &Status) -> String {
                 }
                 h.push_str("</tr>");
             }
+        }
+        h.push_str("</table>");
+    }
+    if !s.transitions.is_empty() {
+        h.push_str("<h2>Last transitions</h2><table><tr><th>name</th><th>member</th><th>first failed probe</th><th>out of answers after</th><th>last TTL expired after</th><th>reason</th></tr>");
+        for t in &s.transitions {
+            let _ = write!(
+                h,
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{:.1} s</td><td>{:.1} s</td><td>{}</td></tr>",
+                esc(&t.name),
+                esc(&t.member),
+                ago(now, t.first_failure),
+                t.out_of_answers_s,
+                t.until_ttl_expiry_s,
+                esc(&t.reason)
+            );
         }
         h.push_str("</table>");
     }

@@ -145,6 +145,8 @@ struct Hysteresis {
     state: Seen,
     /// A state other than the current one, seen that many times in a row since then.
     pending: Option<(Seen, u32, Instant)>,
+    /// When the current run of failures began (its first failed probe), if it is failing.
+    failing_since: Option<Instant>,
 }
 
 impl Hysteresis {
@@ -155,6 +157,7 @@ impl Hysteresis {
             delay: timing.failure_delay,
             state: first,
             pending: None,
+            failing_since: None,
         }
     }
 
@@ -181,6 +184,10 @@ impl Hysteresis {
 
     /// Returns whether the state changed.
     fn observe(&mut self, seen: Seen, now: Instant) -> bool {
+        self.failing_since = match seen {
+            Seen::Down => Some(self.failing_since.unwrap_or(now)),
+            Seen::Up(_) => None,
+        };
         if seen == self.state {
             self.pending = None;
             return false;
@@ -229,6 +236,9 @@ async fn run(
     let mut cx = prober.context();
     let outcome = probe_once(&prober, &limit, &state.key, &mut cx).await;
     let mut h = Hysteresis::new(timing, Seen::of(&outcome));
+    if !outcome.ok {
+        h.failing_since = Some(Instant::now());
+    }
     if !outcome.ok {
         warn!(probe = %state.key, used_by = ?state.users(), reason = %outcome.reason, "down at start");
     } else if let Some(role) = role_name(&state, outcome.role) {
@@ -299,6 +309,9 @@ fn publish(state: &ProbeState, h: &Hysteresis, interval: Duration, outcome: Outc
             latency: outcome.latency,
             at: SystemTime::now(),
             leader: outcome.leader,
+            failing_since: h
+                .failing_since
+                .map(|since| SystemTime::now() - since.elapsed()),
         },
     );
 }

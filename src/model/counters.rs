@@ -86,6 +86,8 @@ pub struct Counters {
     pub outside: QueryCounters,
     /// By name, then member: one key per name keeps this small for large zones.
     answers: Mutex<BTreeMap<String, BTreeMap<IpAddr, Arc<AtomicU64>>>>,
+    /// Members that went down, timed (recorded by the state's watcher).
+    pub transitions: super::transition::Transitions,
     pub reloads_ok: AtomicU64,
     pub reloads_failed: AtomicU64,
     /// Unix time of the last configuration that loaded (start-up or reload).

@@ -16,7 +16,7 @@ use super::role::{NO_ROLE, Roles};
 pub type ProbeSet = HashMap<ProbeKey, Arc<ProbeState>>;
 
 /// Milliseconds on a process-wide monotonic clock; 0 is reserved for "no deadline".
-pub(super) fn clock_ms() -> u64 {
+pub fn clock_ms() -> u64 {
     static EPOCH: OnceLock<Instant> = OnceLock::new();
     EPOCH.get_or_init(Instant::now).elapsed().as_millis() as u64 + 1
 }
@@ -30,6 +30,8 @@ pub struct ProbeResult {
     pub at: SystemTime,
     /// The leader this node named (checks with a leader query), as it wrote it.
     pub leader: Option<String>,
+    /// When the current run of failures began, while the probe is failing.
+    pub failing_since: Option<SystemTime>,
 }
 
 /// What the status API shows of a probe besides up/down.

@@ -4,6 +4,7 @@
 //! - [`policy`]: how a health-checked name chooses (`selection:`, `when-all-down:`).
 //! - [`check`]: what a health check probes, and the key a probe is shared by.
 //! - [`role`]: what an HTTP check's response says a member is, beyond up or down.
+//! - [`transition`]: failovers as they happened, timed, for status and metrics.
 //! - [`health`]: the handles that checkers write and selection reads through atomics.
 //! - [`wire`]: records as the table stores them, encoded once at load time for the UDP
 //!   fast path.
@@ -18,6 +19,7 @@ pub mod health;
 pub mod log_limit;
 pub mod policy;
 pub mod role;
+pub mod transition;
 pub mod wire;
 
 pub use check::{Check, CheckSpec, HttpCheck, ProbeKey, Timing};

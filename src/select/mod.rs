@@ -56,6 +56,9 @@ pub struct Member {
     pub record: StoredRecord,
     /// Responses that chose this member (metrics).
     pub answered: Arc<AtomicU64>,
+    /// When the last answer that named it expires in caches (`clock_ms`), so that a
+    /// failover can be timed to the end of the last TTL.
+    pub answered_until: AtomicU64,
     /// How nodes name this member as the leader: the `vote_of` its address and of its
     /// node name (0 when it has none).
     pub identity: [u64; 2],
@@ -329,6 +332,7 @@ mod tests {
                         health: MemberHealth::always_up(),
                         record: StoredRecord::new(record),
                         answered: Arc::default(),
+                        answered_until: AtomicU64::new(0),
                         identity: [0; 2],
                     }
                 })

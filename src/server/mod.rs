@@ -88,6 +88,9 @@ pub async fn start(config: Config) -> io::Result<Running> {
         seen,
     ))];
     tasks.push(tokio::spawn(rotate_cookie_secret(meridian.clone())));
+    tasks.push(tokio::spawn(crate::state::watch_transitions(
+        meridian.clone(),
+    )));
     let admin = match admin_listener {
         Some(listener) => {
             let addr = listener.local_addr()?;

@@ -6,6 +6,7 @@
 //! flags are copied from the table being replaced.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use hickory_proto::rr::rdata::{NS, SOA};
 use hickory_proto::rr::{LowerName, Name, RData, Record, RecordType};
@@ -200,6 +201,7 @@ fn compile_health_checked(
         let previous = inputs.previous.member(&lower, mc.address);
         let in_maintenance = previous.is_some_and(|m| m.health.in_maintenance());
         let acknowledged = previous.map(|m| m.health.acknowledged_downs());
+        let answered_until = previous.map_or(0, |m| m.answered_until.load(Ordering::Relaxed));
         let rdata = match mc.address {
             std::net::IpAddr::V4(a) => RData::A(a.into()),
             std::net::IpAddr::V6(a) => RData::AAAA(a.into()),
@@ -211,6 +213,7 @@ fn compile_health_checked(
             site: mc.site,
             health: MemberHealth::new(probes, enabled, in_maintenance, mc.recovery, acknowledged),
             answered: inputs.counters.answers(&lower_text, mc.address),
+            answered_until: AtomicU64::new(answered_until),
             identity: [
                 vote_of(&mc.address.to_string()),
                 mc.node.as_deref().map_or(0, vote_of),

@@ -194,3 +194,62 @@ fn check_warns_of_a_fail_closed_name_in_a_zone_with_a_long_negative_ttl() {
         "{err}"
     );
 }
+
+#[test]
+fn a_failover_is_timed_to_the_last_ttl_and_shown() {
+    let port = free_port(ip("127.0.44.31"));
+    let primary = TcpBackend::start(SocketAddr::new(ip("127.0.44.31"), port));
+    let _backup = TcpBackend::start(SocketAddr::new(ip("127.0.44.32"), port));
+    let zone = format!(
+        "zone: t.test\nns: [ns1]\nfqdns:\n  app:\n    ttl: 5\n    check: {{ type: tcp, port: {port}, interval: 200ms, timeout: 150ms, rise: 2, fall: 2 }}\n    members:\n      - {{ address: 127.0.44.31, weight: 100 }}\n      - {{ address: 127.0.44.32, weight: 50 }}\n"
+    );
+    let s = with_admin("t.yaml", &zone);
+    // A resolver takes the primary with the full TTL, just before it fails.
+    let r = s.ask("app.t.test.", RecordType::A);
+    assert_eq!(
+        (addresses(&r)[0].as_str(), r.answers[0].ttl),
+        ("127.0.44.31", 5)
+    );
+    let asked = Instant::now();
+    primary.stop();
+    eventually(Duration::from_secs(3), "the failover recorded", || {
+        !status(&s)["transitions"].as_array().unwrap().is_empty()
+    });
+    let st = status(&s);
+    let t = &st["transitions"][0];
+    assert_eq!(
+        (&t["name"], &t["member"]),
+        (&"app.t.test.".into(), &"127.0.44.31".into()),
+        "{t}"
+    );
+    let out = t["out_of_answers_s"].as_f64().unwrap();
+    let expiry = t["until_ttl_expiry_s"].as_f64().unwrap();
+    // One more failed probe after the first (fall 2), 200 ms apart; the last answer's
+    // 5 s ran from before the first failure.
+    assert!((0.1..=1.0).contains(&out), "{t}");
+    let elapsed_before_failure = asked.elapsed().as_secs_f64() - out;
+    assert!(
+        expiry <= 5.0 && expiry >= 5.0 - elapsed_before_failure - 1.0,
+        "{t}"
+    );
+    assert!(expiry > out, "{t}");
+    let page = http(s.admin(), "GET", "/", None).1;
+    assert!(page.contains("<h2>Last transitions</h2>"), "{page}");
+    let metrics = http(s.admin(), "GET", "/metrics", None).1;
+    for until in ["out-of-answers", "ttl-expiry"] {
+        let line =
+            format!("meridian_failover_seconds_count{{name=\"app.t.test.\",until=\"{until}\"}} 1");
+        assert!(metrics.contains(&line), "no {line} in\n{metrics}");
+    }
+    let why: serde_json::Value = serde_json::from_str(
+        &http(
+            s.admin(),
+            "GET",
+            "/explain?name=app.t.test&type=A&client=127.0.0.1",
+            None,
+        )
+        .1,
+    )
+    .unwrap();
+    assert_eq!(why["transitions"][0]["member"], "127.0.44.31", "{why}");
+}
