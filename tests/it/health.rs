@@ -127,6 +127,46 @@ fn https_check_verifies_the_test_ca_and_follows_200() {
 }
 
 #[test]
+fn an_https_check_presents_its_client_certificate_to_a_server_that_requires_one() {
+    let tls = TestTls::requiring_client_cert("vault.mtls.test");
+    let port = free_port(ip("127.0.3.16"));
+    let _a = HttpBackend::start(SocketAddr::new(ip("127.0.3.16"), port), 200, Some(&tls));
+    let check = |extra: &str| {
+        format!("{{ type: https, port: {port}, host: vault.mtls.test, ca: ca.pem{extra} }}")
+    };
+    let zone = format!(
+        "zone: mtls.test\nns: [ns1]\nfqdns:\n  with:\n    check: {}\n    members: [{{ address: 127.0.3.16 }}]\n  without:\n    check: {}\n    members: [{{ address: 127.0.3.16 }}]\n",
+        check(", client-cert: client.pem, client-key: client-key.pem"),
+        check("")
+    );
+    let (dir, file) = write_config(&[("mtls.yaml", &zone)]);
+    for (name, pem) in [
+        ("ca.pem", &tls.ca_pem),
+        ("client.pem", &tls.client_cert_pem),
+        ("client-key.pem", &tls.client_key_pem),
+    ] {
+        std::fs::write(dir.path().join("zones").join(name), pem).unwrap();
+    }
+    let s = start_with(dir, &file);
+    let probes = s.running().meridian.registry.all();
+    let probe = |user: &str| {
+        probes
+            .iter()
+            .find(|p| p.users()[0].starts_with(user))
+            .unwrap()
+    };
+    let with = probe("with.");
+    assert!(with.is_up(), "{:?}", with.detail());
+    let without = probe("without.");
+    assert!(!without.is_up());
+    let reason = without.detail().last.unwrap().reason;
+    assert!(
+        !reason.starts_with("status"),
+        "refused at the handshake: {reason}"
+    );
+}
+
+#[test]
 fn https_check_without_the_ca_fails_verification_unless_disabled() {
     let tls = TestTls::new("vault.tls.test");
     let port = free_port(ip("127.0.3.15"));

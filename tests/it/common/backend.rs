@@ -168,10 +168,23 @@ async fn serve<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(mut stre
 pub struct TestTls {
     pub ca_pem: String,
     pub server: Arc<rustls::ServerConfig>,
+    /// A client certificate signed by the same CA, and its key (PEM), for servers that
+    /// require one (`requiring_client_cert`).
+    pub client_cert_pem: String,
+    pub client_key_pem: String,
 }
 
 impl TestTls {
     pub fn new(host: &str) -> Self {
+        Self::build(host, false)
+    }
+
+    /// Like `new`, with a server that refuses clients without a certificate of the CA.
+    pub fn requiring_client_cert(host: &str) -> Self {
+        Self::build(host, true)
+    }
+
+    fn build(host: &str, client_auth: bool) -> Self {
         let ca_key = KeyPair::generate().unwrap();
         let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
         ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
@@ -189,18 +202,37 @@ impl TestTls {
         leaf.is_ca = IsCa::ExplicitNoCa;
         let leaf_cert = leaf.signed_by(&leaf_key, &issuer).unwrap();
 
+        let client_key = KeyPair::generate().unwrap();
+        let mut client = CertificateParams::new(vec!["meridian.test".to_string()]).unwrap();
+        client.is_ca = IsCa::ExplicitNoCa;
+        let client_cert = client.signed_by(&client_key, &issuer).unwrap();
+
         let key = pki_types::PrivateKeyDer::Pkcs8(leaf_key.serialize_der().into());
-        let server = rustls::ServerConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(vec![leaf_cert.der().clone()], key)
-        .unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .unwrap();
+        let builder = if client_auth {
+            let mut roots = rustls::RootCertStore::empty();
+            roots.add(ca_cert.der().clone()).unwrap();
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                Arc::new(roots),
+                provider,
+            )
+            .build()
+            .unwrap();
+            builder.with_client_cert_verifier(verifier)
+        } else {
+            builder.with_no_client_auth()
+        };
+        let server = builder
+            .with_single_cert(vec![leaf_cert.der().clone()], key)
+            .unwrap();
         TestTls {
             ca_pem: ca_cert.pem(),
             server: Arc::new(server),
+            client_cert_pem: client_cert.pem(),
+            client_key_pem: client_key.serialize_pem(),
         }
     }
 }
