@@ -66,6 +66,7 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
                 timeout: Duration::from_millis(100),
                 rise: 1,
                 fall: 1,
+                failure_delay: Duration::ZERO,
             },
             address: None,
         },
