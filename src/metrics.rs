@@ -19,6 +19,7 @@ use prometheus_client::registry::Registry;
 use crate::model::health::LATENCY_BUCKETS;
 use crate::model::transition::FAILOVER_BUCKETS;
 use crate::model::{Counters, ProbeState};
+use crate::select::StickyTable;
 use crate::zone::Table;
 
 /// The `Content-Type` of what [`render`] returns.
@@ -30,10 +31,16 @@ struct Scrape {
     counters: Arc<Counters>,
     table: Arc<Table>,
     probes: Vec<Arc<ProbeState>>,
+    sticky: Option<Arc<StickyTable>>,
 }
 
 /// The metrics text for the current counters, table and probes.
-pub fn render(counters: Arc<Counters>, table: Arc<Table>, probes: Vec<Arc<ProbeState>>) -> String {
+pub fn render(
+    counters: Arc<Counters>,
+    table: Arc<Table>,
+    probes: Vec<Arc<ProbeState>>,
+    sticky: Option<Arc<StickyTable>>,
+) -> String {
     let mut probes = probes;
     probes.sort_by_cached_key(|p| p.key.to_string());
     let mut registry = Registry::default();
@@ -41,6 +48,7 @@ pub fn render(counters: Arc<Counters>, table: Arc<Table>, probes: Vec<Arc<ProbeS
         counters,
         table,
         probes,
+        sticky,
     }));
     let mut out = String::new();
     prometheus_client::encoding::prometheus_text::encode(&mut out, &registry)
@@ -212,6 +220,23 @@ impl Collector for Scrape {
                         None::<&std::collections::HashMap<usize, Exemplar<NoLabelSet, f64>>>,
                     )?;
             }
+        }
+
+        if let Some(sticky) = &self.sticky {
+            let m = enc.encode_descriptor(
+                "meridian_sticky_entries",
+                "Live entries of the stickiness table (of 65,536).",
+                None,
+                MetricType::Gauge,
+            )?;
+            ConstGauge::new(sticky.in_use() as i64).encode(m)?;
+            let m = enc.encode_descriptor(
+                "meridian_sticky_evictions",
+                "Live stickiness entries taken over by another client's.",
+                None,
+                MetricType::Counter,
+            )?;
+            ConstCounter::new(sticky.evictions()).encode(m)?;
         }
 
         self.encode_probes(&mut enc)?;

@@ -17,7 +17,7 @@ use smallvec::SmallVec;
 
 use crate::geo::ClientLocation;
 use crate::model::StoredRecord;
-use crate::select::{Chosen, Pool};
+use crate::select::{Chosen, Client, Pool};
 use crate::zone::{HealthCheckedName, Node, Table, Zone};
 
 pub use crate::select::Mode;
@@ -154,26 +154,6 @@ pub struct Selection<'t> {
     pub location: Option<ClientLocation>,
     /// Empty when nothing is up and the name fails closed.
     pub chosen: Chosen<'t>,
-    /// The TTL the answers carry.
-    pub ttl: u32,
-}
-
-/// The client a response is chosen for: the EDNS Client Subnet, or the packet source.
-#[derive(Clone, Copy, Debug)]
-struct Client {
-    addr: IpAddr,
-    /// How many leading bits of `addr` are known.
-    source_prefix: u8,
-}
-
-impl Client {
-    fn from_source(addr: IpAddr) -> Self {
-        let source_prefix = if addr.is_ipv4() { 32 } else { 128 };
-        Client {
-            addr,
-            source_prefix,
-        }
-    }
 }
 
 impl Plan<'_> {
@@ -450,7 +430,13 @@ fn answer_at<'t>(
                 zone.sites
                     .locate(client.addr, client.source_prefix, table.geoip())
             });
-            let chosen = pool.select(name.rules, location.as_ref(), &zone.sites.sites, mode);
+            let chosen = pool.select(
+                name.rules,
+                client,
+                location.as_ref(),
+                &zone.sites.sites,
+                mode,
+            );
             let ttl = pool.ttl(name.ttl);
             plan.answers.extend(
                 chosen
@@ -464,7 +450,6 @@ fn answer_at<'t>(
                 pool,
                 location,
                 chosen,
-                ttl,
             });
             // Failing closed: negative-cache no longer than the name's own TTL.
             return failed_closed.then_some(Some(name.ttl));

@@ -21,9 +21,9 @@ use crate::cookie::Cookies;
 use crate::forward::Forwarder;
 use crate::health::{Checker, Registry};
 use crate::model::Counters;
-use crate::model::health::clock_ms;
 use crate::model::transition::Transition;
 use crate::rrl::RateLimiter;
+use crate::select::StickyTable;
 use crate::zone::{Inputs, SharedTable, Table};
 
 /// The outcome of the last load of the configuration.
@@ -54,6 +54,8 @@ pub struct Meridian {
     pub cookies: Cookies,
     /// The rate limiter's buckets, made by the first configuration with `rate-limit:`.
     pub limiter: OnceLock<RateLimiter>,
+    /// Who got which member (`sticky:`), made by the first configuration that asks.
+    pub sticky: OnceLock<Arc<StickyTable>>,
     /// The DNS addresses bound at start-up.
     pub listen: Vec<SocketAddr>,
     /// The configuration's listen and admin settings at start-up (changes need a restart).
@@ -87,6 +89,7 @@ impl Meridian {
                 config.server.cookies.secret_lifetime,
             ),
             limiter: OnceLock::new(),
+            sticky: OnceLock::new(),
             listen,
             started_with: (config.server.listen.clone(), config.server.admin.clone()),
             status: Mutex::default(),
@@ -109,6 +112,7 @@ impl Meridian {
             self.counters.clone(),
             self.table.load_full(),
             self.registry.all(),
+            self.sticky.get().cloned(),
         )
     }
 
@@ -137,6 +141,7 @@ impl Meridian {
                 probes: &probes,
                 counters: &self.counters,
                 previous: &previous,
+                sticky: &self.sticky,
             };
             // Compiling a large configuration takes seconds: keep the runtime's other
             // tasks (TCP, admin) moving meanwhile.
@@ -255,39 +260,76 @@ impl Meridian {
     }
 }
 
+/// How often the failover watcher looks.
+const WATCH_EVERY: Duration = Duration::from_millis(250);
+
+/// What the watcher knows of one member between looks.
+struct Watched {
+    up: bool,
+    /// Its answer counter at the last look.
+    answered: u64,
+    /// The last look that found it answered since the one before, and the TTL answers
+    /// carried then: the last answer naming it expires by then + TTL.
+    last_answered: Option<(SystemTime, u32)>,
+}
+
 /// Watches members going down and records each failover, timed: from the first failed
 /// probe of the member's down probes to the moment it went down (answers leave it out
-/// from then), and to the expiry of the last answer that named it. Runs beside the query
-/// path, reading what it leaves: member state and `answered_until`.
+/// from then), and to the expiry of the last answer that named it. It samples what the
+/// query path already keeps (member state, answer counters) every 250 ms, so it adds
+/// nothing there; the last answer is placed at the end of the window it fell in, which
+/// errs late by at most that.
 pub async fn watch_transitions(meridian: Arc<Meridian>) {
-    let mut was_up: HashMap<(String, IpAddr), bool> = HashMap::new();
-    let mut every = tokio::time::interval(Duration::from_millis(250));
+    let mut watched: HashMap<(String, IpAddr), Watched> = HashMap::new();
+    let mut every = tokio::time::interval(WATCH_EVERY);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         every.tick().await;
+        let now = SystemTime::now();
         let table = meridian.table.load();
-        let mut seen = HashMap::with_capacity(was_up.len());
+        let mut seen = HashMap::with_capacity(watched.len());
         for name in table.health_checked_names() {
             let name_text = name.name.to_string();
-            for m in name.members() {
+            for (pool, m) in [&name.v4, &name.v6]
+                .into_iter()
+                .flat_map(|p| p.members.iter().map(move |m| (p, m)))
+            {
                 let key = (name_text.clone(), m.address);
                 let up = m.health.is_up();
+                let answered = m.answered.load(Ordering::Relaxed);
+                let before = watched.remove(&key);
+                let mut last_answered = before.as_ref().and_then(|w| w.last_answered);
+                // First seen (just started): answered at all counts as answered now.
+                if answered > before.as_ref().map_or(0, |w| w.answered) {
+                    last_answered = Some((now, pool.ttl(name.ttl)));
+                }
                 if !up
-                    && was_up.get(&key) == Some(&true)
-                    && let Some(t) = transition(&name_text, m)
+                    && before.as_ref().is_some_and(|w| w.up)
+                    && let Some(t) = transition(&name_text, m, last_answered)
                 {
                     meridian.counters.transitions.record(t);
                 }
-                seen.insert(key, up);
+                seen.insert(
+                    key,
+                    Watched {
+                        up,
+                        answered,
+                        last_answered,
+                    },
+                );
             }
         }
-        was_up = seen;
+        watched = seen;
     }
 }
 
 /// The failover of a member that just went down because a probe did; `None` when no
 /// probe is down (maintenance, a hold: no failure to time).
-fn transition(name: &str, m: &crate::select::Member) -> Option<Transition> {
+fn transition(
+    name: &str,
+    m: &crate::select::Member,
+    last_answered: Option<(SystemTime, u32)>,
+) -> Option<Transition> {
     let down: Vec<_> = m
         .health
         .probes()
@@ -300,15 +342,9 @@ fn transition(name: &str, m: &crate::select::Member) -> Option<Transition> {
         .filter_map(|d| d.last.as_ref()?.failing_since)
         .min()?;
     let out_at = down.iter().map(|d| d.since).min()?;
-    let now_ms = clock_ms();
-    let until_ms = m.answered_until.load(Ordering::Relaxed);
-    // `answered_until` is on the process clock; bring it to wall time through now.
-    let expiry = if until_ms > now_ms {
-        SystemTime::now() + Duration::from_millis(until_ms - now_ms)
-    } else {
-        SystemTime::now() - Duration::from_millis(now_ms - until_ms)
-    }
-    .max(out_at);
+    let expiry = last_answered
+        .map_or(out_at, |(at, ttl)| at + Duration::from_secs(u64::from(ttl)))
+        .max(out_at);
     let since = |t: SystemTime| t.duration_since(first).unwrap_or_default();
     Some(Transition {
         name: name.to_string(),

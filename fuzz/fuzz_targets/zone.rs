@@ -43,6 +43,7 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
             probes: &probes,
             counters: &counters,
             previous: &empty,
+            sticky: &std::sync::OnceLock::new(),
         },
     );
     // Every health-checked name, and the apex, answer without a panic.

@@ -236,6 +236,8 @@ pub struct HealthCheckedNameConfig {
     pub failover_within: Option<Duration>,
     /// The worst case from a member failing to the last cached answer naming it.
     pub budget: Option<Budget>,
+    /// `sticky:`: how long a client keeps its member after its last query.
+    pub sticky: Option<Duration>,
 }
 
 #[derive(Clone, Debug)]

@@ -249,6 +249,7 @@ pub(super) struct FqdnRaw {
     pub(super) answers: Option<Spanned<u32>>,
     pub(super) when_all_down: Option<WhenAllDown>,
     pub(super) failover_within: Option<Spanned<String>>,
+    pub(super) sticky: Option<Spanned<String>>,
     pub(super) recovery: Option<Spanned<String>>,
     /// Tiers of roles, tried in order; a tier is a role or a list of roles.
     pub(super) roles: Option<Spanned<Vec<Spanned<TextList>>>>,

@@ -568,7 +568,27 @@ fn validate_health_checked(
         members,
         failover_within,
         budget,
+        sticky: validate_sticky(r, field, &raw.sticky),
     })
+}
+
+/// `sticky: 300s`: from a second to 48 days (the table's clock).
+fn validate_sticky(r: &mut Report, field: &str, raw: &Option<Spanned<String>>) -> Option<Duration> {
+    let v = raw.as_ref()?;
+    match humantime::parse_duration(v.value.trim()) {
+        Ok(d) if d >= Duration::from_secs(1) && d.as_secs() <= 1 << 22 => Some(d),
+        _ => {
+            r.at(
+                v.referenced,
+                format!("{field}.sticky"),
+                format!(
+                    "`{}` is not a duration from 1s to 48 days (write 300s or 1h)",
+                    v.value
+                ),
+            );
+            None
+        }
+    }
 }
 
 /// `recovery: auto | manual`; `None` when not given (or wrong, reported).

@@ -24,7 +24,6 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use crate::config::TcpConfig;
-use crate::model::health::clock_ms;
 use crate::resolve::Plan;
 use crate::rrl::Verdict;
 use crate::state::Meridian;
@@ -133,17 +132,9 @@ fn count(state: &Meridian, plan: &Plan, rcode: ResponseCode) {
     plan.zone
         .map_or(&state.counters.outside, |z| &*z.queries)
         .count(plan.qtype, rcode);
-    if let Some(selection) = &plan.selection
-        && !selection.chosen.is_empty()
-    {
-        let until = clock_ms() + u64::from(selection.ttl) * 1000;
+    if let Some(selection) = &plan.selection {
         for m in &selection.chosen {
             m.answered.fetch_add(1, Ordering::Relaxed);
-            // Not fetch_max: a plain store when later is cheaper, and a race between
-            // two workers moves the expiry by less than a millisecond.
-            if m.answered_until.load(Ordering::Relaxed) < until {
-                m.answered_until.store(until, Ordering::Relaxed);
-            }
         }
     }
     if plan.denied {

@@ -16,7 +16,7 @@ use super::role::{NO_ROLE, Roles};
 pub type ProbeSet = HashMap<ProbeKey, Arc<ProbeState>>;
 
 /// Milliseconds on a process-wide monotonic clock; 0 is reserved for "no deadline".
-pub fn clock_ms() -> u64 {
+pub(super) fn clock_ms() -> u64 {
     static EPOCH: OnceLock<Instant> = OnceLock::new();
     EPOCH.get_or_init(Instant::now).elapsed().as_millis() as u64 + 1
 }

@@ -13,8 +13,10 @@ use crate::geo::{ClientLocation, Site, distance_km};
 use crate::model::{MemberHealth, Policy, StoredRecord, WhenAllDown};
 
 mod roles;
+mod sticky;
 
 pub use roles::{Agreement, Flags, LeaderView};
+pub use sticky::StickyTable;
 
 /// Whether a selection counts as an answer given.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -56,9 +58,6 @@ pub struct Member {
     pub record: StoredRecord,
     /// Responses that chose this member (metrics).
     pub answered: Arc<AtomicU64>,
-    /// When the last answer that named it expires in caches (`clock_ms`), so that a
-    /// failover can be timed to the end of the last TTL.
-    pub answered_until: AtomicU64,
     /// How nodes name this member as the leader: the `vote_of` its address and of its
     /// node name (0 when it has none).
     pub identity: [u64; 2],
@@ -80,6 +79,8 @@ pub struct Pool {
     split_brain: AtomicBool,
     /// The name, for those log lines.
     label: Box<str>,
+    /// `sticky:`: the table, how long an entry lives, and this pool's part of the key.
+    sticky: Option<(Arc<StickyTable>, u32, u64)>,
 }
 
 /// Inline capacity of a selection; larger all-available sets spill to the heap.
@@ -105,7 +106,15 @@ impl Pool {
             leader_role: None,
             split_brain: AtomicBool::new(false),
             label: Box::default(),
+            sticky: None,
         }
+    }
+
+    /// Keeps each client on the member it got for `seconds` after its last query; `id`
+    /// tells this pool's entries from other pools' in the shared table.
+    pub fn with_sticky(mut self, table: Arc<StickyTable>, seconds: u32, id: u64) -> Self {
+        self.sticky = Some((table, seconds, id));
+        self
     }
 
     /// Chooses by role: the first of `tiers` (masks of role indices) with a member up in
@@ -149,6 +158,67 @@ impl Pool {
     /// policies that need it), given the zone's `sites`. Empty only when nothing is up and
     /// the name fails closed (or the pool is empty).
     pub fn select(
+        &self,
+        rules: Rules,
+        client: Client,
+        location: Option<&ClientLocation>,
+        sites: &[Site],
+        mode: Mode,
+    ) -> Chosen<'_> {
+        let chosen = self.select_fresh(rules, location, sites, mode);
+        match &self.sticky {
+            Some(sticky) => self.stick(sticky, client, chosen, rules.answers, mode),
+            None => chosen,
+        }
+    }
+
+    /// With `sticky:`, the member this client got before comes first while it is still
+    /// in the chosen set's reach (up, and in the answering tier); else the fresh choice's
+    /// first, remembered.
+    fn stick<'a>(
+        &'a self,
+        (table, seconds, id): &(Arc<StickyTable>, u32, u64),
+        client: Client,
+        chosen: Chosen<'a>,
+        answers: usize,
+        mode: Mode,
+    ) -> Chosen<'a> {
+        let Some(first) = chosen.first() else {
+            return chosen;
+        };
+        let key = sticky::key(*id, client.addr, client.source_prefix);
+        let index_of = |m: &Member| self.members.iter().position(|x| std::ptr::eq(x, m));
+        let eligible = |i: usize| {
+            let mut up = self.up();
+            if self.chooses_by_role() {
+                up = self.by_role(&up).1;
+            }
+            up.get(i).copied().unwrap_or(false)
+        };
+        let kept = table
+            .get(key)
+            .filter(|&i| i < self.members.len() && eligible(i));
+        let (keep, out) = match kept {
+            Some(i) => {
+                let kept = &self.members[i];
+                let mut out: Chosen<'a> = Chosen::new();
+                out.push(kept);
+                out.extend(chosen.iter().copied().filter(|m| !std::ptr::eq(*m, kept)));
+                out.truncate(answers);
+                (i, out)
+            }
+            None => match index_of(first) {
+                Some(i) => (i, chosen),
+                None => return chosen,
+            },
+        };
+        if mode == Mode::Query {
+            table.put(key, keep, *seconds);
+        }
+        out
+    }
+
+    fn select_fresh(
         &self,
         rules: Rules,
         location: Option<&ClientLocation>,
@@ -332,12 +402,15 @@ mod tests {
                         health: MemberHealth::always_up(),
                         record: StoredRecord::new(record),
                         answered: Arc::default(),
-                        answered_until: AtomicU64::new(0),
                         identity: [0; 2],
                     }
                 })
                 .collect(),
         )
+    }
+
+    fn client() -> Client {
+        Client::from_source(IpAddr::from([198, 51, 100, 7]))
     }
 
     fn rules(policy: Policy, answers: usize) -> Rules {
@@ -356,7 +429,7 @@ mod tests {
         let mut longest_run = 0;
         let mut run = 0;
         for _ in 0..1000 {
-            let chosen = p.select(rules(Policy::Weighted, 1), None, &[], Mode::Query);
+            let chosen = p.select(rules(Policy::Weighted, 1), client(), None, &[], Mode::Query);
             let i = p
                 .members
                 .iter()
@@ -378,7 +451,13 @@ mod tests {
     #[test]
     fn fixed_weight_prefers_heaviest_then_list_order() {
         let p = pool(&[50, 100, 100]);
-        let chosen = p.select(rules(Policy::FixedWeight, 2), None, &[], Mode::Query);
+        let chosen = p.select(
+            rules(Policy::FixedWeight, 2),
+            client(),
+            None,
+            &[],
+            Mode::Query,
+        );
         let got: Vec<_> = chosen.iter().map(|m| m.address.to_string()).collect();
         assert_eq!(got, ["192.0.2.2", "192.0.2.3"]);
     }
@@ -386,7 +465,8 @@ mod tests {
     #[test]
     fn a_dry_run_shows_the_next_choice_and_moves_nothing() {
         let p = pool(&[1, 1, 1]);
-        let first = |mode| p.select(rules(Policy::RoundRobin, 1), None, &[], mode)[0].address;
+        let first =
+            |mode| p.select(rules(Policy::RoundRobin, 1), client(), None, &[], mode)[0].address;
         let next = first(Mode::DryRun);
         assert_eq!(first(Mode::DryRun), next, "a dry run does not rotate");
         assert_eq!(

@@ -5,8 +5,7 @@
 //! (taken from the long-lived registry and counter store beforehand), and maintenance
 //! flags are copied from the table being replaced.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use hickory_proto::rr::rdata::{NS, SOA};
 use hickory_proto::rr::{LowerName, Name, RData, Record, RecordType};
@@ -16,7 +15,7 @@ use crate::config::{Config, HealthCheckedNameConfig, ZoneConfig};
 use crate::geo::{self, SiteMap};
 use crate::model::health::vote_of;
 use crate::model::{Counters, MemberHealth, Policy, ProbeSet, StoredRecord};
-use crate::select::{Member, Pool, Rules};
+use crate::select::{Member, Pool, Rules, StickyTable};
 
 /// What a compiled table takes from the running server.
 pub struct Inputs<'a> {
@@ -26,6 +25,8 @@ pub struct Inputs<'a> {
     pub counters: &'a Counters,
     /// The table being replaced: members that stay keep their maintenance flag.
     pub previous: &'a Table,
+    /// The stickiness table, made when a name first asks for `sticky:`; it outlives tables.
+    pub sticky: &'a OnceLock<Arc<StickyTable>>,
 }
 
 impl Table {
@@ -201,7 +202,6 @@ fn compile_health_checked(
         let previous = inputs.previous.member(&lower, mc.address);
         let in_maintenance = previous.is_some_and(|m| m.health.in_maintenance());
         let acknowledged = previous.map(|m| m.health.acknowledged_downs());
-        let answered_until = previous.map_or(0, |m| m.answered_until.load(Ordering::Relaxed));
         let rdata = match mc.address {
             std::net::IpAddr::V4(a) => RData::A(a.into()),
             std::net::IpAddr::V6(a) => RData::AAAA(a.into()),
@@ -213,7 +213,6 @@ fn compile_health_checked(
             site: mc.site,
             health: MemberHealth::new(probes, enabled, in_maintenance, mc.recovery, acknowledged),
             answered: inputs.counters.answers(&lower_text, mc.address),
-            answered_until: AtomicU64::new(answered_until),
             identity: [
                 vote_of(&mc.address.to_string()),
                 mc.node.as_deref().map_or(0, vote_of),
@@ -237,8 +236,30 @@ fn compile_health_checked(
             },
             when_all_down: fc.when_all_down,
         },
-        v4: Pool::new(v4).with_roles(&fc.roles, leader_role, &lower_text),
-        v6: Pool::new(v6).with_roles(&fc.roles, leader_role, &lower_text),
+        v4: sticky(
+            Pool::new(v4).with_roles(&fc.roles, leader_role, &lower_text),
+            fc,
+            inputs,
+            4,
+        ),
+        v6: sticky(
+            Pool::new(v6).with_roles(&fc.roles, leader_role, &lower_text),
+            fc,
+            inputs,
+            6,
+        ),
+    }
+}
+
+/// `sticky:` on a pool, its entries told apart by the name and the address family.
+fn sticky(pool: Pool, fc: &HealthCheckedNameConfig, inputs: &Inputs, family: u64) -> Pool {
+    match fc.sticky {
+        Some(d) => {
+            let table = inputs.sticky.get_or_init(Arc::default).clone();
+            let id = vote_of(&fc.name.to_string()) ^ family;
+            pool.with_sticky(table, d.as_secs().clamp(1, 1 << 22) as u32, id)
+        }
+        None => pool,
     }
 }
 

@@ -253,3 +253,65 @@ fn a_failover_is_timed_to_the_last_ttl_and_shown() {
     .unwrap();
     assert_eq!(why["transitions"][0]["member"], "127.0.44.31", "{why}");
 }
+
+#[test]
+fn a_sticky_client_keeps_its_member_while_it_is_up() {
+    let members = ["127.0.44.41", "127.0.44.42", "127.0.44.43"];
+    let port = free_port(ip(members[0]));
+    let mut backends: Vec<Option<TcpBackend>> = members
+        .iter()
+        .map(|m| Some(TcpBackend::start(SocketAddr::new(ip(m), port))))
+        .collect();
+    let zone = format!(
+        "zone: s.test\nns: [ns1]\nfqdns:\n  app:\n    selection: round-robin\n    sticky: 300s\n    check: {{ type: tcp, port: {port}, interval: 100ms, timeout: 80ms, rise: 1, fall: 1 }}\n    members: [{{ address: 127.0.44.41 }}, {{ address: 127.0.44.42 }}, {{ address: 127.0.44.43 }}]\n  plain:\n    selection: round-robin\n    members: [{{ address: 127.0.44.41 }}, {{ address: 127.0.44.42 }}, {{ address: 127.0.44.43 }}]\n"
+    );
+    let s = with_admin("s.yaml", &zone);
+    let ask_from = |src: &str, name: &str| {
+        addresses(&udp_exchange_from(
+            ip(src),
+            s.addr,
+            &query(name, RecordType::A),
+        ))[0]
+            .clone()
+    };
+    let got =
+        |src: &str, name: &str| -> Vec<String> { (0..6).map(|_| ask_from(src, name)).collect() };
+    // Without stickiness the rotation moves on each time; with it, one member per client.
+    let plain = got("127.0.50.1", "plain.s.test.");
+    assert!(plain.windows(2).any(|w| w[0] != w[1]), "{plain:?}");
+    let a = got("127.0.50.1", "app.s.test.");
+    assert!(a.iter().all(|m| *m == a[0]), "{a:?}");
+    let a_neighbour = got("127.0.50.200", "app.s.test.");
+    assert!(
+        a_neighbour.iter().all(|m| *m == a[0]),
+        "the same /24: {a_neighbour:?}"
+    );
+    let others: Vec<String> = (51..60)
+        .map(|n| ask_from(&format!("127.0.{n}.1"), "app.s.test."))
+        .collect();
+    assert!(
+        others.iter().any(|m| *m != a[0]),
+        "other clients spread: {others:?}"
+    );
+    // Its member goes down: the client moves, and sticks to the new one.
+    let i = members.iter().position(|m| *m == a[0]).unwrap();
+    backends[i].take().unwrap().stop();
+    eventually(Duration::from_secs(2), "the client to move", || {
+        ask_from("127.0.50.1", "app.s.test.") != a[0]
+    });
+    let moved = got("127.0.50.1", "app.s.test.");
+    assert!(
+        moved.iter().all(|m| *m == moved[0] && *m != a[0]),
+        "{moved:?}"
+    );
+    let metrics = http(s.admin(), "GET", "/metrics", None).1;
+    let entries: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("meridian_sticky_entries "))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("{metrics}"));
+    assert!(
+        entries >= 10,
+        "{entries}: client 127.0.50/24 and nine others"
+    );
+}
