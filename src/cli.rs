@@ -48,6 +48,23 @@ enum Command {
         #[arg(long, short, default_value = "meridian.yaml")]
         config: PathBuf,
     },
+    /// Drain a member (through the admin API): stop handing it out, and say when it is
+    /// safe to stop: its TTL has passed and the resolvers that got it have asked again.
+    Drain {
+        /// The health-checked name, e.g. vault.kemp.local
+        name: String,
+        /// The member's address.
+        address: std::net::IpAddr,
+        /// Return only when it is safe to stop (exit 1 if that takes longer than --timeout).
+        #[arg(long)]
+        wait: bool,
+        /// How long --wait waits.
+        #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
+        timeout: std::time::Duration,
+        /// The server file (for the admin API's address and token).
+        #[arg(long, short, default_value = "meridian.yaml")]
+        config: PathBuf,
+    },
 }
 
 pub fn main() -> ExitCode {
@@ -61,7 +78,135 @@ pub fn main() -> ExitCode {
             client,
             config,
         } => explain(&config, &name, &r#type, client),
+        Command::Drain {
+            name,
+            address,
+            wait,
+            timeout,
+            config,
+        } => drain(&config, &name, address, wait.then_some(timeout)),
     }
+}
+
+fn drain(
+    config: &Path,
+    name: &str,
+    address: std::net::IpAddr,
+    wait: Option<std::time::Duration>,
+) -> ExitCode {
+    let server = match config::load_server(config) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let Some(admin) = server.admin else {
+        eprintln!(
+            "{}: no `admin:` section, so there is no API to ask",
+            config.display()
+        );
+        return ExitCode::FAILURE;
+    };
+    let url = format!("http://{}/members/{name}/{address}/drain", admin.listen);
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let outcome: Result<bool, String> = rt.block_on(async {
+        let client = reqwest::Client::builder()
+            .no_proxy()
+            .build()
+            .map_err(|e| e.to_string())?;
+        let ask = |post: bool| {
+            let mut req = if post {
+                client.post(&url)
+            } else {
+                client.get(&url)
+            };
+            if let Some(token) = &admin.token {
+                req = req.bearer_auth(token);
+            }
+            async move {
+                let resp = req
+                    .send()
+                    .await
+                    .map_err(|e| format!("cannot reach the admin API at {}: {e}", admin.listen))?;
+                let status = resp.status();
+                let body = resp.text().await.map_err(|e| e.to_string())?;
+                if !status.is_success() {
+                    return Err(format!("{status}: {body}"));
+                }
+                serde_json::from_str::<crate::state::DrainReport>(&body).map_err(|e| e.to_string())
+            }
+        };
+        let mut report = ask(true).await?;
+        let deadline = std::time::Instant::now() + wait.unwrap_or_default();
+        let mut said = String::new();
+        loop {
+            let line = drain_line(&report);
+            if line != said {
+                println!("{line}");
+                said = line;
+            }
+            if report.safe || wait.is_none() {
+                return Ok(report.safe || wait.is_none());
+            }
+            if std::time::Instant::now() >= deadline {
+                return Ok(false);
+            }
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            report = ask(false).await?;
+        }
+    });
+    match outcome {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => {
+            eprintln!(
+                "not safe yet after {}",
+                humantime::format_duration(wait.unwrap_or_default())
+            );
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn drain_line(r: &crate::state::DrainReport) -> String {
+    if r.safe {
+        return format!(
+            "{} {}: safe to stop (TTL {}s passed, {} of {} resolvers asked again)",
+            r.name, r.member, r.ttl, r.returned, r.received
+        );
+    }
+    let waiting = if r.not_returned.is_empty() {
+        String::new()
+    } else {
+        let list: Vec<String> = r.not_returned.iter().map(ToString::to_string).collect();
+        format!("; waiting for {}", list.join(", "))
+    };
+    format!(
+        "{} {}: draining, TTL {}s {}, {} of {} resolvers asked again{waiting}",
+        r.name,
+        r.member,
+        r.ttl,
+        if r.ttl_passed {
+            "passed"
+        } else {
+            "not passed yet"
+        },
+        r.returned,
+        r.received
+    )
 }
 
 fn explain(config: &Path, name: &str, qtype: &str, client: Option<std::net::IpAddr>) -> ExitCode {

@@ -32,6 +32,8 @@ struct Scrape {
     table: Arc<Table>,
     probes: Vec<Arc<ProbeState>>,
     sticky: Option<Arc<StickyTable>>,
+    /// Members being drained: name, address, and whether it is safe to stop them.
+    drains: Vec<(String, std::net::IpAddr, bool)>,
 }
 
 /// The metrics text for the current counters, table and probes.
@@ -40,6 +42,7 @@ pub fn render(
     table: Arc<Table>,
     probes: Vec<Arc<ProbeState>>,
     sticky: Option<Arc<StickyTable>>,
+    drains: Vec<(String, std::net::IpAddr, bool)>,
 ) -> String {
     let mut probes = probes;
     probes.sort_by_cached_key(|p| p.key.to_string());
@@ -49,6 +52,7 @@ pub fn render(
         table,
         probes,
         sticky,
+        drains,
     }));
     let mut out = String::new();
     prometheus_client::encoding::prometheus_text::encode(&mut out, &registry)
@@ -219,6 +223,23 @@ impl Collector for Scrape {
                         &buckets,
                         None::<&std::collections::HashMap<usize, Exemplar<NoLabelSet, f64>>>,
                     )?;
+            }
+        }
+
+        if !self.drains.is_empty() {
+            let mut m = enc.encode_descriptor(
+                "meridian_member_drain_safe",
+                "Members being drained: safe to stop (1: the TTL has passed and every resolver that got it has asked again) or not yet (0).",
+                None,
+                MetricType::Gauge,
+            )?;
+            for (name, member, safe) in &self.drains {
+                let member = member.to_string();
+                gauge(
+                    &mut m,
+                    &[("name", name), ("member", &member)],
+                    i64::from(*safe),
+                )?;
             }
         }
 

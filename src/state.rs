@@ -24,6 +24,7 @@ use crate::model::Counters;
 use crate::model::transition::Transition;
 use crate::rrl::RateLimiter;
 use crate::select::StickyTable;
+use crate::select::recipients::Recipients;
 use crate::zone::{Inputs, SharedTable, Table};
 
 /// The outcome of the last load of the configuration.
@@ -56,6 +57,8 @@ pub struct Meridian {
     pub limiter: OnceLock<RateLimiter>,
     /// Who got which member (`sticky:`), made by the first configuration that asks.
     pub sticky: OnceLock<Arc<StickyTable>>,
+    /// Which resolvers received which member, for drains; made at the first answer.
+    pub recipients: OnceLock<Recipients>,
     /// The DNS addresses bound at start-up.
     pub listen: Vec<SocketAddr>,
     /// The configuration's listen and admin settings at start-up (changes need a restart).
@@ -90,6 +93,7 @@ impl Meridian {
             ),
             limiter: OnceLock::new(),
             sticky: OnceLock::new(),
+            recipients: OnceLock::new(),
             listen,
             started_with: (config.server.listen.clone(), config.server.admin.clone()),
             status: Mutex::default(),
@@ -108,11 +112,22 @@ impl Meridian {
 
     /// The metrics text.
     pub fn metrics(&self) -> String {
+        let table = self.table.load_full();
+        let mut drains = Vec::new();
+        for name in table.health_checked_names() {
+            let lower = LowerName::new(&name.name);
+            for m in name.members() {
+                if let Ok(Some(r)) = self.drain_report(&lower, m.address) {
+                    drains.push((r.name, r.member, r.safe));
+                }
+            }
+        }
         crate::metrics::render(
             self.counters.clone(),
-            self.table.load_full(),
+            table,
             self.registry.all(),
             self.sticky.get().cloned(),
+            drains,
         )
     }
 
@@ -242,7 +257,102 @@ impl Meridian {
             .member(name, address)
             .ok_or(MaintenanceError::NoSuchMember)?;
         member.health.set_maintenance(on);
+        if !on {
+            member.health.set_draining(None);
+        }
         Ok(())
+    }
+
+    /// Starts draining a member (out of answers), unless it already is; then its report.
+    pub async fn drain(
+        &self,
+        name: &LowerName,
+        address: IpAddr,
+    ) -> Result<DrainReport, MaintenanceError> {
+        {
+            let _swapping = self.swapping.lock().await;
+            let table = self.table.load();
+            let member = self.find(&table, name, address)?;
+            if member.health.draining_since().is_none() {
+                member.health.set_draining(Some(unix_now()));
+            }
+        }
+        self.drain_report(name, address)
+            .map(|r| r.expect("draining: just started"))
+    }
+
+    /// Whether a draining member is safe to stop: `None` when it is not draining.
+    pub fn drain_report(
+        &self,
+        name: &LowerName,
+        address: IpAddr,
+    ) -> Result<Option<DrainReport>, MaintenanceError> {
+        let table = self.table.load();
+        let member = self.find(&table, name, address)?;
+        let Some(since) = member.health.draining_since() else {
+            return Ok(None);
+        };
+        let (hc, _) = table
+            .health_checked(name)
+            .ok_or(MaintenanceError::NoSuchName)?;
+        let ttl = hc.ttl;
+        let now = unix_now();
+        let tags: Vec<u32> = hc.members().map(|m| m.tag).collect();
+        let (mut received, mut returned) = (Vec::new(), Vec::new());
+        if let Some(recipients) = self.recipients.get() {
+            // The table's clock, from the drain's unix time.
+            let clock = i64::from(recipients.now());
+            let drained_at = clock - now.saturating_sub(since) as i64;
+            let entries = recipients.of(&tags);
+            for e in &entries {
+                let could_hold = i64::from(e.at) >= drained_at - i64::from(ttl);
+                if e.member == member.tag && could_hold && !received.contains(&e.resolver) {
+                    received.push(e.resolver);
+                }
+            }
+            for e in &entries {
+                if e.member != member.tag
+                    && i64::from(e.at) >= drained_at
+                    && received.contains(&e.resolver)
+                    && !returned.contains(&e.resolver)
+                {
+                    returned.push(e.resolver);
+                }
+            }
+        }
+        received.sort();
+        returned.sort();
+        let not_returned: Vec<IpAddr> = received
+            .iter()
+            .filter(|r| !returned.contains(r))
+            .copied()
+            .collect();
+        let ttl_passed = now >= since + u64::from(ttl);
+        Ok(Some(DrainReport {
+            name: name.to_string(),
+            member: address,
+            since,
+            ttl,
+            ttl_passed,
+            received: received.len(),
+            returned: returned.len(),
+            safe: ttl_passed && not_returned.is_empty(),
+            not_returned,
+        }))
+    }
+
+    fn find<'t>(
+        &self,
+        table: &'t Table,
+        name: &LowerName,
+        address: IpAddr,
+    ) -> Result<&'t crate::select::Member, MaintenanceError> {
+        if table.health_checked(name).is_none() {
+            return Err(MaintenanceError::NoSuchName);
+        }
+        table
+            .member(name, address)
+            .ok_or(MaintenanceError::NoSuchMember)
     }
 
     /// Lets a member with manual recovery back in once its checks pass.
@@ -260,14 +370,36 @@ impl Meridian {
     }
 }
 
+/// Where a drain stands: safe to stop once the longest TTL that could still name the
+/// member has passed and every resolver that received it (within that TTL before the
+/// drain) has asked for the name again since.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct DrainReport {
+    pub name: String,
+    pub member: IpAddr,
+    /// Unix time the drain began.
+    pub since: u64,
+    /// The name's TTL: the longest an answer naming the member can be cached.
+    pub ttl: u32,
+    pub ttl_passed: bool,
+    /// Resolvers (IPv4 addresses, IPv6 /64s) that received the member, and how many of
+    /// them have asked again since the drain began.
+    pub received: usize,
+    pub returned: usize,
+    /// Those that have not (the record is bounded: an evicted resolver is not named).
+    pub not_returned: Vec<IpAddr>,
+    pub safe: bool,
+}
+
 /// How often the failover watcher looks.
 const WATCH_EVERY: Duration = Duration::from_millis(250);
 
 /// What the watcher knows of one member between looks.
 struct Watched {
     up: bool,
-    /// Its answer counter at the last look.
+    /// Its answer counter at the last look, and the TTL answers carried then.
     answered: u64,
+    ttl: u32,
     /// The last look that found it answered since the one before, and the TTL answers
     /// carried then: the last answer naming it expires by then + TTL.
     last_answered: Option<(SystemTime, u32)>,
@@ -299,9 +431,13 @@ pub async fn watch_transitions(meridian: Arc<Meridian>) {
                 let answered = m.answered.load(Ordering::Relaxed);
                 let before = watched.remove(&key);
                 let mut last_answered = before.as_ref().and_then(|w| w.last_answered);
-                // First seen (just started): answered at all counts as answered now.
+                let ttl = pool.ttl(name.ttl);
+                // First seen (just started): answered at all counts as answered now. The
+                // answer fell between the two looks, so it carried one of their TTLs (they
+                // only shrink while something fails): take the longer.
                 if answered > before.as_ref().map_or(0, |w| w.answered) {
-                    last_answered = Some((now, pool.ttl(name.ttl)));
+                    let then = before.as_ref().map_or(ttl, |w| w.ttl);
+                    last_answered = Some((now, ttl.max(then)));
                 }
                 if !up
                     && before.as_ref().is_some_and(|w| w.up)
@@ -314,6 +450,7 @@ pub async fn watch_transitions(meridian: Arc<Meridian>) {
                     Watched {
                         up,
                         answered,
+                        ttl,
                         last_answered,
                     },
                 );

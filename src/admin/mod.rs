@@ -140,13 +140,14 @@ async fn route(m: &Meridian, req: Request<Incoming>, peer: IpAddr) -> Reply {
             }
         }
         (&Method::GET, ["explain"]) => explain_route(m, &query, peer),
+        (&Method::GET, ["members", name, address, "drain"]) => drain_report(m, name, address),
         (
             &Method::POST,
             [
                 "members",
                 name,
                 address,
-                action @ ("enable" | "disable" | "recover"),
+                action @ ("enable" | "disable" | "recover" | "drain"),
             ],
         ) => {
             if let Err(denied) = authorize(m, &req) {
@@ -205,7 +206,35 @@ fn parse_name(text: &str) -> Option<LowerName> {
     Some(LowerName::new(&name))
 }
 
-/// `enable` and `disable` (maintenance), and `recover` (manual recovery).
+fn no_such(e: MaintenanceError) -> Reply {
+    match e {
+        MaintenanceError::NoSuchName => error(StatusCode::NOT_FOUND, "no such health-checked name"),
+        MaintenanceError::NoSuchMember => {
+            error(StatusCode::NOT_FOUND, "no such member of that name")
+        }
+    }
+}
+
+/// Where a drain stands (409 when the member is not draining).
+fn drain_report(m: &Meridian, name: &str, address: &str) -> Reply {
+    let (Some(lower), Ok(address)) = (parse_name(name), address.parse::<IpAddr>()) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "expected /members/{name}/{address}/drain",
+        );
+    };
+    match m.drain_report(&lower, address) {
+        Ok(Some(report)) => json(StatusCode::OK, &report),
+        Ok(None) => error(
+            StatusCode::CONFLICT,
+            "the member is not draining: POST to start",
+        ),
+        Err(e) => no_such(e),
+    }
+}
+
+/// `enable` and `disable` (maintenance, `enable` also ends a drain), `recover` (manual
+/// recovery) and `drain`.
 async fn member_action(m: &Meridian, name: &str, address: &str, action: &str) -> Reply {
     let (Some(lower), Ok(address)) = (parse_name(name), address.parse::<IpAddr>()) else {
         return error(
@@ -213,6 +242,15 @@ async fn member_action(m: &Meridian, name: &str, address: &str, action: &str) ->
             "expected /members/{name}/{address}/enable|disable|recover",
         );
     };
+    if action == "drain" {
+        return match m.drain(&lower, address).await {
+            Ok(report) => {
+                info!(name = %lower, member = %address, "member draining through the admin API");
+                json(StatusCode::OK, &report)
+            }
+            Err(e) => no_such(e),
+        };
+    }
     let done = match action {
         "recover" => m.recover(&lower, address).await,
         _ => {
@@ -282,5 +320,12 @@ fn explain_route(m: &Meridian, query: &str, peer: IpAddr) -> Reply {
         .filter(|t| Some(&t.name) == e.chosen_by.as_ref())
         .map(status::transition_status)
         .collect();
+    if let Some(chooser) = e.chosen_by.as_deref().and_then(parse_name) {
+        for em in &mut e.members {
+            if let Ok(address) = em.member.address.parse() {
+                em.member.drain = m.drain_report(&chooser, address).ok().flatten();
+            }
+        }
+    }
     json(StatusCode::OK, &e)
 }

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::model::ProbeState;
 use crate::model::transition::Transition;
 use crate::select::{Member, Pool};
-use crate::state::Meridian;
+use crate::state::{DrainReport, Meridian};
 use crate::zone::{HealthCheckedName, Zone};
 
 #[derive(Serialize)]
@@ -132,6 +132,9 @@ pub struct MemberStatus {
     /// until `POST /members/{name}/{address}/recover`.
     #[serde(default)]
     pub held: bool,
+    /// Where its drain stands, while it is draining (`/status` and explain).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drain: Option<DrainReport>,
     /// What its check with roles says it is (`active`, `standby`, `sealed`...).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub role: Option<String>,
@@ -184,6 +187,7 @@ pub fn member_status(m: &Member, zone: &Zone) -> MemberStatus {
         enabled: m.health.enabled(),
         maintenance: m.health.in_maintenance(),
         held: m.health.is_held(),
+        drain: None,
         role: m
             .health
             .role_probe()
@@ -219,6 +223,12 @@ fn name_status(f: &HealthCheckedName, zone: &Zone) -> NameStatus {
 pub fn status(m: &Meridian) -> Status {
     let table = m.table.load();
     let load = m.status();
+    let mut names: Vec<NameStatus> = table
+        .health_checked_by_name()
+        .into_iter()
+        .map(|(f, z)| name_status(f, z))
+        .collect();
+    fill_drains(m, &mut names);
     Status {
         version: env!("CARGO_PKG_VERSION"),
         config_file: m.config_file.display().to_string(),
@@ -238,11 +248,7 @@ pub fn status(m: &Meridian) -> Status {
                 serial: z.serial,
             })
             .collect(),
-        names: table
-            .health_checked_by_name()
-            .into_iter()
-            .map(|(f, z)| name_status(f, z))
-            .collect(),
+        names,
         transitions: m
             .counters
             .transitions
@@ -250,6 +256,21 @@ pub fn status(m: &Meridian) -> Status {
             .iter()
             .map(transition_status)
             .collect(),
+    }
+}
+
+/// The drain reports of the members that are draining.
+pub fn fill_drains(m: &Meridian, names: &mut [NameStatus]) {
+    for n in names {
+        let Ok(name) = hickory_proto::rr::Name::from_ascii(&n.name) else {
+            continue;
+        };
+        let lower = hickory_proto::rr::LowerName::new(&name);
+        for member in &mut n.members {
+            if let Ok(address) = member.address.parse() {
+                member.drain = m.drain_report(&lower, address).ok().flatten();
+            }
+        }
     }
 }
 
@@ -360,6 +381,30 @@ pub fn page(s: &Status) -> String {
                 "<span class=\"down\">disabled</span>".to_string()
             } else if m.maintenance {
                 "<span class=\"down\">maintenance</span>".to_string()
+            } else if let Some(d) = &m.drain {
+                if d.safe {
+                    "<span class=\"role\">drained: safe to stop</span>".to_string()
+                } else {
+                    format!(
+                        "<span class=\"role\">draining</span> TTL {}, {} of {} resolvers back{}",
+                        if d.ttl_passed { "passed" } else { "not passed" },
+                        d.returned,
+                        d.received,
+                        if d.not_returned.is_empty() {
+                            String::new()
+                        } else {
+                            format!(
+                                " (waiting for {})",
+                                esc(&d
+                                    .not_returned
+                                    .iter()
+                                    .map(ToString::to_string)
+                                    .collect::<Vec<_>>()
+                                    .join(", "))
+                            )
+                        }
+                    )
+                }
             } else if m.held && m.checks.iter().all(|c| c.up) {
                 "<span class=\"down\">held down, waiting for an operator</span>".to_string()
             } else if let Some(role) = &m.role {

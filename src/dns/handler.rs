@@ -120,7 +120,7 @@ pub(super) async fn respond(state: &Meridian, request: &Request) -> Reply {
         forward(state, request, &mut reply).await;
     }
     let rcode = reply.metadata.response_code;
-    super::count(state, &plan, rcode);
+    super::count(state, &plan, rcode, request.src().ip());
     if let (Protocol::Udp, Some(q)) = (request.protocol(), request.queries.queries().first()) {
         reply.verdict =
             super::rate_limit(state, &table, request.src().ip(), &plan, rcode, q.name());

@@ -39,7 +39,7 @@ pub fn fast_path(
     out: &mut Vec<u8>,
 ) -> bool {
     fast::answer(table, &state.cookies, msg, src, out, |plan, qname| {
-        count(state, plan, plan.rcode);
+        count(state, plan, plan.rcode, src);
         rate_limit(state, table, src, plan, plan.rcode, qname)
     })
     .is_ok()
@@ -127,14 +127,17 @@ fn questions_are_plain(msg: &[u8]) -> bool {
     true
 }
 
-/// Counts one response: its query by zone, type and rcode, and the members it chose.
-fn count(state: &Meridian, plan: &Plan, rcode: ResponseCode) {
+/// Counts one response: its query by zone, type and rcode, and the members it chose (and
+/// who got them, for drains).
+fn count(state: &Meridian, plan: &Plan, rcode: ResponseCode, client: IpAddr) {
     plan.zone
         .map_or(&state.counters.outside, |z| &*z.queries)
         .count(plan.qtype, rcode);
     if let Some(selection) = &plan.selection {
+        let recipients = state.recipients.get_or_init(Default::default);
         for m in &selection.chosen {
             m.answered.fetch_add(1, Ordering::Relaxed);
+            recipients.record(m.tag, client);
         }
     }
     if plan.denied {

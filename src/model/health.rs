@@ -261,6 +261,8 @@ pub struct MemberHealth {
     /// The probes' total `downs` that an operator has seen (recovered from); more means
     /// the member went down since, and a manual-recovery member is held down.
     acknowledged_downs: AtomicU64,
+    /// Unix time a drain began (out of answers until enabled again); 0 when not draining.
+    draining_since: AtomicU64,
 }
 
 /// How a member comes back after going down.
@@ -294,7 +296,20 @@ impl MemberHealth {
             acknowledged_downs: AtomicU64::new(
                 acknowledged.unwrap_or(downs.saturating_sub(down_now)),
             ),
+            draining_since: AtomicU64::new(0),
         }
+    }
+
+    /// Starts a drain at `since` (unix seconds), or ends it with `None`.
+    pub fn set_draining(&self, since: Option<u64>) {
+        self.draining_since
+            .store(since.unwrap_or(0), Ordering::Relaxed);
+    }
+
+    /// When the drain began, if the member is draining.
+    pub fn draining_since(&self) -> Option<u64> {
+        let since = self.draining_since.load(Ordering::Relaxed);
+        (since != 0).then_some(since)
     }
 
     pub fn always_up() -> Self {
@@ -336,6 +351,7 @@ impl MemberHealth {
             && !self.maintenance.load(Ordering::Relaxed)
             && self.probes.iter().all(|p| p.is_up())
             && !self.is_held()
+            && self.draining_since.load(Ordering::Relaxed) == 0
     }
 
     /// Enabled in the configuration.

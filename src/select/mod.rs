@@ -12,6 +12,7 @@ use smallvec::SmallVec;
 use crate::geo::{ClientLocation, Site, distance_km};
 use crate::model::{MemberHealth, Policy, StoredRecord, WhenAllDown};
 
+pub mod recipients;
 mod roles;
 mod sticky;
 
@@ -58,6 +59,8 @@ pub struct Member {
     pub record: StoredRecord,
     /// Responses that chose this member (metrics).
     pub answered: Arc<AtomicU64>,
+    /// This member of this name in the recipients table (see `recipients`).
+    pub tag: u32,
     /// How nodes name this member as the leader: the `vote_of` its address and of its
     /// node name (0 when it has none).
     pub identity: [u64; 2],
@@ -403,6 +406,7 @@ mod tests {
                         record: StoredRecord::new(record),
                         answered: Arc::default(),
                         identity: [0; 2],
+                        tag: i as u32,
                     }
                 })
                 .collect(),

@@ -211,7 +211,13 @@ fn compile_health_checked(
             address: mc.address,
             weight: mc.weight,
             site: mc.site,
-            health: MemberHealth::new(probes, enabled, in_maintenance, mc.recovery, acknowledged),
+            health: {
+                let health =
+                    MemberHealth::new(probes, enabled, in_maintenance, mc.recovery, acknowledged);
+                health.set_draining(previous.and_then(|m| m.health.draining_since()));
+                health
+            },
+            tag: vote_of(&format!("{lower_text} {}", mc.address)) as u32,
             answered: inputs.counters.answers(&lower_text, mc.address),
             identity: [
                 vote_of(&mc.address.to_string()),
