@@ -391,7 +391,7 @@ pub struct DrainReport {
     pub safe: bool,
 }
 
-/// How often the failover watcher looks.
+/// How often the failover watcher looks (and advances the coarse clocks).
 const WATCH_EVERY: Duration = Duration::from_millis(250);
 
 /// What the watcher knows of one member between looks.
@@ -417,6 +417,13 @@ pub async fn watch_transitions(meridian: Arc<Meridian>) {
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         every.tick().await;
+        // The coarse clocks of the tables the query path writes.
+        if let Some(r) = meridian.recipients.get() {
+            r.tick();
+        }
+        if let Some(s) = meridian.sticky.get() {
+            s.tick();
+        }
         let now = SystemTime::now();
         let table = meridian.table.load();
         let mut seen = HashMap::with_capacity(watched.len());

@@ -26,6 +26,7 @@ use std::sync::atomic::Ordering;
 use crate::config::TcpConfig;
 use crate::resolve::Plan;
 use crate::rrl::Verdict;
+use crate::select::recipients::Resolver;
 use crate::state::Meridian;
 use crate::zone::Table;
 
@@ -135,9 +136,10 @@ fn count(state: &Meridian, plan: &Plan, rcode: ResponseCode, client: IpAddr) {
         .count(plan.qtype, rcode);
     if let Some(selection) = &plan.selection {
         let recipients = state.recipients.get_or_init(Default::default);
+        let resolver = Resolver::new(client);
         for m in &selection.chosen {
             m.answered.fetch_add(1, Ordering::Relaxed);
-            recipients.record(m.tag, client);
+            recipients.record(m.tag, resolver);
         }
     }
     if plan.denied {

@@ -12,7 +12,7 @@
 //! only the drain report reads.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Instant;
 
 const SLOTS: usize = 1 << 16;
@@ -22,6 +22,9 @@ pub struct Recipients {
     who: Box<[AtomicU64]>,
     what: Box<[AtomicU64]>,
     epoch: Instant,
+    /// Seconds since `epoch`, from 1, advanced by [`Recipients::tick`]: reading the clock
+    /// on every answer would cost more than the rest of recording.
+    now: AtomicU32,
 }
 
 impl Default for Recipients {
@@ -30,6 +33,7 @@ impl Default for Recipients {
             who: (0..SLOTS).map(|_| AtomicU64::new(0)).collect(),
             what: (0..SLOTS).map(|_| AtomicU64::new(0)).collect(),
             epoch: Instant::now(),
+            now: AtomicU32::new(1),
         }
     }
 }
@@ -43,27 +47,50 @@ pub struct Received {
     pub at: u32,
 }
 
-fn mix(mut x: u64) -> u64 {
-    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    x ^ (x >> 31)
+/// A resolver as the table stores it: the address bits kept, and the family.
+#[derive(Clone, Copy, Debug)]
+pub struct Resolver {
+    bits: u64,
+    v6: u64,
+}
+
+impl Resolver {
+    pub fn new(addr: IpAddr) -> Self {
+        match addr {
+            IpAddr::V4(a) => Resolver {
+                bits: u64::from(u32::from(a)),
+                v6: 0,
+            },
+            IpAddr::V6(a) => Resolver {
+                bits: (u128::from(a) >> 64) as u64,
+                v6: 1,
+            },
+        }
+    }
 }
 
 impl Recipients {
-    /// Seconds since the table was made, from 1.
+    /// Seconds since the table was made, from 1, as of the last tick.
     pub fn now(&self) -> u32 {
-        self.epoch.elapsed().as_secs() as u32 + 1
+        self.now.load(Ordering::Relaxed)
+    }
+
+    /// Brings the clock up to date (the state's watcher calls it four times a second).
+    pub fn tick(&self) {
+        self.now
+            .store(self.epoch.elapsed().as_secs() as u32 + 1, Ordering::Relaxed);
     }
 
     /// `resolver` was just answered with member `member` (a tag: see `Member::tag`).
-    pub fn record(&self, member: u32, resolver: IpAddr) {
-        let (who, v6) = match resolver {
-            IpAddr::V4(a) => (u64::from(u32::from(a)), 0),
-            IpAddr::V6(a) => ((u128::from(a) >> 64) as u64, 1),
-        };
-        let i = (mix(u64::from(member) << 1 ^ v6 ^ mix(who)) as usize) & (SLOTS - 1);
-        let what = u64::from(member) << 32 | u64::from(self.now()) << 1 | v6;
-        self.who[i].store(who, Ordering::Relaxed);
+    /// On the query path for every member answered, so kept to a few instructions: one
+    /// multiplicative hash (the slot only needs to spread, not to resist an attacker, who
+    /// could at worst evict entries, as a busy server does) and two stores.
+    pub fn record(&self, member: u32, resolver: Resolver) {
+        let h = (resolver.bits ^ u64::from(member).wrapping_mul(0x9e37_79b9_7f4a_7c15))
+            .wrapping_mul(0xff51_afd7_ed55_8ccd);
+        let i = (h >> 48) as usize & (SLOTS - 1);
+        let what = u64::from(member) << 32 | u64::from(self.now()) << 1 | resolver.v6;
+        self.who[i].store(resolver.bits, Ordering::Relaxed);
         self.what[i].store(what, Ordering::Relaxed);
     }
 
@@ -100,9 +127,9 @@ mod tests {
         let r = Recipients::default();
         let a: IpAddr = "192.0.2.53".parse().unwrap();
         let b: IpAddr = "2001:db8:5::53".parse().unwrap();
-        r.record(7, a);
-        r.record(7, b);
-        r.record(9, a);
+        r.record(7, Resolver::new(a));
+        r.record(7, Resolver::new(b));
+        r.record(9, Resolver::new(a));
         let mut got: Vec<(u32, IpAddr)> = r
             .of(&[7, 9])
             .iter()

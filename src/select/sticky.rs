@@ -25,6 +25,9 @@ pub struct StickyTable {
     epoch: Instant,
     /// Live entries overwritten by another client's.
     evictions: AtomicU64,
+    /// Seconds since `epoch` as of the last [`StickyTable::tick`]: one load per query
+    /// rather than a clock read.
+    now: AtomicU64,
 }
 
 impl Default for StickyTable {
@@ -33,6 +36,7 @@ impl Default for StickyTable {
             slots: (0..SLOTS).map(|_| AtomicU64::new(0)).collect(),
             epoch: Instant::now(),
             evictions: AtomicU64::new(0),
+            now: AtomicU64::new(0),
         }
     }
 }
@@ -65,7 +69,15 @@ pub fn key(pool: u64, addr: IpAddr, source_prefix: u8) -> u64 {
 
 impl StickyTable {
     fn now(&self) -> u64 {
-        self.epoch.elapsed().as_secs() & EXPIRY_MASK
+        self.now.load(Ordering::Relaxed)
+    }
+
+    /// Brings the clock up to date (the state's watcher calls it four times a second).
+    pub fn tick(&self) {
+        self.now.store(
+            self.epoch.elapsed().as_secs() & EXPIRY_MASK,
+            Ordering::Relaxed,
+        );
     }
 
     fn slot(&self, key: u64) -> &AtomicU64 {
