@@ -221,6 +221,22 @@ mod tests {
     }
 
     #[test]
+    fn recovery_comes_from_the_member_its_name_or_its_site() {
+        let text = "zone: example.test\nns: [ns1]\nsites:\n  a: { recovery: manual }\n  b: {}\nfqdns:\n  www:\n    members:\n      - { address: 192.0.2.1, site: a }\n      - { address: 192.0.2.2, site: a, recovery: auto }\n      - { address: 192.0.2.3, site: b }\n  api:\n    recovery: manual\n    members: [{ address: 192.0.2.4, site: b }]\n";
+        let z = zone(text).unwrap();
+        let of = |n: usize| -> Vec<crate::model::Recovery> {
+            z.health_checked[n]
+                .members
+                .iter()
+                .map(|m| m.recovery)
+                .collect()
+        };
+        use crate::model::Recovery::{Auto, Manual};
+        assert_eq!(of(1), [Manual, Auto, Auto], "www");
+        assert_eq!(of(0), [Manual], "api");
+    }
+
+    #[test]
     fn status_range_parsing() {
         assert_eq!(parse_status_range("200"), Some((200, 200)));
         assert_eq!(parse_status_range("200-299"), Some((200, 299)));

@@ -218,6 +218,8 @@ pub struct SiteConfig {
     pub default: bool,
     pub enabled: bool,
     pub checks: Vec<Check>,
+    /// `recovery:` for the members on this site that set none themselves (nor their name).
+    pub recovery: Option<Recovery>,
 }
 
 /// A health-checked name (an entry under `fqdns:`): members, and how to choose among them.

@@ -237,6 +237,7 @@ pub(super) struct SiteRaw {
     pub(super) enabled: Option<bool>,
     /// The site is down only after its checks have failed for this long.
     pub(super) failure_delay: Option<Spanned<String>>,
+    pub(super) recovery: Option<Spanned<String>>,
     pub(super) check: Option<Box<Spanned<CheckRaw>>>,
     pub(super) checks: Option<Vec<Spanned<CheckRaw>>>,
 }

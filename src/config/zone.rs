@@ -414,6 +414,7 @@ fn validate_site(r: &mut Report, field: &str, name: &str, site: &Spanned<SiteRaw
         default: raw.default.unwrap_or(false),
         enabled: raw.enabled.unwrap_or(true),
         checks,
+        recovery: validate_recovery(r, field, &raw.recovery),
     }
 }
 
@@ -451,7 +452,7 @@ fn validate_health_checked(
         None => 1,
     };
     let errors_before = r.count();
-    let default_recovery = validate_recovery(r, field, &raw.recovery).unwrap_or_default();
+    let name_recovery = validate_recovery(r, field, &raw.recovery);
     let default_checks = validate_checks(r, field, &raw.check, &raw.checks, false);
     if raw.members.value.is_empty() {
         r.at(
@@ -539,7 +540,11 @@ fn validate_health_checked(
                 .node
                 .as_ref()
                 .map(|n| n.value.trim().to_ascii_lowercase()),
-            recovery: validate_recovery(r, &mfield, &m.value.recovery).unwrap_or(default_recovery),
+            // The member's own, else its name's, else its site's (Kemp's per-site mode).
+            recovery: validate_recovery(r, &mfield, &m.value.recovery)
+                .or(name_recovery)
+                .or(site.and_then(|s| zone.sites[s].recovery))
+                .unwrap_or_default(),
         });
     }
     let roles = match &raw.roles {
