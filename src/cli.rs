@@ -88,25 +88,29 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// The admin API settings of the server file, for the commands that ask the running server.
+fn admin_api(config: &Path) -> Result<config::AdminConfig, String> {
+    let server = config::load_server(config).map_err(|e| e.to_string())?;
+    server.admin.ok_or_else(|| {
+        format!(
+            "{}: no `admin:` section, so there is no API to ask",
+            config.display()
+        )
+    })
+}
+
 fn drain(
     config: &Path,
     name: &str,
     address: std::net::IpAddr,
     wait: Option<std::time::Duration>,
 ) -> ExitCode {
-    let server = match config::load_server(config) {
-        Ok(s) => s,
+    let admin = match admin_api(config) {
+        Ok(a) => a,
         Err(e) => {
             eprintln!("{e}");
             return ExitCode::FAILURE;
         }
-    };
-    let Some(admin) = server.admin else {
-        eprintln!(
-            "{}: no `admin:` section, so there is no API to ask",
-            config.display()
-        );
-        return ExitCode::FAILURE;
     };
     let url = format!("http://{}/members/{name}/{address}/drain", admin.listen);
     let rt = match tokio::runtime::Builder::new_current_thread()
@@ -210,19 +214,12 @@ fn drain_line(r: &crate::state::DrainReport) -> String {
 }
 
 fn explain(config: &Path, name: &str, qtype: &str, client: Option<std::net::IpAddr>) -> ExitCode {
-    let server = match config::load_server(config) {
-        Ok(s) => s,
+    let admin = match admin_api(config) {
+        Ok(a) => a,
         Err(e) => {
             eprintln!("{e}");
             return ExitCode::FAILURE;
         }
-    };
-    let Some(admin) = server.admin else {
-        eprintln!(
-            "{}: no `admin:` section, so there is no API to ask",
-            config.display()
-        );
-        return ExitCode::FAILURE;
     };
     let mut url = format!("http://{}/explain?name={name}&type={qtype}", admin.listen);
     if let Some(c) = client {

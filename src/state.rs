@@ -250,12 +250,7 @@ impl Meridian {
     ) -> Result<(), MaintenanceError> {
         let _swapping = self.swapping.lock().await;
         let table = self.table.load();
-        if table.health_checked(name).is_none() {
-            return Err(MaintenanceError::NoSuchName);
-        }
-        let member = table
-            .member(name, address)
-            .ok_or(MaintenanceError::NoSuchMember)?;
+        let member = self.find(&table, name, address)?;
         member.health.set_maintenance(on);
         if !on {
             member.health.set_draining(None);
@@ -359,13 +354,7 @@ impl Meridian {
     pub async fn recover(&self, name: &LowerName, address: IpAddr) -> Result<(), MaintenanceError> {
         let _swapping = self.swapping.lock().await;
         let table = self.table.load();
-        if table.health_checked(name).is_none() {
-            return Err(MaintenanceError::NoSuchName);
-        }
-        let member = table
-            .member(name, address)
-            .ok_or(MaintenanceError::NoSuchMember)?;
-        member.health.recover();
+        self.find(&table, name, address)?.health.recover();
         Ok(())
     }
 }

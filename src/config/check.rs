@@ -195,7 +195,7 @@ fn validate_address(
 /// where they do nothing is a mistake. Returns whether there were none.
 fn reject_http_fields(r: &mut Report, field: &str, raw: &CheckRaw, kind: &str) -> bool {
     let at = |v: &Option<Spanned<String>>| v.as_ref().map(|s| s.referenced);
-    let unused: Vec<(&str, Option<serde_saphyr::Location>)> = match kind {
+    let mut unused: Vec<(&str, Option<serde_saphyr::Location>)> = match kind {
         "http" | "https" => vec![("tls", raw.tls.as_ref().map(|s| s.referenced))],
         "vault" => vec![
             ("expect", raw.expect.as_ref().map(|s| s.referenced)),
@@ -210,33 +210,19 @@ fn reject_http_fields(r: &mut Report, field: &str, raw: &CheckRaw, kind: &str) -
             ("roles", raw.roles.as_ref().map(|s| s.referenced)),
         ],
     };
+    if !["http", "https", "vault"].contains(&kind) {
+        unused.extend([
+            ("method", at(&raw.method)),
+            ("path", at(&raw.path)),
+            ("host", at(&raw.host)),
+            ("expect", raw.expect.as_ref().map(|s| s.referenced)),
+            ("body-contains", at(&raw.body_contains)),
+            ("tls-verify", raw.tls_verify.as_ref().map(|s| s.referenced)),
+            ("ca", at(&raw.ca)),
+        ]);
+    }
     let mut fit = true;
     for (name, loc) in unused {
-        if let Some(loc) = loc {
-            r.at(
-                loc,
-                format!("{field}.{name}"),
-                format!("not used by a `{kind}` check"),
-            );
-            fit = false;
-        }
-    }
-    if ["http", "https", "vault"].contains(&kind) {
-        return fit;
-    }
-    let http_only = [
-        ("method", raw.method.as_ref().map(|s| s.referenced)),
-        ("path", raw.path.as_ref().map(|s| s.referenced)),
-        ("host", raw.host.as_ref().map(|s| s.referenced)),
-        ("expect", raw.expect.as_ref().map(|s| s.referenced)),
-        (
-            "body-contains",
-            raw.body_contains.as_ref().map(|s| s.referenced),
-        ),
-        ("tls-verify", raw.tls_verify.as_ref().map(|s| s.referenced)),
-        ("ca", raw.ca.as_ref().map(|s| s.referenced)),
-    ];
-    for (name, loc) in http_only {
         if let Some(loc) = loc {
             r.at(
                 loc,

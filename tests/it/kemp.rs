@@ -22,22 +22,6 @@ fn first(s: &TestServer, name: &str) -> Option<String> {
     addresses(&s.ask(name, RecordType::A)).first().cloned()
 }
 
-fn member<'a>(status: &'a serde_json::Value, name: &str, address: &str) -> &'a serde_json::Value {
-    status["names"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|n| n["name"] == name)
-        .and_then(|n| {
-            n["members"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .find(|m| m["address"] == address)
-        })
-        .unwrap_or_else(|| panic!("{name} {address} in {status}"))
-}
-
 fn status(s: &TestServer) -> serde_json::Value {
     serde_json::from_str(&http(s.admin(), "GET", "/status", None).1).unwrap()
 }
@@ -63,14 +47,14 @@ fn a_manual_recovery_member_stays_out_until_an_operator_recovers_it() {
         "the primary's check up again",
         || {
             let st = status(&s);
-            member(&st, "app.r.test.", "127.0.44.1")["checks"][0]["up"] == true
+            status_member(&st, "app.r.test.", "127.0.44.1")["checks"][0]["up"] == true
         },
     );
     throughout(Duration::from_millis(500), || {
         assert_eq!(first(&s, "app.r.test.").as_deref(), Some("127.0.44.2"));
     });
     let st = status(&s);
-    let held = member(&st, "app.r.test.", "127.0.44.1");
+    let held = status_member(&st, "app.r.test.", "127.0.44.1");
     assert_eq!(
         (held["held"].as_bool(), held["up"].as_bool()),
         (Some(true), Some(false)),
@@ -136,12 +120,15 @@ fn a_flapping_member_is_counted_and_flagged() {
     );
     let s = with_admin("f.yaml", &zone);
     let st = status(&s);
-    assert_eq!(member(&st, "app.f.test.", "127.0.44.21")["flapping"], false);
+    assert_eq!(
+        status_member(&st, "app.f.test.", "127.0.44.21")["flapping"],
+        false
+    );
     flappy.set_flapping(true);
     eventually(
         Duration::from_secs(5),
         "the member flagged as flapping",
-        || member(&status(&s), "app.f.test.", "127.0.44.21")["flapping"] == true,
+        || status_member(&status(&s), "app.f.test.", "127.0.44.21")["flapping"] == true,
     );
     let metrics = http(s.admin(), "GET", "/metrics", None).1;
     assert!(

@@ -117,26 +117,6 @@ fn eventually_or(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
     false
 }
 
-fn status_member<'a>(
-    status: &'a serde_json::Value,
-    name: &str,
-    address: &str,
-) -> &'a serde_json::Value {
-    status["names"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|n| n["name"] == name)
-        .and_then(|n| {
-            n["members"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .find(|m| m["address"] == address)
-        })
-        .unwrap_or_else(|| panic!("{name} {address} in {status}"))
-}
-
 #[test]
 fn step_down_sealed_leader_and_election_over_dns() {
     let c = Cluster::start(40, [Active, Standby, Standby], Some(0));

@@ -435,3 +435,24 @@ pub fn ecs_of(msg: &Message) -> Option<(std::net::IpAddr, u8, u8)> {
 pub fn geoip_file(name: &str) -> PathBuf {
     repo().join("geoip").join(name)
 }
+
+/// A member's entry in `/status`, by name and address.
+pub fn status_member<'a>(
+    status: &'a serde_json::Value,
+    name: &str,
+    address: &str,
+) -> &'a serde_json::Value {
+    status["names"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["name"] == name)
+        .and_then(|n| {
+            n["members"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|m| m["address"] == address)
+        })
+        .unwrap_or_else(|| panic!("{name} {address} in {status}"))
+}
