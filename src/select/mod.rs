@@ -168,10 +168,15 @@ impl Pool {
         sites: &[Site],
         mode: Mode,
     ) -> Chosen<'_> {
-        let chosen = self.select_fresh(rules, location, sites, mode);
+        let Some((up, failing_open)) = self.candidates(rules) else {
+            return Chosen::new();
+        };
+        let chosen = self.choose(rules, &up, location, sites, mode);
         match &self.sticky {
-            Some(sticky) => self.stick(sticky, client, chosen, rules.answers, mode),
-            None => chosen,
+            Some(sticky) if !failing_open => {
+                self.stick(sticky, client, chosen, &up, rules.answers, mode)
+            }
+            _ => chosen,
         }
     }
 
@@ -183,6 +188,7 @@ impl Pool {
         (table, seconds, id): &(Arc<StickyTable>, u32, u64),
         client: Client,
         chosen: Chosen<'a>,
+        up: &[bool],
         answers: usize,
         mode: Mode,
     ) -> Chosen<'a> {
@@ -191,16 +197,9 @@ impl Pool {
         };
         let key = sticky::key(*id, client.addr, client.source_prefix);
         let index_of = |m: &Member| self.members.iter().position(|x| std::ptr::eq(x, m));
-        let eligible = |i: usize| {
-            let mut up = self.up();
-            if self.chooses_by_role() {
-                up = self.by_role(&up).1;
-            }
-            up.get(i).copied().unwrap_or(false)
-        };
         let kept = table
             .get(key)
-            .filter(|&i| i < self.members.len() && eligible(i));
+            .filter(|&i| up.get(i).copied().unwrap_or(false));
         let (keep, out) = match kept {
             Some(i) => {
                 let kept = &self.members[i];
@@ -221,43 +220,57 @@ impl Pool {
         out
     }
 
-    fn select_fresh(
-        &self,
-        rules: Rules,
-        location: Option<&ClientLocation>,
-        sites: &[Site],
-        mode: Mode,
-    ) -> Chosen<'_> {
+    /// The members a choice may take: those up (in the answering tier, with roles), and
+    /// whether that is failing open; `None` when the name fails closed.
+    fn candidates(&self, rules: Rules) -> Option<(Flags, bool)> {
         let mut up = self.up();
         if self.chooses_by_role() {
             let (_, in_tier) = self.by_role(&up);
             if in_tier.contains(&true) {
-                up = in_tier;
-            } else if rules.when_all_down == WhenAllDown::FailClosed {
-                return Chosen::new();
+                return Some((in_tier, false));
+            }
+            if rules.when_all_down == WhenAllDown::FailClosed {
+                return None;
             }
             // Failing open: the members up in any role; if none is, all (below).
-        }
-        if !up.contains(&true) {
-            match rules.when_all_down {
-                WhenAllDown::FailClosed => return Chosen::new(),
-                WhenAllDown::FailOpen => up.iter_mut().for_each(|u| *u = true),
+            if up.contains(&true) {
+                return Some((up, true));
             }
         }
+        if up.contains(&true) {
+            return Some((up, false));
+        }
+        match rules.when_all_down {
+            WhenAllDown::FailClosed => None,
+            WhenAllDown::FailOpen => {
+                up.iter_mut().for_each(|u| *u = true);
+                Some((up, true))
+            }
+        }
+    }
+
+    fn choose(
+        &self,
+        rules: Rules,
+        up: &[bool],
+        location: Option<&ClientLocation>,
+        sites: &[Site],
+        mode: Mode,
+    ) -> Chosen<'_> {
         let turn = || match mode {
             Mode::Query => self.rotation.fetch_add(1, Ordering::Relaxed),
             Mode::DryRun => self.rotation.load(Ordering::Relaxed),
         };
         match rules.policy {
-            Policy::RoundRobin => self.round_robin(&up, rules.answers, turn()),
-            Policy::Weighted => self.weighted(&up, rules.answers, turn()),
-            Policy::AllAvailable => self.iter_up(&up).collect(),
-            Policy::FixedWeight => self.fixed_weight(&up, rules.answers),
+            Policy::RoundRobin => self.round_robin(up, rules.answers, turn()),
+            Policy::Weighted => self.weighted(up, rules.answers, turn()),
+            Policy::AllAvailable => self.iter_up(up).collect(),
+            Policy::FixedWeight => self.fixed_weight(up, rules.answers),
             Policy::Proximity => match location.and_then(|l| l.lat_lon) {
-                Some(here) => self.proximity(&up, rules.answers, here, sites),
-                None => self.fixed_weight(&up, rules.answers),
+                Some(here) => self.proximity(up, rules.answers, here, sites),
+                None => self.fixed_weight(up, rules.answers),
             },
-            Policy::Location => self.location(&up, rules.answers, location, sites, turn),
+            Policy::Location => self.location(up, rules.answers, location, sites, turn),
         }
     }
 
