@@ -9,8 +9,8 @@ use ipnet::IpNet;
 
 use super::error::{ConfigError, Report};
 use super::types::{
-    AccessConfig, AdminConfig, CookiesConfig, ForwardConfig, RateLimitConfig, RunAs, ServerConfig,
-    TcpConfig,
+    AccessConfig, AdminConfig, CookiesConfig, ForwardConfig, LogFormat, RateLimitConfig, RunAs,
+    ServerConfig, TcpConfig,
 };
 use super::yaml::{
     AccessRaw, CookiesRaw, ForwardRaw, RateLimitRaw, ServerRaw, TcpRaw, items, parse_yaml,
@@ -23,6 +23,8 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:5300";
 
 /// Where the admin API listens when `admin:` names no address.
 const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9153";
+/// Beside the server file, relative to it.
+const DEFAULT_STATE_FILE: &str = "meridian.state.json";
 
 /// Reads and validates the server file alone (for commands that only need its settings).
 pub fn load_server(file: &Path) -> Result<ServerConfig, ConfigError> {
@@ -131,6 +133,26 @@ pub fn load_server(file: &Path) -> Result<ServerConfig, ConfigError> {
         raw.cookies.as_ref().map(|c| &c.value),
         edns_udp_size,
     );
+    let log_format = match raw.log_format.as_ref() {
+        None => LogFormat::Text,
+        Some(f) => match f.value.as_str() {
+            "text" => LogFormat::Text,
+            "json" => LogFormat::Json,
+            other => {
+                report.at(
+                    f.referenced,
+                    "log-format",
+                    format!("`{other}` is not a log format: use `text` or `json`"),
+                );
+                LogFormat::Text
+            }
+        },
+    };
+    let state_file = base.join(
+        raw.state_file
+            .as_ref()
+            .map_or(DEFAULT_STATE_FILE, |f| f.value.as_str()),
+    );
     if let Some(e) = report.errors.into_iter().next() {
         return Err(e);
     }
@@ -150,6 +172,8 @@ pub fn load_server(file: &Path) -> Result<ServerConfig, ConfigError> {
         cookies,
         access,
         run_as,
+        log_format,
+        state_file,
     })
 }
 

@@ -45,6 +45,19 @@ pub struct ServerConfig {
     pub access: AccessConfig,
     /// The user (and group) to run as once sockets are open, when started as root.
     pub run_as: Option<RunAs>,
+    pub log_format: LogFormat,
+    /// Where maintenance flags are kept across restarts.
+    pub state_file: PathBuf,
+}
+
+/// How log lines are written (`log-format:`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum LogFormat {
+    /// One human-readable line per event.
+    #[default]
+    Text,
+    /// One JSON object per line, for log shippers.
+    Json,
 }
 
 /// `user:` and `group:`, resolved when the file is loaded.

@@ -116,6 +116,8 @@ pub(super) struct ServerRaw {
     pub(super) access: Option<Spanned<AccessRaw>>,
     pub(super) user: Option<Spanned<String>>,
     pub(super) group: Option<Spanned<String>>,
+    pub(super) log_format: Option<Spanned<String>>,
+    pub(super) state_file: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]

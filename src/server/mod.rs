@@ -2,6 +2,7 @@
 //! first round of checks, and starts the DNS front end, the admin API and the reloader.
 //! It only wires the other modules together.
 
+mod notify;
 mod privileges;
 mod watch;
 
@@ -103,6 +104,7 @@ pub async fn start(config: Config) -> io::Result<Running> {
         }
         None => None,
     };
+    notify::ready(&serving_status(&config, "started"));
     drop(config);
     release_free_memory();
     Ok(Running {
@@ -128,6 +130,26 @@ async fn rotate_cookie_secret(meridian: Arc<Meridian>) {
     }
 }
 
+/// The time of day (UTC) for status lines.
+fn clock_time() -> String {
+    let secs = crate::state::unix_now() % 86_400;
+    format!(
+        "{:02}:{:02}:{:02} UTC",
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60
+    )
+}
+
+/// The one line `systemctl status` shows.
+fn serving_status(config: &Config, how: &str) -> String {
+    let names: usize = config.zones.iter().map(|z| z.health_checked.len()).sum();
+    format!(
+        "{how}: serving {} zone(s), {names} health-checked name(s)",
+        config.zones.len()
+    )
+}
+
 fn log_loaded(config: &Config) {
     if let Some(db) = &config.server.geoip {
         info!(path = %db.path.display(), kind = db.database_type(), "GeoIP database loaded");
@@ -148,6 +170,7 @@ fn log_loaded(config: &Config) {
 impl Running {
     /// Stops answering and checking.
     pub async fn shutdown(self) {
+        notify::stopping();
         for t in &self.tasks {
             t.abort();
         }

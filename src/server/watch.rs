@@ -164,6 +164,15 @@ pub(super) async fn reloader(
             }
         }
         seen = watched.fingerprint();
-        let _ = meridian.reload().await;
+        super::notify::reloading();
+        let status = match meridian.reload().await {
+            Ok(()) => format!("reloaded at {}", super::clock_time()),
+            Err(e) => format!(
+                "reload at {} rejected ({} error(s)): serving the previous configuration",
+                super::clock_time(),
+                e.0.len()
+            ),
+        };
+        super::notify::ready(&status);
     }
 }

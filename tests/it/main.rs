@@ -19,5 +19,6 @@ mod ops;
 mod privileges;
 mod rrl;
 mod scale;
+mod service;
 mod tcp;
 mod vault;

@@ -309,13 +309,21 @@ pub fn serve_limited(config: &Path, files: u64) -> Served {
     spawn_serve(cmd, config)
 }
 
+/// Starts `meridian serve --config CONFIG` from a prepared command (environment, working
+/// directory).
+pub fn serve_command(cmd: Command, config: &Path) -> Served {
+    spawn_serve(cmd, config)
+}
+
 fn spawn_serve(mut cmd: Command, config: &Path) -> Served {
-    let mut child = cmd
-        .args(["serve", "--config"])
-        .arg(config)
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    cmd.args(["serve", "--config"]).arg(config);
+    serve_command_with_args(cmd, &[])
+}
+
+/// Starts a prepared `meridian` command with these arguments, and waits for the log line
+/// naming the bound address.
+pub fn serve_command_with_args(mut cmd: Command, args: &[&str]) -> Served {
+    let mut child = cmd.args(args).stderr(Stdio::piped()).spawn().unwrap();
     let stderr = child.stderr.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));

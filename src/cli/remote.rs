@@ -1,92 +1,10 @@
-//! The `meridian` command line.
+//! The commands that ask a running server through its admin API: `explain` and `drain`.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
-use tracing::{error, info};
-
 use crate::admin::Explanation;
-use crate::config::{self, Config};
-
-#[derive(Parser)]
-#[command(
-    name = "meridian",
-    version,
-    about = "Authoritative GEO DNS server with health-checked records"
-)]
-struct Cli {
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Subcommand)]
-enum Command {
-    /// Serve the configured zones.
-    Serve {
-        /// The server file.
-        #[arg(long, short, default_value = "meridian.yaml")]
-        config: PathBuf,
-    },
-    /// Validate the server file and every zone file, print every error, and exit 1 if any.
-    Check {
-        /// The server file.
-        #[arg(long, short, default_value = "meridian.yaml")]
-        config: PathBuf,
-    },
-    /// Ask the running server (through its admin API) why NAME answers what it answers.
-    Explain {
-        /// The name to explain, e.g. vault.kemp.local
-        name: String,
-        /// The query type.
-        #[arg(long, short, default_value = "A")]
-        r#type: String,
-        /// The client to answer for (default: this machine as the admin API sees it).
-        #[arg(long)]
-        client: Option<std::net::IpAddr>,
-        /// The server file (for the admin API's address).
-        #[arg(long, short, default_value = "meridian.yaml")]
-        config: PathBuf,
-    },
-    /// Drain a member (through the admin API): stop handing it out, and say when it is
-    /// safe to stop: its TTL has passed and the resolvers that got it have asked again.
-    Drain {
-        /// The health-checked name, e.g. vault.kemp.local
-        name: String,
-        /// The member's address.
-        address: std::net::IpAddr,
-        /// Return only when it is safe to stop (exit 1 if that takes longer than --timeout).
-        #[arg(long)]
-        wait: bool,
-        /// How long --wait waits.
-        #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
-        timeout: std::time::Duration,
-        /// The server file (for the admin API's address and token).
-        #[arg(long, short, default_value = "meridian.yaml")]
-        config: PathBuf,
-    },
-}
-
-pub fn main() -> ExitCode {
-    crate::health::install_tls_provider();
-    match Cli::parse().command {
-        Command::Check { config } => check(&config),
-        Command::Serve { config } => serve(&config),
-        Command::Explain {
-            name,
-            r#type,
-            client,
-            config,
-        } => explain(&config, &name, &r#type, client),
-        Command::Drain {
-            name,
-            address,
-            wait,
-            timeout,
-            config,
-        } => drain(&config, &name, address, wait.then_some(timeout)),
-    }
-}
+use crate::config;
 
 /// The admin API settings of the server file, for the commands that ask the running server.
 fn admin_api(config: &Path) -> Result<config::AdminConfig, String> {
@@ -99,7 +17,7 @@ fn admin_api(config: &Path) -> Result<config::AdminConfig, String> {
     })
 }
 
-fn drain(
+pub(super) fn drain(
     config: &Path,
     name: &str,
     address: std::net::IpAddr,
@@ -213,7 +131,12 @@ fn drain_line(r: &crate::state::DrainReport) -> String {
     )
 }
 
-fn explain(config: &Path, name: &str, qtype: &str, client: Option<std::net::IpAddr>) -> ExitCode {
+pub(super) fn explain(
+    config: &Path,
+    name: &str,
+    qtype: &str,
+    client: Option<std::net::IpAddr>,
+) -> ExitCode {
     let admin = match admin_api(config) {
         Ok(a) => a,
         Err(e) => {
@@ -336,117 +259,4 @@ fn render_explanation(e: &Explanation) -> String {
     let _ = writeln!(out, "answer: {answer}{ttl}");
     let _ = writeln!(out, "why: {}", e.why);
     out
-}
-
-fn check(path: &Path) -> ExitCode {
-    match config::load(path) {
-        Ok(config) => {
-            for w in config.warnings() {
-                eprintln!("warning: {w}");
-            }
-            for name in config.zones.iter().flat_map(|z| &z.health_checked) {
-                if let (Some(within), Some(b)) = (name.failover_within, &name.budget) {
-                    println!(
-                        "{}: fails over within {} at worst (failover-within: {}): {}",
-                        name.name,
-                        humantime::format_duration(b.worst),
-                        humantime::format_duration(within),
-                        b.why
-                    );
-                }
-            }
-            println!("{}", summary(&config));
-            ExitCode::SUCCESS
-        }
-        Err(errors) => {
-            for e in &errors.0 {
-                eprintln!("{e}");
-            }
-            eprintln!("{} error(s)", errors.0.len());
-            ExitCode::FAILURE
-        }
-    }
-}
-
-fn summary(config: &Config) -> String {
-    let names: usize = config.zones.iter().map(|z| z.health_checked.len()).sum();
-    let members: usize = config
-        .zones
-        .iter()
-        .flat_map(|z| &z.health_checked)
-        .map(|f| f.members.len())
-        .sum();
-    format!(
-        "ok: {} zone(s), {} health-checked name(s), {} member(s)",
-        config.zones.len(),
-        names,
-        members
-    )
-}
-
-fn init_logging() {
-    // hickory-server logs two lines per query at info; keep it to warnings.
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new(
-            "info,hickory_server=warn,hickory_proto=warn,hickory_net=warn",
-        )
-    });
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
-}
-
-fn serve(path: &Path) -> ExitCode {
-    init_logging();
-    let config = match config::load(path) {
-        Ok(c) => c,
-        Err(errors) => {
-            for e in &errors.0 {
-                error!("{e}");
-            }
-            error!("not starting: {} configuration error(s)", errors.0.len());
-            return ExitCode::FAILURE;
-        }
-    };
-    info!(config = %path.display(), "{}", summary(&config));
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            error!("cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    runtime.block_on(async {
-        let running = match crate::server::start(config).await {
-            Ok(r) => r,
-            Err(e) => {
-                error!("{e}");
-                return ExitCode::FAILURE;
-            }
-        };
-        tokio::select! {
-            result = wait_for_signal() => {
-                if let Err(e) = result {
-                    error!("cannot wait for signals: {e}");
-                }
-                info!("shutting down");
-                running.shutdown().await;
-                ExitCode::SUCCESS
-            }
-        }
-    })
-}
-
-async fn wait_for_signal() -> std::io::Result<()> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate())?;
-    tokio::select! {
-        r = tokio::signal::ctrl_c() => r,
-        _ = term.recv() => Ok(()),
-    }
 }

@@ -1,0 +1,219 @@
+//! The `meridian` command line: a thin layer over the library. `serve` runs the server,
+//! `check` and `diff` read configurations, `explain` and `drain` ask a running server's
+//! admin API, and `generate` writes the man page and shell completions.
+
+mod remote;
+mod serve;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
+
+use crate::config::{self, Config};
+
+/// Where `--config` is looked for when it is not given: a checkout (or any directory with
+/// its own server file) first, then the installed package's.
+const SEARCH_PATH: [&str; 2] = ["meridian.yaml", "/etc/meridian/meridian.yaml"];
+
+const AFTER_HELP: &str = "\
+Configuration:
+  Without --config (or $MERIDIAN_CONFIG), the server file is ./meridian.yaml if it exists,
+  else /etc/meridian/meridian.yaml. The first log line of `serve` says which file it read.
+
+Running:
+  SIGHUP reloads the configuration (so does `systemctl reload meridian`); a bad
+  configuration is rejected and the previous one keeps serving. SIGTERM stops the server.
+  RUST_LOG sets what is logged, e.g. RUST_LOG=debug or RUST_LOG=meridian::query=info;
+  `log-format: json` in the server file writes one JSON object per line.
+
+Admin API:
+  With an `admin:` section the server answers HTTP on admin.listen (default
+  127.0.0.1:9153): / (status page), /status, /metrics, /healthz, /events, /explain and
+  the member endpoints. `explain` and `drain` use it.
+
+Documentation: man meridian, and the README.";
+
+#[derive(Parser)]
+#[command(
+    name = "meridian",
+    version = env!("MERIDIAN_VERSION"),
+    about = "Authoritative GEO DNS server with health-checked records",
+    after_help = AFTER_HELP
+)]
+struct Cli {
+    /// The server file [default: ./meridian.yaml, else /etc/meridian/meridian.yaml].
+    #[arg(long, short, global = true, env = "MERIDIAN_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the configured zones.
+    Serve,
+    /// Validate the server file and every zone file, print every error, and exit 1 if any.
+    Check,
+    /// Ask the running server (through its admin API) why NAME answers what it answers.
+    Explain {
+        /// The name to explain, e.g. vault.kemp.local
+        name: String,
+        /// The query type.
+        #[arg(long, short, default_value = "A")]
+        r#type: String,
+        /// The client to answer for (default: this machine as the admin API sees it).
+        #[arg(long)]
+        client: Option<std::net::IpAddr>,
+    },
+    /// Drain a member (through the admin API): stop handing it out, and say when it is
+    /// safe to stop: its TTL has passed and the resolvers that got it have asked again.
+    Drain {
+        /// The health-checked name, e.g. vault.kemp.local
+        name: String,
+        /// The member's address.
+        address: std::net::IpAddr,
+        /// Return only when it is safe to stop (exit 1 if that takes longer than --timeout).
+        #[arg(long)]
+        wait: bool,
+        /// How long --wait waits.
+        #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
+        timeout: std::time::Duration,
+    },
+    /// Write the man page or a shell completion script to stdout.
+    Generate {
+        #[arg(value_enum)]
+        what: Generated,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Generated {
+    /// The man page, meridian(1), in roff.
+    Man,
+    /// Completions for bash.
+    Bash,
+    /// Completions for zsh.
+    Zsh,
+    /// Completions for fish.
+    Fish,
+}
+
+pub fn main() -> ExitCode {
+    crate::health::install_tls_provider();
+    let cli = Cli::parse();
+    if let Command::Generate { what } = cli.command {
+        return generate(what);
+    }
+    let (config, found) = match locate(cli.config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match cli.command {
+        Command::Check => check(&config),
+        Command::Serve => serve::serve(&config, found),
+        Command::Explain {
+            name,
+            r#type,
+            client,
+        } => remote::explain(&config, &name, &r#type, client),
+        Command::Drain {
+            name,
+            address,
+            wait,
+            timeout,
+        } => remote::drain(&config, &name, address, wait.then_some(timeout)),
+        Command::Generate { .. } => unreachable!("handled above"),
+    }
+}
+
+/// The server file to use, and how it was chosen (for the first log line).
+fn locate(given: Option<PathBuf>) -> Result<(PathBuf, &'static str), String> {
+    if let Some(path) = given {
+        return Ok((path, "given"));
+    }
+    SEARCH_PATH
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.is_file())
+        .map(|p| (p, "found in the search path"))
+        .ok_or_else(|| {
+            format!(
+                "no server file: neither {} exists; give one with --config FILE",
+                SEARCH_PATH.join(" nor ")
+            )
+        })
+}
+
+fn generate(what: Generated) -> ExitCode {
+    let mut cmd = Cli::command();
+    let mut out = std::io::stdout();
+    let written = match what {
+        Generated::Man => clap_mangen::Man::new(cmd).render(&mut out),
+        shell => {
+            let shell = match shell {
+                Generated::Bash => clap_complete::Shell::Bash,
+                Generated::Zsh => clap_complete::Shell::Zsh,
+                _ => clap_complete::Shell::Fish,
+            };
+            clap_complete::generate(shell, &mut cmd, "meridian", &mut out);
+            Ok(())
+        }
+    };
+    match written {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn check(path: &Path) -> ExitCode {
+    match config::load(path) {
+        Ok(config) => {
+            for w in config.warnings() {
+                eprintln!("warning: {w}");
+            }
+            for name in config.zones.iter().flat_map(|z| &z.health_checked) {
+                if let (Some(within), Some(b)) = (name.failover_within, &name.budget) {
+                    println!(
+                        "{}: fails over within {} at worst (failover-within: {}): {}",
+                        name.name,
+                        humantime::format_duration(b.worst),
+                        humantime::format_duration(within),
+                        b.why
+                    );
+                }
+            }
+            println!("{}", summary(&config));
+            ExitCode::SUCCESS
+        }
+        Err(errors) => {
+            for e in &errors.0 {
+                eprintln!("{e}");
+            }
+            eprintln!("{} error(s)", errors.0.len());
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn summary(config: &Config) -> String {
+    let names: usize = config.zones.iter().map(|z| z.health_checked.len()).sum();
+    let members: usize = config
+        .zones
+        .iter()
+        .flat_map(|z| &z.health_checked)
+        .map(|f| f.members.len())
+        .sum();
+    format!(
+        "ok: {} zone(s), {} health-checked name(s), {} member(s)",
+        config.zones.len(),
+        names,
+        members
+    )
+}
