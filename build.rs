@@ -22,8 +22,7 @@ fn main() {
             .filter(|r| !r.is_empty())
     });
     let version = std::env::var("CARGO_PKG_VERSION").unwrap_or_default();
-    println!(
-        "cargo:rustc-env=MERIDIAN_VERSION={version} (git {})",
-        rev.as_deref().unwrap_or("unknown")
-    );
+    let rev = rev.as_deref().unwrap_or("unknown");
+    println!("cargo:rustc-env=MERIDIAN_REVISION={rev}");
+    println!("cargo:rustc-env=MERIDIAN_VERSION={version} (git {rev})");
 }

@@ -83,6 +83,15 @@ impl Default for Forwarder {
 }
 
 impl Forwarder {
+    /// Answers in the cache now.
+    pub fn cache_entries(&self) -> usize {
+        self.cache
+            .lock()
+            .expect("forward cache lock")
+            .as_ref()
+            .map_or(0, LruCache::len)
+    }
+
     /// Applies a configuration (`None`: forwarding off). Cached answers stay, as far as
     /// the new cache size holds them.
     pub fn configure(&self, config: Option<&ForwardConfig>) {

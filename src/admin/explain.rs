@@ -254,3 +254,82 @@ fn roles_why(e: &Explanation) -> String {
     }
     why + ";"
 }
+
+impl Explanation {
+    /// The explanation as text, for a terminal and the status page.
+    pub fn to_text(&self) -> String {
+        use std::fmt::Write;
+        let e = self;
+        let mut out = String::new();
+        let _ = writeln!(out, "{} {} for client {}", e.name, e.qtype, e.client);
+        let _ = writeln!(
+            out,
+            "zone: {}   rcode: {}   policy: {}",
+            e.zone.as_deref().unwrap_or("none"),
+            e.rcode,
+            e.policy.as_deref().unwrap_or("none (static)")
+        );
+        if let Some(l) = &e.location {
+            let mut place = format!("client placed by {}", l.found_by);
+            for (value, label) in [
+                (&l.site, "site"),
+                (&l.country, "country"),
+                (&l.continent, "continent"),
+            ] {
+                if let Some(x) = value {
+                    let _ = write!(place, ", {label} {x}");
+                }
+            }
+            if let (Some(lat), Some(lon)) = (l.lat, l.lon) {
+                let _ = write!(place, ", at {lat:.2},{lon:.2}");
+            }
+            let _ = writeln!(out, "{place}; ECS scope /{}", l.scope);
+        }
+        if !e.members.is_empty() {
+            let _ = writeln!(out, "members:");
+        }
+        for m in &e.members {
+            let s = &m.member;
+            let state = if s.up {
+                "up"
+            } else if s.maintenance {
+                "maintenance"
+            } else if !s.enabled {
+                "disabled"
+            } else {
+                "down"
+            };
+            let mark = if m.chosen { "*" } else { " " };
+            let distance = m
+                .distance_km
+                .map_or(String::new(), |d| format!("  {d:.0} km"));
+            let site = s
+                .site
+                .as_ref()
+                .map_or(String::new(), |x| format!("  site {x}"));
+            let _ = writeln!(
+                out,
+                "  {mark} {:<24} {:<11} weight {}{site}{distance}",
+                s.address, state, s.weight
+            );
+            for c in &s.checks {
+                let _ = writeln!(
+                    out,
+                    "      {} {}: {}",
+                    if c.up { "up  " } else { "down" },
+                    c.probe,
+                    c.reason.as_deref().unwrap_or("-")
+                );
+            }
+        }
+        let ttl = e.ttl.map_or(String::new(), |t| format!(" (ttl {t})"));
+        let answer = if e.answer.is_empty() {
+            "none".to_string()
+        } else {
+            e.answer.join(", ")
+        };
+        let _ = writeln!(out, "answer: {answer}{ttl}");
+        let _ = writeln!(out, "why: {}", e.why);
+        out
+    }
+}

@@ -5,6 +5,7 @@
 //! request line and headers and `MAX_BODY` of body, `REQUEST_TIMEOUT` to send a request.
 
 mod explain;
+mod page;
 mod status;
 
 pub use explain::{Explanation, explain};
@@ -122,8 +123,9 @@ async fn route(m: &Meridian, req: Request<Incoming>, peer: IpAddr) -> Reply {
         (&Method::GET, [""]) => reply(
             StatusCode::OK,
             "text/html; charset=utf-8",
-            status::page(&status(m)),
+            page::page(&status(m), &m.events.recent()),
         ),
+        (&Method::GET, ["events"]) => json(StatusCode::OK, &m.events.recent()),
         (&Method::GET, ["status"]) => json(StatusCode::OK, &status(m)),
         (&Method::GET, ["metrics"]) => {
             reply(StatusCode::OK, crate::metrics::CONTENT_TYPE, m.metrics())
@@ -164,7 +166,7 @@ async fn route(m: &Meridian, req: Request<Incoming>, peer: IpAddr) -> Reply {
             }
             member_action(m, name, address, action).await
         }
-        (_, ["members", ..]) | (_, ["status" | "metrics" | "healthz" | "explain"]) => {
+        (_, ["members", ..]) | (_, ["status" | "metrics" | "healthz" | "explain" | "events"]) => {
             error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
         }
         _ => error(StatusCode::NOT_FOUND, "no such endpoint"),
@@ -289,25 +291,55 @@ async fn member_action(m: &Meridian, name: &str, address: &str, action: &str) ->
 }
 
 fn explain_route(m: &Meridian, query: &str, peer: IpAddr) -> Reply {
-    let mut name = None;
-    let mut qtype = RecordType::A;
-    let mut client = peer;
+    let mut asked = (String::new(), "A".to_string(), String::new());
+    let mut html = false;
     for (k, v) in form_urlencoded::parse(query.as_bytes()) {
         match k.as_ref() {
-            "name" => name = parse_name(&v),
-            "type" => match v.to_ascii_uppercase().parse::<RecordType>() {
-                Ok(t) => qtype = t,
-                Err(_) => return error(StatusCode::BAD_REQUEST, "unknown type"),
-            },
-            "client" => match v.parse() {
-                Ok(ip) => client = ip,
-                Err(_) => return error(StatusCode::BAD_REQUEST, "client must be an IP address"),
-            },
+            "name" => asked.0 = v.trim().to_string(),
+            "type" => asked.1 = v.trim().to_string(),
+            "client" => asked.2 = v.trim().to_string(),
+            "format" => html = v == "html",
             _ => {}
         }
     }
-    let Some(name) = name else {
-        return error(StatusCode::BAD_REQUEST, "give ?name=...&type=A&client=IP");
+    let answer = explain_asked(m, &asked, peer);
+    let question = (asked.0.as_str(), asked.1.as_str(), asked.2.as_str());
+    match (html, answer) {
+        (true, Ok(e)) => reply(
+            StatusCode::OK,
+            "text/html; charset=utf-8",
+            page::explain_page(question, Ok(&e)),
+        ),
+        (true, Err(message)) => reply(
+            StatusCode::BAD_REQUEST,
+            "text/html; charset=utf-8",
+            page::explain_page(question, Err(&message)),
+        ),
+        (false, Ok(e)) => json(StatusCode::OK, &e),
+        (false, Err(message)) => error(StatusCode::BAD_REQUEST, &message),
+    }
+}
+
+/// The explanation of (name, type, client), or a sentence saying what is wrong with the
+/// question.
+fn explain_asked(
+    m: &Meridian,
+    (name, qtype, client): &(String, String, String),
+    peer: IpAddr,
+) -> Result<Explanation, String> {
+    if name.is_empty() {
+        return Err("give a name to explain: ?name=vault.kemp.local&type=A&client=IP".into());
+    }
+    let name = parse_name(name).ok_or_else(|| format!("`{name}` is not a domain name"))?;
+    let qtype = qtype.to_ascii_uppercase().parse::<RecordType>().map_err(|_| {
+        format!("`{qtype}` is not a DNS record type: use one such as A, AAAA, CNAME, MX, TXT, SRV, NS or SOA")
+    })?;
+    let client = if client.is_empty() {
+        peer
+    } else {
+        client.parse().map_err(|_| {
+            format!("`{client}` is not an IP address: give the client as 192.0.2.1 or 2001:db8::1")
+        })?
     };
     let table = m.table.load();
     let mut e = explain(&table, &name, qtype, client);
@@ -327,5 +359,5 @@ fn explain_route(m: &Meridian, query: &str, peer: IpAddr) -> Reply {
             }
         }
     }
-    json(StatusCode::OK, &e)
+    Ok(e)
 }

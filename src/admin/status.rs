@@ -1,6 +1,5 @@
 //! `/status` (JSON) and `/` (the same facts as a page), generated from the live table.
 
-use std::fmt::Write;
 use std::sync::atomic::Ordering;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -27,6 +26,22 @@ pub struct Status {
     pub names: Vec<NameStatus>,
     /// The latest members to go down, newest first, with their measured failover.
     pub transitions: Vec<TransitionStatus>,
+    pub summary: Summary,
+}
+
+/// The first line of the page: how many names answer as they should.
+#[derive(Debug, Default, Serialize)]
+pub struct Summary {
+    /// Every enabled member up.
+    pub names_up: usize,
+    /// Some members down, at least one up.
+    pub names_degraded: usize,
+    /// No member up, and `when-all-down: all` answers them all anyway.
+    pub names_failing_open: usize,
+    /// No member up, and `when-all-down: none` answers none.
+    pub names_failing_closed: usize,
+    pub members_up: usize,
+    pub members: usize,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -74,6 +89,8 @@ pub struct NameStatus {
     pub ttl: u32,
     pub answers: usize,
     pub when_all_down: &'static str,
+    /// `up`, `degraded`, `failing open` or `failing closed` (see [`Summary`]).
+    pub state: &'static str,
     /// `roles:` tiers, when roles choose.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub roles: Vec<Vec<String>>,
@@ -162,7 +179,7 @@ pub struct CheckStatus {
     pub since: u64,
 }
 
-fn unix(t: SystemTime) -> u64 {
+pub(super) fn unix(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
@@ -202,7 +219,20 @@ pub fn member_status(m: &Member, zone: &Zone) -> MemberStatus {
 }
 
 fn name_status(f: &HealthCheckedName, zone: &Zone) -> NameStatus {
+    let up = f.members().filter(|m| m.health.is_up()).count();
+    let enabled = f.members().filter(|m| m.health.enabled()).count();
+    let state = if up == 0 {
+        match f.rules.when_all_down {
+            crate::model::WhenAllDown::FailOpen => "failing open",
+            crate::model::WhenAllDown::FailClosed => "failing closed",
+        }
+    } else if up < enabled {
+        "degraded"
+    } else {
+        "up"
+    };
     NameStatus {
+        state,
         name: f.name.to_string(),
         policy: f.rules.policy.as_str(),
         ttl: f.ttl,
@@ -229,8 +259,20 @@ pub fn status(m: &Meridian) -> Status {
         .map(|(f, z)| name_status(f, z))
         .collect();
     fill_drains(m, &mut names);
+    let mut summary = Summary::default();
+    for n in &names {
+        match n.state {
+            "up" => summary.names_up += 1,
+            "degraded" => summary.names_degraded += 1,
+            "failing open" => summary.names_failing_open += 1,
+            _ => summary.names_failing_closed += 1,
+        }
+        summary.members += n.members.len();
+        summary.members_up += n.members.iter().filter(|m| m.up).count();
+    }
     Status {
-        version: env!("CARGO_PKG_VERSION"),
+        summary,
+        version: env!("MERIDIAN_VERSION"),
         config_file: m.config_file.display().to_string(),
         listen: m.listen.iter().map(ToString::to_string).collect(),
         last_good_load: load.last_good,
@@ -272,210 +314,4 @@ pub fn fill_drains(m: &Meridian, names: &mut [NameStatus]) {
             }
         }
     }
-}
-
-fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
-
-fn ago(now: u64, t: u64) -> String {
-    let s = now.saturating_sub(t);
-    match s {
-        0..=119 => format!("{s}s ago"),
-        120..=7199 => format!("{}m ago", s / 60),
-        _ => format!("{}h ago", s / 3600),
-    }
-}
-
-/// The status as a page an operator reads at a glance.
-pub fn page(s: &Status) -> String {
-    let now = unix(SystemTime::now());
-    let mut h = String::new();
-    h.push_str("<!doctype html><html><head><meta charset=\"utf-8\"><meta http-equiv=\"refresh\" content=\"5\">");
-    h.push_str("<title>Meridian</title><style>body{font:14px system-ui,sans-serif;margin:1.5em;color:#222}");
-    h.push_str("table{border-collapse:collapse;margin:.3em 0 1.4em}td,th{padding:.25em .7em;border-bottom:1px solid #ddd;text-align:left}");
-    h.push_str(".up{color:#fff;background:#2a7;padding:0 .5em;border-radius:3px}.down{color:#fff;background:#c33;padding:0 .5em;border-radius:3px}");
-    h.push_str(".role{color:#fff;background:#37a;padding:0 .5em;border-radius:3px}.muted{color:#888}.err{background:#fee;border:1px solid #c33;padding:.5em}</style></head><body>");
-    let _ = write!(
-        h,
-        "<h1>Meridian {}</h1><p class=\"muted\">{} &middot; listening on {} &middot; configuration loaded {} &middot; reloads {} ok, {} failed</p>",
-        s.version,
-        esc(&s.config_file),
-        esc(&s.listen.join(", ")),
-        ago(now, s.last_good_load),
-        s.reloads_ok,
-        s.reloads_failed
-    );
-    if let Some(e) = &s.last_reload_error {
-        let _ = write!(
-            h,
-            "<div class=\"err\"><b>Last reload failed ({}); the previous configuration is serving:</b><pre>",
-            ago(now, e.at)
-        );
-        for line in &e.errors {
-            let _ = writeln!(h, "{}", esc(line));
-        }
-        h.push_str("</pre></div>");
-    }
-    for n in &s.names {
-        let _ = write!(
-            h,
-            "<h2>{}</h2><p class=\"muted\">{} &middot; ttl {} &middot; when all down: {}</p>",
-            esc(&n.name),
-            n.policy,
-            n.ttl,
-            n.when_all_down
-        );
-        if !n.roles.is_empty() {
-            let tiers: Vec<String> = n.roles.iter().map(|t| t.join(" or ")).collect();
-            let answering = match n.answering_tier {
-                Some(t) => format!("tier {t} ({}) answers", esc(&tiers[t - 1])),
-                None => "no tier has a member up".to_string(),
-            };
-            let _ = write!(
-                h,
-                "<p>roles, in order: {} &middot; {answering}",
-                esc(&tiers.join(", then "))
-            );
-            if let Some(l) = &n.leader {
-                let _ = write!(
-                    h,
-                    " &middot; leader: {} ({}, named by {} of {} voting)",
-                    esc(l.leader.as_deref().unwrap_or("none")),
-                    l.agreement,
-                    l.votes,
-                    l.voters
-                );
-            }
-            h.push_str("</p>");
-            if let Some(l) = n.leader.as_ref().filter(|l| l.split_brain) {
-                let _ = write!(
-                    h,
-                    "<div class=\"err\"><b>Split brain:</b> {} all claim the leader role; {}</div>",
-                    esc(&l.claimants.join(", ")),
-                    match &l.leader {
-                        Some(x) =>
-                            format!("the majority names {}, which alone is handed out.", esc(x)),
-                        None =>
-                            "no majority names one, so none is handed out as the leader.".into(),
-                    }
-                );
-            }
-        }
-        h.push_str("<table><tr><th>member</th><th>state</th><th>weight</th><th>site</th><th>check</th><th>last result</th><th>latency</th><th>since</th><th>changes (1 h)</th><th>answers</th></tr>");
-        for m in &n.members {
-            let state = if let (true, Some(role)) = (m.up, &m.role) {
-                let class = if n.leader.as_ref().and_then(|l| l.leader.as_ref()) == Some(&m.address)
-                {
-                    "up"
-                } else {
-                    "role"
-                };
-                format!("<span class=\"{class}\">{}</span>", esc(role))
-            } else if m.up {
-                "<span class=\"up\">up</span>".to_string()
-            } else if !m.enabled {
-                "<span class=\"down\">disabled</span>".to_string()
-            } else if m.maintenance {
-                "<span class=\"down\">maintenance</span>".to_string()
-            } else if let Some(d) = &m.drain {
-                if d.safe {
-                    "<span class=\"role\">drained: safe to stop</span>".to_string()
-                } else {
-                    format!(
-                        "<span class=\"role\">draining</span> TTL {}, {} of {} resolvers back{}",
-                        if d.ttl_passed { "passed" } else { "not passed" },
-                        d.returned,
-                        d.received,
-                        if d.not_returned.is_empty() {
-                            String::new()
-                        } else {
-                            format!(
-                                " (waiting for {})",
-                                esc(&d
-                                    .not_returned
-                                    .iter()
-                                    .map(ToString::to_string)
-                                    .collect::<Vec<_>>()
-                                    .join(", "))
-                            )
-                        }
-                    )
-                }
-            } else if m.held && m.checks.iter().all(|c| c.up) {
-                "<span class=\"down\">held down, waiting for an operator</span>".to_string()
-            } else if let Some(role) = &m.role {
-                format!("<span class=\"down\">down: {}</span>", esc(role))
-            } else {
-                "<span class=\"down\">down</span>".to_string()
-            };
-            let rows = m.checks.len().max(1);
-            let _ = write!(
-                h,
-                "<tr><td rowspan=\"{rows}\">{}</td><td rowspan=\"{rows}\">{state}</td><td rowspan=\"{rows}\">{}</td><td rowspan=\"{rows}\">{}</td>",
-                esc(&m.address),
-                m.weight,
-                esc(m.site.as_deref().unwrap_or("-"))
-            );
-            if m.checks.is_empty() {
-                let _ = write!(
-                    h,
-                    "<td class=\"muted\">none</td><td></td><td></td><td></td><td></td><td>{}</td></tr>",
-                    m.answers
-                );
-            }
-            for (i, c) in m.checks.iter().enumerate() {
-                if i > 0 {
-                    h.push_str("<tr>");
-                }
-                let mark = if c.up { "up" } else { "down" };
-                let _ = write!(
-                    h,
-                    "<td><span class=\"{mark}\">{mark}</span> {}</td><td>{}</td><td>{}</td><td>{}</td>",
-                    esc(&c.probe),
-                    esc(c.reason.as_deref().unwrap_or("-")),
-                    c.latency_ms.map_or("-".into(), |l| format!("{l:.1} ms")),
-                    ago(now, c.since)
-                );
-                if i == 0 {
-                    let flaps = if m.flapping {
-                        format!(
-                            "<span class=\"down\">flapping</span> {}",
-                            m.changes_last_hour
-                        )
-                    } else {
-                        m.changes_last_hour.to_string()
-                    };
-                    let _ = write!(
-                        h,
-                        "<td rowspan=\"{rows}\">{flaps}</td><td rowspan=\"{rows}\">{}</td>",
-                        m.answers
-                    );
-                }
-                h.push_str("</tr>");
-            }
-        }
-        h.push_str("</table>");
-    }
-    if !s.transitions.is_empty() {
-        h.push_str("<h2>Last transitions</h2><table><tr><th>name</th><th>member</th><th>first failed probe</th><th>out of answers after</th><th>last TTL expired after</th><th>reason</th></tr>");
-        for t in &s.transitions {
-            let _ = write!(
-                h,
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{:.1} s</td><td>{:.1} s</td><td>{}</td></tr>",
-                esc(&t.name),
-                esc(&t.member),
-                ago(now, t.first_failure),
-                t.out_of_answers_s,
-                t.until_ttl_expiry_s,
-                esc(&t.reason)
-            );
-        }
-        h.push_str("</table>");
-    }
-    h.push_str("<p class=\"muted\">JSON: <a href=\"/status\">/status</a> &middot; <a href=\"/metrics\">/metrics</a> &middot; why an answer: /explain?name=&amp;type=A&amp;client=</p></body></html>");
-    h
 }

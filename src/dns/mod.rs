@@ -99,8 +99,15 @@ pub async fn general_path(
     if request.metadata.message_type == MessageType::Response {
         return None;
     }
+    let started = std::time::Instant::now();
     let reply = handler::respond(state, &request).await;
-    reply.encode(&request, protocol)
+    let encoded = reply.encode(&request, protocol);
+    let latency = match protocol {
+        Protocol::Tcp => &state.counters.tcp_latency,
+        _ => &state.counters.udp_latency,
+    };
+    latency.record(started.elapsed(), 1);
+    encoded
 }
 
 /// Whether every question's name is written out in labels. A compression pointer in a

@@ -98,6 +98,7 @@ fn serve(
                 continue;
             }
         };
+        let arrived = std::time::Instant::now();
         let table = state.table.load();
         to.clear();
         for i in 0..received {
@@ -139,6 +140,12 @@ fn serve(
             }
         }
         batch.send(socket, &replies, &to);
+        if !to.is_empty() {
+            state
+                .counters
+                .udp_latency
+                .record(arrived.elapsed(), to.len() as u64);
+        }
     }
 }
 

@@ -216,10 +216,13 @@ impl ProbeState {
         // down probe last saw is not.
         let changed = was != up || (up && was_role != role);
         let mut detail = self.detail.lock().expect("probe detail lock");
-        if changed || detail.last.is_none() {
+        // The first result is where the probe starts, not a change: a probe starts up
+        // before its first run, so one that is down at start would otherwise count one.
+        let first = detail.last.is_none();
+        if changed || first {
             detail.since = result.at;
         }
-        if changed {
+        if changed && !first {
             detail.state_changes += 1;
             if detail.recent_changes.len() == FLAP_MEMORY {
                 detail.recent_changes.pop_front();
@@ -263,6 +266,35 @@ pub struct MemberHealth {
     acknowledged_downs: AtomicU64,
     /// Unix time a drain began (out of answers until enabled again); 0 when not draining.
     draining_since: AtomicU64,
+}
+
+/// A member's state as answers see it: [`Condition::Up`] or why not.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Condition {
+    Up,
+    /// A probe behind it is down.
+    Down,
+    /// Put in maintenance through the admin API.
+    Maintenance,
+    /// Drained through the admin API.
+    Draining,
+    /// Went down with `recovery: manual` and waits for an operator.
+    Held,
+    /// `enabled: false` in the zone file.
+    Disabled,
+}
+
+impl Condition {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Condition::Up => "up",
+            Condition::Down => "down",
+            Condition::Maintenance => "maintenance",
+            Condition::Draining => "draining",
+            Condition::Held => "held",
+            Condition::Disabled => "disabled",
+        }
+    }
 }
 
 /// How a member comes back after going down.
@@ -352,6 +384,23 @@ impl MemberHealth {
             && self.probes.iter().all(|p| p.is_up())
             && !self.is_held()
             && self.draining_since.load(Ordering::Relaxed) == 0
+    }
+
+    /// What keeps the member in or out of answers, in the order that decides it.
+    pub fn condition(&self) -> Condition {
+        if !self.enabled {
+            Condition::Disabled
+        } else if self.maintenance.load(Ordering::Relaxed) {
+            Condition::Maintenance
+        } else if self.draining_since.load(Ordering::Relaxed) != 0 {
+            Condition::Draining
+        } else if !self.probes.iter().all(|p| p.is_up()) {
+            Condition::Down
+        } else if self.is_held() {
+            Condition::Held
+        } else {
+            Condition::Up
+        }
     }
 
     /// Enabled in the configuration.

@@ -14,6 +14,7 @@
 
 pub mod check;
 pub mod counters;
+pub mod events;
 pub mod file;
 pub mod health;
 pub mod log_limit;

@@ -53,6 +53,7 @@ pub async fn start(config: Config) -> io::Result<Running> {
         meridian.checker.open_icmp_sockets().await;
     }
     meridian.apply(&config).await;
+    meridian.restore_flags();
     if let Some(run_as) = &config.server.run_as {
         match privileges::drop_to(run_as)? {
             true => {

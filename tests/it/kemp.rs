@@ -222,7 +222,7 @@ fn a_failover_is_timed_to_the_last_ttl_and_shown() {
     );
     assert!(expiry > out, "{t}");
     let page = http(s.admin(), "GET", "/", None).1;
-    assert!(page.contains("<h2>Last transitions</h2>"), "{page}");
+    assert!(page.contains("<h2>Last failovers</h2>"), "{page}");
     let metrics = http(s.admin(), "GET", "/metrics", None).1;
     for until in ["out-of-answers", "ttl-expiry"] {
         let line =

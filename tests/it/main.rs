@@ -15,6 +15,7 @@ mod hardening;
 mod health;
 mod kemp;
 mod mutations;
+mod operator;
 mod ops;
 mod privileges;
 mod rrl;

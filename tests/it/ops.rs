@@ -288,7 +288,7 @@ fn status_page_healthz_and_explain() {
     let (code, page) = http(s.admin(), "GET", "/", None);
     assert_eq!(code, 200);
     assert!(
-        page.contains("<h2>app.ops.test.</h2>") && page.contains("192.0.2.2"),
+        page.contains("<h3>app.ops.test.</h3>") && page.contains("192.0.2.2"),
         "{page}"
     );
 

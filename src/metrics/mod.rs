@@ -4,6 +4,8 @@
 //! scrape time from the counter store (plain atomics that the query path bumps), the live
 //! table and the probe registry, so the query path never goes through a metrics library.
 
+mod process;
+
 use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -16,6 +18,7 @@ use prometheus_client::metrics::exemplar::Exemplar;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Registry;
 
+use crate::model::counters::QUERY_LATENCY_BUCKETS;
 use crate::model::health::LATENCY_BUCKETS;
 use crate::model::transition::FAILOVER_BUCKETS;
 use crate::model::{Counters, ProbeState};
@@ -34,6 +37,7 @@ struct Scrape {
     sticky: Option<Arc<StickyTable>>,
     /// Members being drained: name, address, and whether it is safe to stop them.
     drains: Vec<(String, std::net::IpAddr, bool)>,
+    forward_cache_entries: usize,
 }
 
 /// The metrics text for the current counters, table and probes.
@@ -43,6 +47,7 @@ pub fn render(
     probes: Vec<Arc<ProbeState>>,
     sticky: Option<Arc<StickyTable>>,
     drains: Vec<(String, std::net::IpAddr, bool)>,
+    forward_cache_entries: usize,
 ) -> String {
     let mut probes = probes;
     probes.sort_by_cached_key(|p| p.key.to_string());
@@ -53,11 +58,58 @@ pub fn render(
         probes,
         sticky,
         drains,
+        forward_cache_entries,
     }));
     let mut out = String::new();
     prometheus_client::encoding::prometheus_text::encode(&mut out, &registry)
         .expect("writing to a String cannot fail");
     out
+}
+
+fn encode_process(enc: &mut DescriptorEncoder, p: &process::Process) -> fmt::Result {
+    let m = enc.encode_descriptor(
+        "process_cpu_seconds",
+        "User and system CPU time spent, in seconds.",
+        None,
+        MetricType::Counter,
+    )?;
+    ConstCounter::new(p.cpu_seconds).encode(m)?;
+    for (name, help, value) in [
+        (
+            "process_resident_memory_bytes",
+            "Resident memory size in bytes.",
+            p.resident_bytes as f64,
+        ),
+        (
+            "process_virtual_memory_bytes",
+            "Virtual memory size in bytes.",
+            p.virtual_bytes as f64,
+        ),
+        (
+            "process_open_fds",
+            "Open file descriptors.",
+            p.open_fds as f64,
+        ),
+        (
+            "process_max_fds",
+            "The limit of open file descriptors.",
+            p.max_fds as f64,
+        ),
+        (
+            "process_start_time_seconds",
+            "Start time of the process since the Unix epoch, in seconds.",
+            p.start_time_seconds,
+        ),
+        (
+            "process_threads",
+            "Threads of the process.",
+            p.threads as f64,
+        ),
+    ] {
+        let m = enc.encode_descriptor(name, help, None, MetricType::Gauge)?;
+        ConstGauge::new(value).encode(m)?;
+    }
+    Ok(())
 }
 
 fn counter(m: &mut MetricEncoder, labels: &[(&str, &str)], value: u64) -> fmt::Result {
@@ -72,6 +124,24 @@ impl Collector for Scrape {
     fn encode(&self, mut enc: DescriptorEncoder) -> fmt::Result {
         let c = &self.counters;
         let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+
+        let mut m = enc.encode_descriptor(
+            "meridian_build_info",
+            "Always 1; the labels say which build runs.",
+            None,
+            MetricType::Gauge,
+        )?;
+        gauge(
+            &mut m,
+            &[
+                ("version", env!("CARGO_PKG_VERSION")),
+                ("revision", env!("MERIDIAN_REVISION")),
+            ],
+            1,
+        )?;
+        if let Some(p) = process::read() {
+            encode_process(&mut enc, &p)?;
+        }
 
         let mut m = enc.encode_descriptor(
             "meridian_queries",
@@ -288,6 +358,36 @@ impl Collector for Scrape {
         counter(&mut m, &[("result", "upstream")], load(&c.forwarded))?;
         counter(&mut m, &[("result", "cache")], load(&c.forward_cache_hits))?;
         counter(&mut m, &[("result", "failed")], load(&c.forward_failures))?;
+        let m = enc.encode_descriptor(
+            "meridian_forward_cache_entries",
+            "Answers in the forwarding cache.",
+            None,
+            MetricType::Gauge,
+        )?;
+        ConstGauge::new(self.forward_cache_entries as i64).encode(m)?;
+
+        let mut m = enc.encode_descriptor(
+            "meridian_query_duration_seconds",
+            "Time from a query's arrival to its answer leaving (UDP answers of the fast path are timed per receive batch).",
+            None,
+            MetricType::Histogram,
+        )?;
+        for (protocol, h) in [("udp", &c.udp_latency), ("tcp", &c.tcp_latency)] {
+            let (counts, count, sum) = h.snapshot();
+            let buckets: Vec<(f64, u64)> = QUERY_LATENCY_BUCKETS
+                .iter()
+                .copied()
+                .chain([f64::INFINITY])
+                .zip(counts)
+                .collect();
+            m.encode_family(&[("protocol", protocol)])?
+                .encode_histogram::<NoLabelSet>(
+                    sum,
+                    count,
+                    &buckets,
+                    None::<&std::collections::HashMap<usize, Exemplar<NoLabelSet, f64>>>,
+                )?;
+        }
 
         let m = enc.encode_descriptor(
             "meridian_rrl_dropped",

@@ -5,15 +5,14 @@
 //! Everything here outlives any one configuration. A configuration becomes a table
 //! compiled beside the serving one and swapped in whole.
 
-use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
-use hickory_proto::rr::LowerName;
+use hickory_proto::rr::{LowerName, Name};
 use tracing::{error, info, warn};
 
 use crate::config::{self, AdminConfig, Config, ConfigError, ConfigErrors};
@@ -21,11 +20,16 @@ use crate::cookie::Cookies;
 use crate::forward::Forwarder;
 use crate::health::{Checker, Registry};
 use crate::model::Counters;
-use crate::model::transition::Transition;
+use crate::model::events::Events;
 use crate::rrl::RateLimiter;
 use crate::select::StickyTable;
 use crate::select::recipients::Recipients;
 use crate::zone::{Inputs, SharedTable, Table};
+
+mod saved;
+mod watcher;
+
+pub use watcher::watch_transitions;
 
 /// The outcome of the last load of the configuration.
 #[derive(Clone, Debug, Default)]
@@ -61,6 +65,10 @@ pub struct Meridian {
     pub recipients: OnceLock<Recipients>,
     /// The DNS addresses bound at start-up.
     pub listen: Vec<SocketAddr>,
+    /// Recent changes of member state.
+    pub events: Events,
+    /// Where maintenance flags and drains are kept across restarts (`state-file:`).
+    state_file: Mutex<PathBuf>,
     /// The configuration's listen and admin settings at start-up (changes need a restart).
     started_with: (Vec<SocketAddr>, Option<AdminConfig>),
     status: Mutex<LoadStatus>,
@@ -95,6 +103,8 @@ impl Meridian {
             sticky: OnceLock::new(),
             recipients: OnceLock::new(),
             listen,
+            events: Events::default(),
+            state_file: Mutex::new(config.server.state_file.clone()),
             started_with: (config.server.listen.clone(), config.server.admin.clone()),
             status: Mutex::default(),
             reloading: tokio::sync::Mutex::new(()),
@@ -128,6 +138,7 @@ impl Meridian {
             self.registry.all(),
             self.sticky.get().cloned(),
             drains,
+            self.forwarder.cache_entries(),
         )
     }
 
@@ -179,6 +190,7 @@ impl Meridian {
                 );
             }
         }
+        *self.state_file.lock().expect("state file lock") = config.server.state_file.clone();
         let now = unix_now();
         self.counters.last_good_load.store(now, Ordering::Relaxed);
         let mut status = self.status.lock().expect("status lock");
@@ -255,6 +267,7 @@ impl Meridian {
         if !on {
             member.health.set_draining(None);
         }
+        self.save_flags(&table);
         Ok(())
     }
 
@@ -270,6 +283,7 @@ impl Meridian {
             let member = self.find(&table, name, address)?;
             if member.health.draining_since().is_none() {
                 member.health.set_draining(Some(unix_now()));
+                self.save_flags(&table);
             }
         }
         self.drain_report(name, address)
@@ -336,6 +350,71 @@ impl Meridian {
         }))
     }
 
+    /// Writes every member's maintenance flag and drain to the state file. A failure is
+    /// logged: the flags still hold until a restart.
+    fn save_flags(&self, table: &Table) {
+        let mut members = Vec::new();
+        for name in table.health_checked_names() {
+            for m in name.members() {
+                let maintenance = m.health.in_maintenance();
+                let draining_since = m.health.draining_since();
+                if maintenance || draining_since.is_some() {
+                    members.push(saved::SavedMember {
+                        name: name.name.to_string(),
+                        address: m.address,
+                        maintenance,
+                        draining_since,
+                    });
+                }
+            }
+        }
+        let path = self.state_file.lock().expect("state file lock").clone();
+        if let Err(e) = saved::write(&path, members) {
+            warn!(
+                state_file = %path.display(),
+                "cannot keep maintenance flags for the next start: {e}"
+            );
+        }
+    }
+
+    /// Puts back the maintenance flags and drains of the state file (at start-up, once the
+    /// first table serves and before any query is answered).
+    pub fn restore_flags(&self) {
+        let path = self.state_file.lock().expect("state file lock").clone();
+        let saved = match saved::read(&path) {
+            Ok(Some(s)) => s,
+            Ok(None) => return,
+            Err(e) => {
+                warn!("state file ignored, no maintenance flags restored: {e}");
+                return;
+            }
+        };
+        let table = self.table.load();
+        for s in &saved.members {
+            let name = Name::from_ascii(&s.name).map(|n| LowerName::new(&n));
+            match name.ok().and_then(|n| table.member(&n, s.address)) {
+                Some(m) => {
+                    m.health.set_maintenance(s.maintenance);
+                    m.health.set_draining(s.draining_since);
+                    info!(
+                        name = %s.name,
+                        member = %s.address,
+                        maintenance = s.maintenance,
+                        draining = s.draining_since.is_some(),
+                        state_file = %path.display(),
+                        "restored from the state file"
+                    );
+                }
+                None => warn!(
+                    name = %s.name,
+                    member = %s.address,
+                    state_file = %path.display(),
+                    "the state file names a member the configuration no longer has: dropped"
+                ),
+            }
+        }
+    }
+
     fn find<'t>(
         &self,
         table: &'t Table,
@@ -378,118 +457,6 @@ pub struct DrainReport {
     /// Those that have not (the record is bounded: an evicted resolver is not named).
     pub not_returned: Vec<IpAddr>,
     pub safe: bool,
-}
-
-/// How often the failover watcher looks (and advances the coarse clocks).
-const WATCH_EVERY: Duration = Duration::from_millis(250);
-
-/// What the watcher knows of one member between looks.
-struct Watched {
-    up: bool,
-    /// Its answer counter at the last look, and the TTL answers carried then.
-    answered: u64,
-    ttl: u32,
-    /// The last look that found it answered since the one before, and the TTL answers
-    /// carried then: the last answer naming it expires by then + TTL.
-    last_answered: Option<(SystemTime, u32)>,
-}
-
-/// Watches members going down and records each failover, timed: from the first failed
-/// probe of the member's down probes to the moment it went down (answers leave it out
-/// from then), and to the expiry of the last answer that named it. It samples what the
-/// query path already keeps (member state, answer counters) every 250 ms, so it adds
-/// nothing there; the last answer is placed at the end of the window it fell in, which
-/// errs late by at most that.
-pub async fn watch_transitions(meridian: Arc<Meridian>) {
-    let mut watched: HashMap<(String, IpAddr), Watched> = HashMap::new();
-    let mut every = tokio::time::interval(WATCH_EVERY);
-    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        every.tick().await;
-        // The coarse clocks of the tables the query path writes.
-        if let Some(r) = meridian.recipients.get() {
-            r.tick();
-        }
-        if let Some(s) = meridian.sticky.get() {
-            s.tick();
-        }
-        let now = SystemTime::now();
-        let table = meridian.table.load();
-        let mut seen = HashMap::with_capacity(watched.len());
-        for name in table.health_checked_names() {
-            let name_text = name.name.to_string();
-            for (pool, m) in [&name.v4, &name.v6]
-                .into_iter()
-                .flat_map(|p| p.members.iter().map(move |m| (p, m)))
-            {
-                let key = (name_text.clone(), m.address);
-                let up = m.health.is_up();
-                let answered = m.answered.load(Ordering::Relaxed);
-                let before = watched.remove(&key);
-                let mut last_answered = before.as_ref().and_then(|w| w.last_answered);
-                let ttl = pool.ttl(name.ttl);
-                // First seen (just started): answered at all counts as answered now. The
-                // answer fell between the two looks, so it carried one of their TTLs (they
-                // only shrink while something fails): take the longer.
-                if answered > before.as_ref().map_or(0, |w| w.answered) {
-                    let then = before.as_ref().map_or(ttl, |w| w.ttl);
-                    last_answered = Some((now, ttl.max(then)));
-                }
-                if !up
-                    && before.as_ref().is_some_and(|w| w.up)
-                    && let Some(t) = transition(&name_text, m, last_answered)
-                {
-                    meridian.counters.transitions.record(t);
-                }
-                seen.insert(
-                    key,
-                    Watched {
-                        up,
-                        answered,
-                        ttl,
-                        last_answered,
-                    },
-                );
-            }
-        }
-        watched = seen;
-    }
-}
-
-/// The failover of a member that just went down because a probe did; `None` when no
-/// probe is down (maintenance, a hold: no failure to time).
-fn transition(
-    name: &str,
-    m: &crate::select::Member,
-    last_answered: Option<(SystemTime, u32)>,
-) -> Option<Transition> {
-    let down: Vec<_> = m
-        .health
-        .probes()
-        .iter()
-        .filter(|p| !p.is_up())
-        .map(|p| p.detail())
-        .collect();
-    let first = down
-        .iter()
-        .filter_map(|d| d.last.as_ref()?.failing_since)
-        .min()?;
-    let out_at = down.iter().map(|d| d.since).min()?;
-    let expiry = last_answered
-        .map_or(out_at, |(at, ttl)| at + Duration::from_secs(u64::from(ttl)))
-        .max(out_at);
-    let since = |t: SystemTime| t.duration_since(first).unwrap_or_default();
-    Some(Transition {
-        name: name.to_string(),
-        member: m.address,
-        first_failure: first,
-        out_of_answers: since(out_at),
-        until_ttl_expiry: since(expiry),
-        reason: down
-            .iter()
-            .find_map(|d| d.last.as_ref().map(|l| l.reason.clone()))
-            .unwrap_or_default(),
-    })
 }
 
 /// glibc keeps the memory freed after parsing a large configuration in its arenas; hand it
