@@ -38,6 +38,7 @@ struct Scrape {
     /// Members being drained: name, address, and whether it is safe to stop them.
     drains: Vec<(String, std::net::IpAddr, bool)>,
     forward_cache_entries: usize,
+    last_reload_ok: bool,
 }
 
 /// The metrics text for the current counters, table and probes.
@@ -48,6 +49,7 @@ pub fn render(
     sticky: Option<Arc<StickyTable>>,
     drains: Vec<(String, std::net::IpAddr, bool)>,
     forward_cache_entries: usize,
+    last_reload_ok: bool,
 ) -> String {
     let mut probes = probes;
     probes.sort_by_cached_key(|p| p.key.to_string());
@@ -59,6 +61,7 @@ pub fn render(
         sticky,
         drains,
         forward_cache_entries,
+        last_reload_ok,
     }));
     let mut out = String::new();
     prometheus_client::encoding::prometheus_text::encode(&mut out, &registry)
@@ -193,6 +196,25 @@ impl Collector for Scrape {
                 ];
                 gauge(&mut m, &labels, i64::from(member.health.is_up()))?;
             }
+        }
+
+        let mut m = enc.encode_descriptor(
+            "meridian_name_failing",
+            "1 while every member of a name is down: mode=open answers them all anyway (when-all-down: all), mode=closed answers none.",
+            None,
+            MetricType::Gauge,
+        )?;
+        for name in self.table.health_checked_names() {
+            let down = name.members().all(|m| !m.health.is_up());
+            let mode = match name.rules.when_all_down {
+                crate::model::WhenAllDown::FailOpen => "open",
+                crate::model::WhenAllDown::FailClosed => "closed",
+            };
+            gauge(
+                &mut m,
+                &[("name", name.name.to_string().as_str()), ("mode", mode)],
+                i64::from(down),
+            )?;
         }
 
         let mut m = enc.encode_descriptor(
@@ -348,6 +370,13 @@ impl Collector for Scrape {
             MetricType::Gauge,
         )?;
         ConstGauge::new(load(&c.last_good_load) as i64).encode(m)?;
+        let m = enc.encode_descriptor(
+            "meridian_config_last_reload_successful",
+            "1 when the last load of the configuration succeeded, 0 while a rejected one leaves the previous configuration serving.",
+            None,
+            MetricType::Gauge,
+        )?;
+        ConstGauge::new(i64::from(self.last_reload_ok)).encode(m)?;
 
         let mut m = enc.encode_descriptor(
             "meridian_forwarded",

@@ -139,6 +139,7 @@ impl Meridian {
             self.sticky.get().cloned(),
             drains,
             self.forwarder.cache_entries(),
+            self.status().last_error.is_none(),
         )
     }
 

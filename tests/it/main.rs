@@ -7,6 +7,7 @@ mod cases;
 mod cli;
 mod common;
 mod compose;
+mod contrib;
 mod cookies;
 mod differential;
 mod dns_core;
