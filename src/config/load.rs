@@ -12,8 +12,48 @@ use super::zone::validate_zone;
 /// Loads and validates the server file and every zone file it points at.
 pub fn load(server_file: &Path) -> Result<Config, ConfigErrors> {
     let server = load_server(server_file).map_err(|e| ConfigErrors(vec![e]))?;
+    if let Err(e) = std::fs::read_dir(&server.zones_dir) {
+        return Err(ConfigErrors(vec![missing_zones_dir(
+            server_file,
+            &server.zones_dir,
+            &e,
+        )]));
+    }
     let zones = load_zones(&server.zones_dir)?;
     Ok(Config { server, zones })
+}
+
+/// The zones directory cannot be read: said at the server file's `zones:` line (or as the
+/// default it is), with the full path and what to do.
+fn missing_zones_dir(server_file: &Path, dir: &Path, e: &std::io::Error) -> ConfigError {
+    let full = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
+    let what = if e.kind() == std::io::ErrorKind::NotFound {
+        format!("the zones directory {} does not exist", full.display())
+    } else {
+        format!("cannot read the zones directory {}: {e}", full.display())
+    };
+    let text = std::fs::read_to_string(server_file).unwrap_or_default();
+    let set_at = text.lines().enumerate().find_map(|(i, l)| {
+        let rest = l.strip_prefix("zones")?.trim_start().strip_prefix(':')?;
+        Some((i as u64 + 1, (l.len() - rest.trim_start().len()) as u64 + 1))
+    });
+    match set_at {
+        Some((line, column)) => ConfigError {
+            file: server_file.to_path_buf(),
+            line,
+            column,
+            field: "zones".into(),
+            message: format!(
+                "{what}: create it and put the zone files in it, or point `zones:` at the directory that holds them"
+            ),
+        },
+        None => ConfigError::whole_file(
+            server_file,
+            format!(
+                "{what} (the default, `zones` beside the server file): create it, or set `zones:` to the directory that holds your zone files"
+            ),
+        ),
+    }
 }
 
 /// Every `*.yaml`/`*.yml` entry in the directory but subdirectories, in name order; hidden

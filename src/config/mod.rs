@@ -14,6 +14,7 @@ mod load;
 mod roles;
 mod server;
 mod types;
+mod words;
 mod yaml;
 mod zone;
 

@@ -346,12 +346,13 @@ pub(super) fn parse_yaml<T: for<'de> Deserialize<'de>>(
             .trim_end_matches(".?")
             .trim_end_matches('?')
             .to_string();
+        let field = if field == "." { String::new() } else { field };
         ConfigError {
             file: file.to_path_buf(),
             line: loc.line(),
             column: loc.column(),
-            field: if field == "." { String::new() } else { field },
-            message,
+            message: super::words::plain(&message, &field, text, loc.line(), loc.column()),
+            field,
         }
     })
 }

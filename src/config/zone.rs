@@ -42,7 +42,12 @@ pub(super) fn validate_zone(file: &Path, raw: ZoneRaw) -> Result<ZoneConfig, Vec
     let mut ns = Vec::new();
     for (i, (loc, text)) in items(&raw.ns).enumerate() {
         match parse_target(text, &origin) {
-            Ok(n) => ns.push(n),
+            Ok(n) => {
+                if let Some(w) = relative_warning(text, &n, &origin, true) {
+                    r.warn(loc, format!("ns[{i}]"), w);
+                }
+                ns.push(n)
+            }
             Err(msg) => r.at(loc, format!("ns[{i}]"), msg),
         }
     }
@@ -129,10 +134,18 @@ fn validate_soa(
     let name_field =
         |r: &mut Report, f: Option<&Spanned<String>>, field: &str, default: Name| match f {
             None => default,
-            Some(s) => parse_target(&s.value, origin).unwrap_or_else(|msg| {
-                r.at(s.referenced, format!("soa.{field}"), msg);
-                default
-            }),
+            Some(s) => match parse_target(&s.value, origin) {
+                Ok(n) => {
+                    if let Some(w) = relative_warning(&s.value, &n, origin, true) {
+                        r.warn(s.referenced, format!("soa.{field}"), w);
+                    }
+                    n
+                }
+                Err(msg) => {
+                    r.at(s.referenced, format!("soa.{field}"), msg);
+                    default
+                }
+            },
         };
     let hostmaster = Name::from_ascii("hostmaster")
         .and_then(|h| h.append_domain(origin))
@@ -259,7 +272,24 @@ fn validate_rrsets(
                 Ok(d) if rdata.contains(&d) => {
                     r.at(loc, format!("{tfield}[{i}]"), "duplicate record")
                 }
-                Ok(d) => rdata.push(d),
+                Ok(d) => {
+                    let target = match &d {
+                        RData::CNAME(c) => Some(&c.0),
+                        RData::NS(n) => Some(&n.0),
+                        RData::PTR(p) => Some(&p.0),
+                        RData::MX(mx) => Some(&mx.exchange),
+                        RData::SRV(srv) => Some(&srv.target),
+                        _ => None,
+                    };
+                    // The target is the record's last word (SRV and MX put it last).
+                    let written = text.split_whitespace().last().unwrap_or(text);
+                    if let Some(w) =
+                        target.and_then(|t| relative_warning(written, t, origin, false))
+                    {
+                        r.warn(loc, format!("{tfield}[{i}]"), w);
+                    }
+                    rdata.push(d)
+                }
                 Err(msg) => r.at(loc, format!("{tfield}[{i}]"), msg),
             }
         }
@@ -740,8 +770,50 @@ fn relative_key(name: &Name, origin: &Name) -> String {
 // ---------------------------------------------------------------------------------------------
 // Names
 
+/// Why `text` is not a domain name, in words.
+fn name_error(text: &str, e: impl std::fmt::Display) -> String {
+    let t = text.trim().trim_end_matches('.');
+    if t.starts_with('.') || t.contains("..") {
+        return format!(
+            "`{text}` has an empty label (two dots in a row, or a leading dot): separate labels with single dots"
+        );
+    }
+    if let Some(long) = t.split('.').find(|l| l.len() > 63) {
+        return format!(
+            "`{text}`: the label `{long}` is {} characters long; a label holds at most 63",
+            long.len()
+        );
+    }
+    if t.len() > 253 {
+        return format!("`{text}` is longer than 253 characters, the most a name can be");
+    }
+    format!("bad name `{text}`: {e}")
+}
+
+/// A warning for a name written without its trailing dot where one was almost surely
+/// meant: it ends with the zone's own name (`ns1.kemp.local` in kemp.local), or it holds
+/// dots in a field that names a host or mailbox elsewhere (`ns`, `mname`, `rname`).
+fn relative_warning(text: &str, name: &Name, origin: &Name, host_field: bool) -> Option<String> {
+    let text = text.trim();
+    if text.ends_with('.') || text == "@" {
+        return None;
+    }
+    let zone = origin.to_string();
+    let zone = zone.trim_end_matches('.');
+    let doubled = text.eq_ignore_ascii_case(zone)
+        || text
+            .to_ascii_lowercase()
+            .ends_with(&format!(".{}", zone.to_ascii_lowercase()));
+    if doubled || (host_field && text.contains('.')) {
+        return Some(format!(
+            "`{text}` has no trailing dot, so it is relative to the zone and becomes {name}; write `{text}.` if you mean that name"
+        ));
+    }
+    None
+}
+
 fn parse_absolute(text: &str) -> Result<Name, String> {
-    let mut name = Name::from_ascii(text.trim()).map_err(|e| format!("bad name `{text}`: {e}"))?;
+    let mut name = Name::from_ascii(text.trim()).map_err(|e| name_error(text, e))?;
     name.set_fqdn(true);
     Ok(name)
 }
@@ -762,7 +834,7 @@ fn parse_owner(text: &str, origin: &Name) -> Result<Name, String> {
     }
     Name::from_ascii(text)
         .and_then(|n| n.append_domain(origin))
-        .map_err(|e| format!("bad name `{text}`: {e}"))
+        .map_err(|e| name_error(text, e))
 }
 
 /// A name in record data: absolute with a trailing dot, otherwise relative to the zone.
@@ -776,5 +848,5 @@ fn parse_target(text: &str, origin: &Name) -> Result<Name, String> {
     }
     Name::from_ascii(text)
         .and_then(|n| n.append_domain(origin))
-        .map_err(|e| format!("bad name `{text}`: {e}"))
+        .map_err(|e| name_error(text, e))
 }

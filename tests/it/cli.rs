@@ -93,7 +93,23 @@ fn check_reports_yaml_syntax_unknown_fields_and_duplicate_keys() {
         ),
         (
             "zone: a.test\nns: [ns1]\nfqdns:\n  x: { members: [] }\n  x: { members: [] }\n",
-            "5:3: fqdns: duplicate mapping key: x",
+            "5:3: fqdns: `x` is given twice, on line 4 and on line 5: keep one (merge what the two hold); reading stopped here, so the rest of this file is checked once this is fixed",
+        ),
+        (
+            "zone: a.test\nns: [ns1]\nfqdns:\n  x:\n    check: { type: tcp, port: 82000 }\n    members: [{ address: 192.0.2.1 }]\n",
+            "5:31: fqdns.x.check.port: must be 1-65535 (got 82000); reading stopped here",
+        ),
+        (
+            "zone: a..test\nns: [ns1]\n",
+            "1:7: zone: `a..test` has an empty label (two dots in a row, or a leading dot): separate labels with single dots",
+        ),
+        (
+            "zone: a.test\nns: [ns1]\nrecords:\n  www: { A: 192.0.2.1 }\n    mail: { A: 192.0.2.2 }\n",
+            "5:5: records: while parsing a block mapping, did not find expected key: line 5 is indented 4 spaces, more than line 4 (2 spaces), which does not open a block: indent it 2 spaces like line 4",
+        ),
+        (
+            "zone: a.test\nns: [ns1]\nfqdns:\n  x:\n    check: { type: tpc, port: 80 }\n    members: [{ address: 192.0.2.1 }]\n",
+            "5:20: fqdns.x.check.type: unknown check type `tpc`, expected one of none, tcp, icmp, http, https, vault\n",
         ),
         ("zone: a.test\nns: [ns1\n", "2:5"),
         (
@@ -111,7 +127,44 @@ fn check_reports_yaml_syntax_unknown_fields_and_duplicate_keys() {
         assert_eq!(code, 1, "{text}");
         let want = format!("{}:{expected}", dir.path().join("zones/a.yaml").display());
         assert!(stderr.contains(&want), "missing\n  {want}\nin\n{stderr}");
+        // One mistake, one error.
+        assert!(stderr.ends_with("\n1 error(s)\n"), "{stderr}");
     }
+}
+
+#[test]
+fn check_warns_of_names_that_lack_their_trailing_dot_and_finds_a_missing_zones_directory() {
+    let zone = "zone: kemp.local\nsoa: { mname: ns1.kemp.local, rname: hostmaster.kemp.local. }\nns: [ns1.kemp.local.]\nrecords:\n  www: { CNAME: app.kemp.local }\n  ok: { CNAME: app }\n  app: { A: 192.0.2.1 }\n";
+    let (dir, server) = crate::common::write_config(&[("k.yaml", zone)]);
+    let (code, stdout, stderr) = check(&server);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.starts_with("ok: 1 zone(s)"));
+    let f = dir.path().join("zones/k.yaml");
+    let f = f.display();
+    let warnings: Vec<&str> = stderr.lines().collect();
+    assert_eq!(
+        warnings,
+        [
+            format!(
+                "warning: {f}:2:15: soa.mname: `ns1.kemp.local` has no trailing dot, so it is relative to the zone and becomes ns1.kemp.local.kemp.local.; write `ns1.kemp.local.` if you mean that name"
+            ),
+            format!(
+                "warning: {f}:5:17: records.www.CNAME[0]: `app.kemp.local` has no trailing dot, so it is relative to the zone and becomes app.kemp.local.kemp.local.; write `app.kemp.local.` if you mean that name"
+            ),
+        ]
+    );
+
+    std::fs::write(&server, "listen: [127.0.0.1:0]\nzones: elsewhere\n").unwrap();
+    let (code, _, stderr) = check(&server);
+    assert_eq!(code, 1);
+    assert_eq!(
+        stderr,
+        format!(
+            "{}:2:8: zones: the zones directory {} does not exist: create it and put the zone files in it, or point `zones:` at the directory that holds them\n1 error(s)\n",
+            server.display(),
+            dir.path().join("elsewhere").display()
+        )
+    );
 }
 
 #[test]

@@ -19,6 +19,7 @@ mod mutations;
 mod operator;
 mod ops;
 mod privileges;
+mod readme;
 mod rrl;
 mod scale;
 mod service;
