@@ -124,6 +124,16 @@ pub fn explain(table: &Table, name: &LowerName, qtype: RecordType, client: IpAdd
             chosen: &s.chosen,
         },
         None => match table.health_checked(name) {
+            Some((hc, _)) if !matches!(qtype, RecordType::A | RecordType::AAAA) => {
+                e.chosen_by = Some(hc.name.to_string());
+                e.policy = Some(hc.rules.policy.as_str().to_string());
+                e.why = format!(
+                    "{} is a health-checked name: its members answer A and AAAA queries. It has no {qtype} records, so a {qtype} query gets {}.",
+                    hc.name,
+                    negative(&e, &plan)
+                );
+                return e;
+            }
             Some((hc, zone)) => Chooser {
                 name: hc,
                 zone,
@@ -136,16 +146,84 @@ pub fn explain(table: &Table, name: &LowerName, qtype: RecordType, client: IpAdd
                 chosen: &[],
             },
             None => {
-                e.why = match &e.zone {
-                    None => "the name is in none of our zones".into(),
-                    Some(z) => format!("a static name of zone {z} (no selection)"),
-                };
+                e.why = static_why(&e, &plan, qtype);
                 return e;
             }
         },
     };
     describe(&mut e, &chooser);
     e
+}
+
+/// NXDOMAIN or NODATA, in words, with how long resolvers may cache it.
+fn negative(e: &Explanation, plan: &resolve::Plan) -> String {
+    let cached = plan.soa.map_or(String::new(), |soa| {
+        format!(", cached by resolvers for up to {} s", soa.ttl)
+    });
+    if e.rcode == "NXDOMAIN" {
+        format!("NXDOMAIN (the zone's SOA in the authority section{cached})")
+    } else {
+        format!(
+            "NODATA: NOERROR with no answer and the zone's SOA in the authority section{cached}"
+        )
+    }
+}
+
+/// Why a name that no health-checked name decides answers as it does.
+fn static_why(e: &Explanation, plan: &resolve::Plan, qtype: RecordType) -> String {
+    if plan.denied {
+        let action = if plan.drop {
+            "dropped without an answer"
+        } else {
+            "REFUSED"
+        };
+        return format!("The client is turned away by an access list (access:): {action}.");
+    }
+    let Some(zone) = &e.zone else {
+        if plan.forward {
+            return format!(
+                "{} is in none of our zones. This client may use forwarding, so the query goes to the upstream resolvers, and their answer comes back with RA set and AA clear.",
+                e.name
+            );
+        }
+        return format!(
+            "{} is in none of our zones, and this client may not use forwarding (there is no forward: section, or the client is not in forward.allow): REFUSED.",
+            e.name
+        );
+    };
+    if e.rcode == "NXDOMAIN" {
+        return format!(
+            "{} does not exist in zone {zone}: {}.",
+            e.name,
+            negative(e, plan)
+        );
+    }
+    if e.answer.is_empty() {
+        return format!(
+            "{} exists in zone {zone} but has no {qtype} records: {}.",
+            e.name,
+            negative(e, plan)
+        );
+    }
+    let first = &plan.answers[0].stored.record;
+    if first.record_type() == RecordType::CNAME && qtype != RecordType::CNAME {
+        let target = first.data.to_string();
+        return if plan.answers.len() == 1 {
+            format!(
+                "{} is an alias (CNAME) of {target}, which has no {qtype} records: the answer is the CNAME alone (NOERROR).",
+                e.name
+            )
+        } else {
+            format!(
+                "{} is an alias (CNAME) of {target}: the answer is the CNAME chain followed by the static {qtype} records it ends at.",
+                e.name
+            )
+        };
+    }
+    format!(
+        "{} has static {qtype} records in zone {zone}: answered as written, with no selection.",
+        e.name
+    )
 }
 
 fn describe(e: &mut Explanation, c: &Chooser) {

@@ -272,3 +272,45 @@ fn a_check_that_keeps_failing_the_same_way_logs_once() {
     assert!(about[0].contains("down at start"), "{}", about[0]);
     assert!(about[0].contains("TLS"), "{}", about[0]);
 }
+
+#[test]
+fn explain_gives_the_true_reason_for_every_outcome() {
+    let zone = "zone: why.test\nsoa: { minimum: 30 }\nns: [ns1.why.test.]\nrecords:\n  ns1: { A: 192.0.2.53 }\n  alias: { CNAME: app.why.test. }\nfqdns:\n  app:\n    members: [{ address: 192.0.2.1 }]\n";
+    let s = crate::common::in_process(&[("why.yaml", zone)]);
+    let why = |name: &str, qtype: RecordType| {
+        let name = hickory_proto::rr::LowerName::from_str(name).unwrap();
+        let table = s.state.table.load();
+        let e = meridian::admin::explain(&table, &name, qtype, ip("192.0.2.99"));
+        (e.rcode, e.why)
+    };
+    use std::str::FromStr;
+    assert_eq!(
+        why("app.why.test.", RecordType::TXT),
+        ("NOERROR".into(), "app.why.test. is a health-checked name: its members answer A and AAAA queries. It has no TXT records, so a TXT query gets NODATA: NOERROR with no answer and the zone's SOA in the authority section, cached by resolvers for up to 30 s.".into())
+    );
+    assert_eq!(
+        why("nothing.why.test.", RecordType::A),
+        ("NXDOMAIN".into(), "nothing.why.test. does not exist in zone why.test.: NXDOMAIN (the zone's SOA in the authority section, cached by resolvers for up to 30 s).".into())
+    );
+    assert_eq!(
+        why("ns1.why.test.", RecordType::MX).1,
+        "ns1.why.test. exists in zone why.test. but has no MX records: NODATA: NOERROR with no answer and the zone's SOA in the authority section, cached by resolvers for up to 30 s."
+    );
+    assert_eq!(
+        why("ns1.why.test.", RecordType::A).1,
+        "ns1.why.test. has static A records in zone why.test.: answered as written, with no selection."
+    );
+    assert_eq!(
+        why("alias.why.test.", RecordType::TXT).1,
+        "alias.why.test. is an alias (CNAME) of app.why.test., which has no TXT records: the answer is the CNAME alone (NOERROR)."
+    );
+    assert_eq!(
+        why("example.com.", RecordType::A),
+        ("REFUSED".into(), "example.com. is in none of our zones, and this client may not use forwarding (there is no forward: section, or the client is not in forward.allow): REFUSED.".into())
+    );
+    assert!(
+        why("app.why.test.", RecordType::A)
+            .1
+            .starts_with("1 of 1 members are up;")
+    );
+}
