@@ -106,6 +106,20 @@ def handler_for(node, port):
     return Vault
 
 
+def demo_token():
+    """The admin token of the demo's server file beside this directory, if it has one."""
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "meridian.yaml")
+    try:
+        with open(path) as f:
+            for line in f:
+                key, _, value = line.strip().partition(":")
+                if key == "token" and value.strip():
+                    return value.split("#")[0].strip()
+    except OSError:
+        pass
+    return None
+
+
 def serve(nodes, port, first):
     if not os.path.exists(STATE):
         write_state(dict(FRESH))
@@ -114,6 +128,16 @@ def serve(nodes, port, first):
         threading.Thread(target=srv.serve_forever, daemon=True).start()
         print(f"node{i}: http://{addr}:{port}/v1/sys/health", flush=True)
     print(f"leader: node{read_state()['leader']} (state in {STATE})", flush=True)
+    token = demo_token()
+    if token:
+        print(
+            f"Meridian's admin token (meridian.yaml): export TOKEN={token}\n"
+            f"  e.g. curl -s -X POST -H \"Authorization: Bearer $TOKEN\" "
+            "127.0.0.1:9153/members/vault.kemp.local/127.0.1.1/disable",
+            flush=True,
+        )
+    print("stop: Ctrl-C (or kill %1 if started with &); reset the nodes: fake-vault.py reset",
+          flush=True)
     threading.Event().wait()
 
 

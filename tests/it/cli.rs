@@ -23,6 +23,11 @@ fn shipped_demo_configuration_is_valid() {
     let (code, stdout, stderr) = check(&repo().join("meridian.yaml"));
     assert_eq!(code, 0, "{stderr}");
     assert!(stdout.starts_with("ok: 3 zone(s)"), "{stdout}");
+    // The README's admin examples use the demo's token.
+    let server = meridian::config::load_server(&repo().join("meridian.yaml")).unwrap();
+    let token = server.admin.and_then(|a| a.token).expect("the demo has a token");
+    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
+    assert!(readme.contains(&format!("export TOKEN={token}")));
 }
 
 const BROKEN: &str = r#"zone: broken.test
@@ -204,6 +209,29 @@ fn demo_answers_dig_as_the_readme_shows() {
             .expect("dig is installed (apt-get install dnsutils)");
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
+    // The README's first block, word for word but the query id and the TTL.
+    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
+    let block = readme
+        .split("```console\n$ dig @127.0.0.1 -p 5300 ")
+        .nth(1)
+        .and_then(|b| b.split("\n```").next())
+        .expect("the README's dig block");
+    let (flags, shown) = block.split_once('\n').unwrap();
+    let args: Vec<&str> = flags.split_whitespace().collect();
+    let printed = dig(&args);
+    let normal = |text: &str| -> Vec<String> {
+        text.lines()
+            .map(|l| match l.split_once(", id: ") {
+                Some((head, _)) => format!("{head}, id: N"),
+                None if l.starts_with("vault.kemp.local.\t") => {
+                    let f: Vec<&str> = l.split('\t').collect();
+                    format!("{}\tTTL\t{}", f[0], f[2..].join("\t"))
+                }
+                None => l.to_string(),
+            })
+            .collect()
+    };
+    assert_eq!(normal(printed.trim_end()), normal(shown), "{printed}");
     let out = dig(&["vault.kemp.local"]);
     assert!(out.contains("status: NOERROR"), "{out}");
     assert!(out.contains("flags: qr aa"), "{out}");
