@@ -5,7 +5,8 @@
 //! into a plan of the response, which the DNS front end ([`dns`]) encodes. Health checkers
 //! ([`health`]) write member state ([`model::health`]) that selection ([`select`]) reads
 //! through atomics. The running state ([`state`]) holds what outlives a configuration;
-//! [`server`] wires it all together and [`cli`] is the command line.
+//! [`server`] wires it all together, [`review`] compares the answers of two
+//! configurations, and [`cli`] is the command line.
 //!
 //! Modules are layered; `tests/layers.rs` holds the order and fails on any import that goes
 //! up it, and the README draws it.
@@ -21,6 +22,7 @@ pub mod health;
 pub mod metrics;
 pub mod model;
 pub mod resolve;
+pub mod review;
 pub mod rrl;
 pub mod select;
 pub mod server;

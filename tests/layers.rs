@@ -36,7 +36,10 @@ const LAYERS: &[(&[&str], &str)] = &[
         &["admin", "dns"],
         "the admin API; the DNS front end (fast path and general path)",
     ),
-    (&["server"], "start-up and shutdown, file watching"),
+    (
+        &["review", "server"],
+        "comparing two configurations' answers; start-up and shutdown, file watching",
+    ),
     (&["cli"], "the `meridian` command"),
 ];
 

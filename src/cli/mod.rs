@@ -2,6 +2,7 @@
 //! `check` and `diff` read configurations, `explain` and `drain` ask a running server's
 //! admin API, and `generate` writes the man page and shell completions.
 
+mod diff;
 mod remote;
 mod serve;
 
@@ -80,6 +81,26 @@ enum Command {
         #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
         timeout: std::time::Duration,
     },
+    /// Compare the answers of two configurations: every name and type, for a set of
+    /// clients, through the server's own decision code. Prints each answer that changes;
+    /// exit 0 when none does, 1 when some do, 2 on a configuration error.
+    Diff {
+        /// The configuration before: a server file, a directory with meridian.yaml, or a
+        /// git revision of one (HEAD~1:meridian.yaml).
+        old: String,
+        /// The configuration after, in the same forms.
+        new: String,
+        /// Also ask for these clients: a file of IP addresses, one per line.
+        #[arg(long)]
+        clients: Option<PathBuf>,
+        /// Also ask for this client (repeat for more).
+        #[arg(long = "client")]
+        client: Vec<std::net::IpAddr>,
+        /// Take the members a running server has down as down (its admin API, e.g.
+        /// 127.0.0.1:9153); otherwise every member is up.
+        #[arg(long, value_name = "ADMIN_ADDRESS")]
+        health_from: Option<String>,
+    },
     /// Write the man page or a shell completion script to stdout.
     Generate {
         #[arg(value_enum)]
@@ -102,8 +123,18 @@ enum Generated {
 pub fn main() -> ExitCode {
     crate::health::install_tls_provider();
     let cli = Cli::parse();
-    if let Command::Generate { what } = cli.command {
-        return generate(what);
+    match &cli.command {
+        Command::Generate { what } => return generate(*what),
+        Command::Diff {
+            old,
+            new,
+            clients,
+            client,
+            health_from,
+        } => {
+            return diff::diff(old, new, clients.as_deref(), client, health_from.as_deref());
+        }
+        _ => {}
     }
     let (config, found) = match locate(cli.config) {
         Ok(c) => c,
@@ -126,7 +157,7 @@ pub fn main() -> ExitCode {
             wait,
             timeout,
         } => remote::drain(&config, &name, address, wait.then_some(timeout)),
-        Command::Generate { .. } => unreachable!("handled above"),
+        Command::Generate { .. } | Command::Diff { .. } => unreachable!("handled above"),
     }
 }
 

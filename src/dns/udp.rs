@@ -69,6 +69,9 @@ pub fn start(state: Arc<Meridian>, sockets: Vec<UdpSocket>) -> io::Result<Worker
 /// Datagrams read or written per system call: the kernel's per-call cost, most of the
 /// CPU time at high rates, is spread over a batch.
 const BATCH: usize = 32;
+/// The fast path's answers are timed for `meridian_query_duration_seconds` in one receive
+/// batch of this many.
+const TIMED_EVERY: u32 = 16;
 
 fn serve(
     socket: &Arc<UdpSocket>,
@@ -80,6 +83,7 @@ fn serve(
     let mut batch = Batch::new();
     let mut replies: Vec<Vec<u8>> = (0..BATCH).map(|_| Vec::with_capacity(1232)).collect();
     let mut to: Vec<usize> = Vec::with_capacity(BATCH);
+    let mut batches: u32 = 0;
     while !stop.load(Ordering::Relaxed) {
         let received = match batch.receive(socket) {
             Ok(n) => n,
@@ -98,7 +102,12 @@ fn serve(
                 continue;
             }
         };
-        let arrived = std::time::Instant::now();
+        // One batch in TIMED_EVERY is timed: two clock reads per batch cost about 5 % of
+        // the user-space instructions of a query when batches hold one query each.
+        batches = batches.wrapping_add(1);
+        let arrived = batches
+            .is_multiple_of(TIMED_EVERY)
+            .then(std::time::Instant::now);
         let table = state.table.load();
         to.clear();
         for i in 0..received {
@@ -140,7 +149,9 @@ fn serve(
             }
         }
         batch.send(socket, &replies, &to);
-        if !to.is_empty() {
+        if let Some(arrived) = arrived
+            && !to.is_empty()
+        {
             state
                 .counters
                 .udp_latency

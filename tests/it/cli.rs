@@ -25,7 +25,10 @@ fn shipped_demo_configuration_is_valid() {
     assert!(stdout.starts_with("ok: 3 zone(s)"), "{stdout}");
     // The README's admin examples use the demo's token.
     let server = meridian::config::load_server(&repo().join("meridian.yaml")).unwrap();
-    let token = server.admin.and_then(|a| a.token).expect("the demo has a token");
+    let token = server
+        .admin
+        .and_then(|a| a.token)
+        .expect("the demo has a token");
     let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
     assert!(readme.contains(&format!("export TOKEN={token}")));
 }

@@ -20,6 +20,7 @@ mod operator;
 mod ops;
 mod privileges;
 mod readme;
+mod review;
 mod rrl;
 mod scale;
 mod service;

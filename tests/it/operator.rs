@@ -173,7 +173,9 @@ fn metrics_cover_the_build_the_process_and_query_latency() {
     let backend = TcpBackend::start("127.0.46.1:0".parse().unwrap());
     let (_dir, file, admin) = config(backend.addr.port());
     let served = serve(&file);
-    for _ in 0..5 {
+    // The fast path times one receive batch in 16; sequential queries from one socket
+    // are one batch each, on one worker.
+    for _ in 0..64 {
         udp_exchange(served.addr, &query("app.op.test.", RecordType::A));
     }
     crate::common::tcp_exchange(served.addr, &query("app.op.test.", RecordType::A));
@@ -193,7 +195,8 @@ fn metrics_cover_the_build_the_process_and_query_latency() {
     // Ticks are 10 ms: a young process may have used none yet.
     assert!(value("process_cpu_seconds_total") >= 0.0);
     assert!(value("process_start_time_seconds") > 1.7e9);
-    assert!(value("meridian_query_duration_seconds_count{protocol=\"udp\"}") >= 5.0);
+    let udp = value("meridian_query_duration_seconds_count{protocol=\"udp\"}");
+    assert!((2.0..=8.0).contains(&udp), "{udp} timed of 64");
     assert_eq!(
         value("meridian_query_duration_seconds_count{protocol=\"tcp\"}"),
         1.0
