@@ -5,10 +5,12 @@
 //! request line and headers and `MAX_BODY` of body, `REQUEST_TIMEOUT` to send a request.
 
 mod explain;
+mod history;
 mod page;
 mod status;
 
 pub use explain::{Explanation, explain};
+pub use history::{HistoryReport, client_network};
 pub use status::{Status, status};
 
 use std::convert::Infallible;
@@ -126,6 +128,10 @@ async fn route(m: &Meridian, req: Request<Incoming>, peer: IpAddr) -> Reply {
             page::page(&status(m), &m.events.recent()),
         ),
         (&Method::GET, ["events"]) => json(StatusCode::OK, &m.events.recent()),
+        (&Method::GET, ["history"]) => match history_route(m, &query) {
+            Ok(report) => json(StatusCode::OK, &report),
+            Err(message) => error(StatusCode::BAD_REQUEST, &message),
+        },
         (&Method::GET, ["status"]) => json(StatusCode::OK, &status(m)),
         (&Method::GET, ["metrics"]) => {
             reply(StatusCode::OK, crate::metrics::CONTENT_TYPE, m.metrics())
@@ -166,7 +172,8 @@ async fn route(m: &Meridian, req: Request<Incoming>, peer: IpAddr) -> Reply {
             }
             member_action(m, name, address, action).await
         }
-        (_, ["members", ..]) | (_, ["status" | "metrics" | "healthz" | "explain" | "events"]) => {
+        (_, ["members", ..])
+        | (_, ["status" | "metrics" | "healthz" | "explain" | "events" | "history"]) => {
             error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
         }
         _ => error(StatusCode::NOT_FOUND, "no such endpoint"),
@@ -287,6 +294,40 @@ async fn member_action(m: &Meridian, name: &str, address: &str, action: &str) ->
     json(
         StatusCode::OK,
         &serde_json::json!({ "name": lower.to_string(), "member": address, "maintenance": disable }),
+    )
+}
+
+/// `/history?name=N&client=NET&at=UNIX&within=SECONDS` (name required).
+fn history_route(m: &Meridian, query: &str) -> Result<HistoryReport, String> {
+    let (mut name, mut client, mut at, mut within) = (None, None, None, 60);
+    for (k, v) in form_urlencoded::parse(query.as_bytes()) {
+        match k.as_ref() {
+            "name" => {
+                name = Some(parse_name(&v).ok_or_else(|| format!("`{v}` is not a domain name"))?)
+            }
+            "client" if !v.is_empty() => client = Some(client_network(&v)?),
+            "at" if !v.is_empty() => {
+                at = Some(v.parse::<u64>().map_err(|_| {
+                    format!("at: `{v}` is not a time: give unix seconds, e.g. at=1796170000")
+                })?)
+            }
+            "within" => {
+                within = v
+                    .parse::<u64>()
+                    .map_err(|_| format!("within: `{v}` is not a number of seconds"))?
+            }
+            _ => {}
+        }
+    }
+    let name = name.ok_or("give ?name=vault.kemp.local (and client=, at=, within=)")?;
+    history::report(
+        &m.table.load(),
+        m.history.get(),
+        &m.events.recent(),
+        &name,
+        client,
+        at,
+        within,
     )
 }
 

@@ -63,9 +63,18 @@ enum Command {
         /// The query type.
         #[arg(long, short, default_value = "A")]
         r#type: String,
-        /// The client to answer for (default: this machine as the admin API sees it).
+        /// The client to answer for (default: this machine as the admin API sees it);
+        /// with --at, the client network to look back for (an address means its /24 or
+        /// /64; default: every client).
         #[arg(long)]
-        client: Option<std::net::IpAddr>,
+        client: Option<String>,
+        /// Look back instead: what the name answered around this time, and why, from the
+        /// sampled decision history. A time (2026-12-01T23:50:00Z) or how long ago (5m).
+        #[arg(long)]
+        at: Option<String>,
+        /// With --at: how far either side of the time to look.
+        #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+        within: std::time::Duration,
     },
     /// Drain a member (through the admin API): stop handing it out, and say when it is
     /// safe to stop: its TTL has passed and the resolvers that got it have asked again.
@@ -148,9 +157,18 @@ pub fn main() -> ExitCode {
         Command::Serve => serve::serve(&config, found),
         Command::Explain {
             name,
+            client,
+            at: Some(at),
+            within,
+            ..
+        } => remote::history(&config, &name, client.as_deref(), &at, within),
+        Command::Explain {
+            name,
             r#type,
             client,
-        } => remote::explain(&config, &name, &r#type, client),
+            at: None,
+            ..
+        } => remote::explain(&config, &name, &r#type, client.as_deref()),
         Command::Drain {
             name,
             address,

@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-use crate::admin::Explanation;
+use crate::admin::{Explanation, HistoryReport};
 use crate::config;
 
 /// The admin API settings of the server file, for the commands that ask the running server.
@@ -131,51 +131,41 @@ fn drain_line(r: &crate::state::DrainReport) -> String {
     )
 }
 
-pub(super) fn explain(
+/// GETs `path_and_query` from the admin API and parses the JSON answer.
+fn get_json<T: serde::de::DeserializeOwned>(
     config: &Path,
-    name: &str,
-    qtype: &str,
-    client: Option<std::net::IpAddr>,
-) -> ExitCode {
-    let admin = match admin_api(config) {
-        Ok(a) => a,
-        Err(e) => {
-            eprintln!("{e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let mut url = format!("http://{}/explain?name={name}&type={qtype}", admin.listen);
-    if let Some(c) = client {
-        url.push_str(&format!("&client={c}"));
-    }
-    let fetched = tokio::runtime::Builder::new_current_thread()
+    path_and_query: &str,
+) -> Result<T, String> {
+    let admin = admin_api(config)?;
+    let url = format!("http://{}{path_and_query}", admin.listen);
+    let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|e| e.to_string())
-        .and_then(|rt| {
-            rt.block_on(async {
-                let resp = reqwest::Client::builder()
-                    .no_proxy()
-                    .build()
-                    .map_err(|e| e.to_string())?
-                    .get(&url)
-                    .send()
-                    .await
-                    .map_err(|e| format!("cannot reach the admin API at {}: {e}", admin.listen))?;
-                let status = resp.status();
-                let body = resp.text().await.map_err(|e| e.to_string())?;
-                if status.is_success() {
-                    Ok(body)
-                } else {
-                    Err(api_error(status, &body))
-                }
-            })
-        });
-    match fetched
-        .and_then(|body| serde_json::from_str::<Explanation>(&body).map_err(|e| e.to_string()))
-    {
-        Ok(e) => {
-            print!("{}", e.to_text());
+        .map_err(|e| e.to_string())?;
+    let body = rt.block_on(async {
+        let resp = reqwest::Client::builder()
+            .no_proxy()
+            .build()
+            .map_err(|e| e.to_string())?
+            .get(&url)
+            .send()
+            .await
+            .map_err(|e| format!("cannot reach the admin API at {}: {e}", admin.listen))?;
+        let status = resp.status();
+        let body = resp.text().await.map_err(|e| e.to_string())?;
+        if status.is_success() {
+            Ok(body)
+        } else {
+            Err(api_error(status, &body))
+        }
+    })?;
+    serde_json::from_str::<T>(&body).map_err(|e| e.to_string())
+}
+
+fn print_or_fail(result: Result<String, String>) -> ExitCode {
+    match result {
+        Ok(text) => {
+            print!("{text}");
             ExitCode::SUCCESS
         }
         Err(e) => {
@@ -183,6 +173,64 @@ pub(super) fn explain(
             ExitCode::FAILURE
         }
     }
+}
+
+fn query_value(v: &str) -> String {
+    form_urlencoded::byte_serialize(v.as_bytes()).collect()
+}
+
+pub(super) fn explain(config: &Path, name: &str, qtype: &str, client: Option<&str>) -> ExitCode {
+    let mut path = format!(
+        "/explain?name={}&type={}",
+        query_value(name),
+        query_value(qtype)
+    );
+    if let Some(c) = client {
+        path.push_str(&format!("&client={}", query_value(c)));
+    }
+    print_or_fail(get_json::<Explanation>(config, &path).map(|e| e.to_text()))
+}
+
+/// `explain --at`: what the name answered around `at` (a time, or how long ago).
+pub(super) fn history(
+    config: &Path,
+    name: &str,
+    client: Option<&str>,
+    at: &str,
+    within: std::time::Duration,
+) -> ExitCode {
+    let when = match parse_when(at) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut path = format!(
+        "/history?name={}&at={when}&within={}",
+        query_value(name),
+        within.as_secs()
+    );
+    if let Some(c) = client {
+        path.push_str(&format!("&client={}", query_value(c)));
+    }
+    print_or_fail(get_json::<HistoryReport>(config, &path).map(|r| r.to_text()))
+}
+
+/// Unix seconds of `--at`: an RFC 3339 time, `now`, or a duration ago (`5m`).
+fn parse_when(at: &str) -> Result<u64, String> {
+    let now = std::time::SystemTime::now();
+    let t = if at == "now" {
+        now
+    } else if let Ok(ago) = humantime::parse_duration(at) {
+        now - ago
+    } else {
+        humantime::parse_rfc3339_weak(at).map_err(|_| {
+            format!("--at `{at}`: give a time (2026-12-01T23:50:00Z), `now`, or how long ago (5m)")
+        })?
+    };
+    Ok(t.duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs()))
 }
 
 /// The admin API's `{"error": "..."}` as its sentence; anything else as it came.

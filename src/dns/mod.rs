@@ -26,6 +26,7 @@ use std::sync::atomic::Ordering;
 use crate::config::TcpConfig;
 use crate::resolve::Plan;
 use crate::rrl::Verdict;
+use crate::select::history;
 use crate::select::recipients::Resolver;
 use crate::state::Meridian;
 use crate::zone::Table;
@@ -148,6 +149,9 @@ fn count(state: &Meridian, plan: &Plan, rcode: ResponseCode, client: IpAddr) {
             m.answered.fetch_add(1, Ordering::Relaxed);
             recipients.record(m.tag, resolver);
         }
+        if history::sample_now() {
+            record_decision(state, plan, selection, resolver);
+        }
     }
     if plan.denied {
         let counter = if plan.drop {
@@ -157,6 +161,31 @@ fn count(state: &Meridian, plan: &Plan, rcode: ResponseCode, client: IpAddr) {
         };
         counter.fetch_add(1, Ordering::Relaxed);
     }
+}
+
+/// Writes one sampled answer to the decision history.
+fn record_decision(state: &Meridian, plan: &Plan, s: &crate::resolve::Selection, client: Resolver) {
+    let members = &s.pool.members;
+    let up = members.iter().filter(|m| m.health.is_up()).count();
+    let tag = |i: usize| s.chosen.get(i).map_or(0, |m| m.tag);
+    let saturate = |n: usize| n.min(255) as u8;
+    let decision = history::Decision {
+        name: s.name.tag,
+        chosen: [tag(0), tag(1)],
+        chosen_count: saturate(s.chosen.len()),
+        up: saturate(up),
+        pool: saturate(members.len()),
+        failing_open: up == 0 && !s.chosen.is_empty(),
+        aaaa: plan.qtype == Some(hickory_proto::rr::RecordType::AAAA),
+        site: s
+            .location
+            .and_then(|l| l.site)
+            .map_or(0, |i| saturate(i + 1)),
+    };
+    state
+        .history
+        .get_or_init(Default::default)
+        .record(client, &decision);
 }
 
 /// Starts answering on every bound address: TCP on our connection tasks, UDP on our

@@ -12,6 +12,7 @@ use smallvec::SmallVec;
 use crate::geo::{ClientLocation, Site, distance_km};
 use crate::model::{MemberHealth, Policy, StoredRecord, WhenAllDown};
 
+pub mod history;
 pub mod recipients;
 mod roles;
 mod sticky;

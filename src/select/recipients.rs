@@ -55,6 +55,11 @@ pub struct Resolver {
 }
 
 impl Resolver {
+    /// The address bits kept, and 1 for IPv6 (0 for IPv4).
+    pub fn parts(&self) -> (u64, u64) {
+        (self.bits, self.v6)
+    }
+
     pub fn new(addr: IpAddr) -> Self {
         match addr {
             IpAddr::V4(a) => Resolver {

@@ -23,6 +23,7 @@ use crate::model::Counters;
 use crate::model::events::Events;
 use crate::rrl::RateLimiter;
 use crate::select::StickyTable;
+use crate::select::history::History;
 use crate::select::recipients::Recipients;
 use crate::zone::{Inputs, SharedTable, Table};
 
@@ -63,6 +64,8 @@ pub struct Meridian {
     pub sticky: OnceLock<Arc<StickyTable>>,
     /// Which resolvers received which member, for drains; made at the first answer.
     pub recipients: OnceLock<Recipients>,
+    /// Sampled answers of health-checked names; made at the first answer.
+    pub history: OnceLock<History>,
     /// The DNS addresses bound at start-up.
     pub listen: Vec<SocketAddr>,
     /// Recent changes of member state.
@@ -102,6 +105,7 @@ impl Meridian {
             limiter: OnceLock::new(),
             sticky: OnceLock::new(),
             recipients: OnceLock::new(),
+            history: OnceLock::new(),
             listen,
             events: Events::default(),
             state_file: Mutex::new(config.server.state_file.clone()),

@@ -50,6 +50,9 @@ pub async fn watch_transitions(meridian: Arc<Meridian>) {
         if let Some(s) = meridian.sticky.get() {
             s.tick();
         }
+        if let Some(h) = meridian.history.get() {
+            h.tick();
+        }
         let now = SystemTime::now();
         let table = meridian.table.load();
         let mut seen = HashMap::with_capacity(watched.len());

@@ -232,6 +232,7 @@ fn compile_health_checked(
     }
     HealthCheckedName {
         name: fc.name.clone(),
+        tag: vote_of(&lower_text) as u32 | 1,
         ttl: fc.ttl,
         rules: Rules {
             policy: fc.policy,

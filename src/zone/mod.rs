@@ -91,6 +91,9 @@ pub struct RrSet {
 #[derive(Debug)]
 pub struct HealthCheckedName {
     pub name: Name,
+    /// The name in the decision history: a hash of its lower-cased text (odd, never 0),
+    /// the same across reloads.
+    pub tag: u32,
     pub ttl: u32,
     pub rules: Rules,
     pub v4: Pool,

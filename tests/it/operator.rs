@@ -173,8 +173,8 @@ fn metrics_cover_the_build_the_process_and_query_latency() {
     let backend = TcpBackend::start("127.0.46.1:0".parse().unwrap());
     let (_dir, file, admin) = config(backend.addr.port());
     let served = serve(&file);
-    // The fast path times one receive batch in 16; sequential queries from one socket
-    // are one batch each, on one worker.
+    // The fast path times one receive batch in 16 per worker; sequential queries are one
+    // batch each.
     for _ in 0..64 {
         udp_exchange(served.addr, &query("app.op.test.", RecordType::A));
     }
@@ -315,5 +315,128 @@ fn explain_gives_the_true_reason_for_every_outcome() {
         why("app.why.test.", RecordType::A)
             .1
             .starts_with("1 of 1 members are up;")
+    );
+}
+
+#[test]
+fn explain_at_shows_what_a_client_network_got_then_and_why() {
+    let backend = TcpBackend::start("127.0.46.1:0".parse().unwrap());
+    let port = backend.addr.port();
+    let (_dir, file, admin) = config(port);
+    let served = serve(&file);
+    let ask = |n: usize| {
+        for _ in 0..n {
+            udp_exchange(served.addr, &query("app.op.test.", RecordType::A));
+        }
+    };
+    // One answer in 16 is kept per answering thread (each query comes from a new socket,
+    // so the kernel spreads them over the workers; each keeps its first).
+    ask(32);
+    let report = get_json(admin, "/history?name=app.op.test");
+    let answers = report["answers"].as_array().unwrap();
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+    assert!(
+        (2..=2 + workers).contains(&answers.len()),
+        "{} kept of 32: {report:#}",
+        answers.len()
+    );
+    assert_eq!(answers[0]["client"], "127.0.0.1");
+    assert_eq!(
+        answers[0]["why"],
+        "1 of 2 members were up; fixed-weight chose 127.0.46.1"
+    );
+    let then = answers[0]["at"].as_u64().unwrap();
+
+    // Later, every member down: the name fails open.
+    std::thread::sleep(Duration::from_millis(1100));
+    backend.stop();
+    eventually(Duration::from_secs(5), "both down", || {
+        get_json(admin, "/status")["summary"]["members_up"] == 0
+    });
+    ask(32);
+    let report = get_json(admin, "/history?name=app.op.test");
+    let last = report["answers"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
+    assert_eq!(
+        last["why"],
+        "no member was up: failing open, 127.0.46.1 answered as if all were up"
+    );
+
+    // The CLI, at the first answers' second: only those, and the changes up to then.
+    let (code, stdout, stderr) = run_meridian(&[
+        "explain".as_ref(),
+        "--config".as_ref(),
+        file.as_os_str(),
+        "app.op.test".as_ref(),
+        "--at".as_ref(),
+        humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + Duration::from_secs(then))
+            .to_string()
+            .as_ref(),
+        "--within".as_ref(),
+        "0s".as_ref(),
+        "--client".as_ref(),
+        "127.0.0.9".as_ref(),
+    ]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert!(
+        lines[0].starts_with("app.op.test. for 127.0.0.0/24, within 0 s of "),
+        "{stdout}"
+    );
+    assert!(
+        lines[0].ends_with("(one answer in 16 is kept):"),
+        "{stdout}"
+    );
+    let kept: Vec<&&str> = lines.iter().filter(|l| l.contains("127.0.0.1 ")).collect();
+    assert!(!kept.is_empty(), "{stdout}");
+    assert!(
+        kept.iter()
+            .all(|l| l.ends_with("A    1 of 2 members were up; fixed-weight chose 127.0.46.1")),
+        "{stdout}"
+    );
+    assert!(stdout.contains("start -> down: down at start"), "{stdout}");
+    assert!(
+        !stdout.contains("up -> down"),
+        "a change after then: {stdout}"
+    );
+    // Another network got nothing kept.
+    let (_, stdout, _) = run_meridian(&[
+        "explain".as_ref(),
+        "--config".as_ref(),
+        file.as_os_str(),
+        "app.op.test".as_ref(),
+        "--at".as_ref(),
+        "now".as_ref(),
+        "--client".as_ref(),
+        "192.0.2.0/24".as_ref(),
+    ]);
+    assert!(stdout.contains("\n  no answer kept\n"), "{stdout}");
+}
+
+#[test]
+fn explain_says_when_a_query_is_forwarded() {
+    let (dir, file) = write_config_with(
+        "forward: { upstreams: [\"127.0.46.8:53\"], allow: [127.0.0.0/8] }\n",
+        &[("f.yaml", "zone: f.test\nns: [ns1.f.test.]\n")],
+    );
+    let s = crate::common::start_with(dir, &file);
+    let table = s.state().table.load();
+    let name = hickory_proto::rr::LowerName::new(
+        &hickory_proto::rr::Name::from_ascii("example.com.").unwrap(),
+    );
+    let allowed = meridian::admin::explain(&table, &name, RecordType::A, ip("127.0.0.1"));
+    assert_eq!(
+        allowed.why,
+        "example.com. is in none of our zones. This client may use forwarding, so the query goes to the upstream resolvers, and their answer comes back with RA set and AA clear."
+    );
+    let refused = meridian::admin::explain(&table, &name, RecordType::A, ip("192.0.2.1"));
+    assert!(
+        refused.why.ends_with("forward.allow): REFUSED."),
+        "{}",
+        refused.why
     );
 }
