@@ -10,6 +10,7 @@
 # medians. Loads:
 #   mixed  80% health-checked name (vault: all up members, TCP checks), 10% static name,
 #          10% NXDOMAIN: Meridian, gdnsd (DYNA multifo + tcp_connect) and Knot (static)
+#   tcp    the mixed load over DNS over TCP (dnsperf -m tcp: persistent, pipelined)
 #   ecs    Meridian only: a proximity name queried with EDNS Client Subnet options, the
 #          client subnets rotating over site networks and GeoIP-placed addresses
 #   rrl, cookie   Meridian only, the mixed load on a second instance with response rate
@@ -166,6 +167,12 @@ for r in $(seq "$ROUNDS"); do
     echo "round $r/$ROUNDS: $s, mixed load, ${DURATION}s" >&2
     run "$s mixed" "$s" queries.txt "$DURATION"
   done
+  # The same load over TCP: dnsperf keeps one connection per client open and pipelines up
+  # to OUTSTANDING queries over them, reconnecting when a server closes one.
+  for s in $SERVERS; do
+    echo "round $r/$ROUNDS: $s, mixed load over TCP, ${DURATION}s" >&2
+    run "$s tcp" "$s" queries.txt "$DURATION" -m tcp
+  done
   case " $SERVERS " in *" meridian "*)
     # The ECS run: each client subnet for an equal share of DURATION.
     n=$(echo "$SUBNETS" | wc -w); share=$(( (DURATION + n - 1) / n ))
@@ -225,6 +232,9 @@ for peer in ("gdnsd mixed", "knot mixed"):
         for k in ("meridian mixed", "meridian ecs"):
             if k in by:
                 print(f"- {k} / {peer}: answers per CPU-s ratio **{per_cpu(k)/per_cpu(peer):.2f}**")
+for peer in ("gdnsd tcp", "knot tcp"):
+    if peer in by and "meridian tcp" in by:
+        print(f"- meridian tcp / {peer}: answers per CPU-s ratio **{per_cpu('meridian tcp')/per_cpu(peer):.2f}**")
 for k in ("meridian+rrl mixed", "meridian+cookie mixed"):
     if k in by and "meridian mixed" in by:
         cost = 1 - per_cpu(k) / per_cpu("meridian mixed")

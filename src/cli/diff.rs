@@ -132,24 +132,7 @@ fn read_clients(path: &Path) -> Result<Vec<IpAddr>, String> {
 
 /// The members a running server has down, from its admin API's `/status`.
 fn down_members(admin: &str) -> Result<Vec<(Name, IpAddr)>, String> {
-    let url = format!("http://{admin}/status");
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| e.to_string())?;
-    let body = rt.block_on(async {
-        let resp = reqwest::Client::builder()
-            .no_proxy()
-            .build()
-            .map_err(|e| e.to_string())?
-            .get(&url)
-            .send()
-            .await
-            .map_err(|e| format!("cannot reach the admin API at {admin}: {e}"))?;
-        resp.text().await.map_err(|e| e.to_string())
-    })?;
-    let status: serde_json::Value =
-        serde_json::from_str(&body).map_err(|e| format!("{url}: {e}"))?;
+    let status: serde_json::Value = super::remote::get_json_at(admin, "/status")?;
     let mut down = Vec::new();
     for name in status["names"].as_array().into_iter().flatten() {
         let Some(n) = name["name"].as_str().and_then(|n| Name::from_ascii(n).ok()) else {

@@ -131,13 +131,20 @@ fn drain_line(r: &crate::state::DrainReport) -> String {
     )
 }
 
-/// GETs `path_and_query` from the admin API and parses the JSON answer.
+/// GETs `path_and_query` from the admin API of the server file and parses the JSON answer.
 fn get_json<T: serde::de::DeserializeOwned>(
     config: &Path,
     path_and_query: &str,
 ) -> Result<T, String> {
-    let admin = admin_api(config)?;
-    let url = format!("http://{}{path_and_query}", admin.listen);
+    get_json_at(&admin_api(config)?.listen.to_string(), path_and_query)
+}
+
+/// GETs `path_and_query` from the admin API at `admin` (host:port) and parses the JSON.
+pub(super) fn get_json_at<T: serde::de::DeserializeOwned>(
+    admin: &str,
+    path_and_query: &str,
+) -> Result<T, String> {
+    let url = format!("http://{admin}{path_and_query}");
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -150,7 +157,7 @@ fn get_json<T: serde::de::DeserializeOwned>(
             .get(&url)
             .send()
             .await
-            .map_err(|e| format!("cannot reach the admin API at {}: {e}", admin.listen))?;
+            .map_err(|e| format!("cannot reach the admin API at {admin}: {e}"))?;
         let status = resp.status();
         let body = resp.text().await.map_err(|e| e.to_string())?;
         if status.is_success() {
@@ -159,7 +166,7 @@ fn get_json<T: serde::de::DeserializeOwned>(
             Err(api_error(status, &body))
         }
     })?;
-    serde_json::from_str::<T>(&body).map_err(|e| e.to_string())
+    serde_json::from_str::<T>(&body).map_err(|e| format!("{url}: {e}"))
 }
 
 fn print_or_fail(result: Result<String, String>) -> ExitCode {
