@@ -1,5 +1,6 @@
-//! The UDP fast path: the common query (one question, at most an OPT record) parsed from
-//! the wire, planned like any other, and encoded straight into a buffer.
+//! The fast path: the common query (one question, at most an OPT record) parsed from the
+//! wire, planned like any other, and encoded straight into a buffer; for UDP datagrams
+//! and for the messages of a TCP connection alike.
 //!
 //! Parsing here is structural only; whether the query is valid and what it gets is the
 //! plan's to say. Anything the parser does not take (other opcodes, several questions or
@@ -21,6 +22,14 @@ use crate::zone::Table;
 /// The general path must answer this one.
 #[derive(Debug)]
 pub struct Slow;
+
+/// What the response travels over: UDP responses that do not fit the client's buffer
+/// are truncated (TC=1); a TCP response carries whole up to 65,535 bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transport {
+    Udp,
+    Tcp,
+}
 
 /// What the fast path understood of a query.
 struct Parsed<'q> {
@@ -147,6 +156,7 @@ pub fn answer(
     cookies: &Cookies,
     msg: &[u8],
     src: IpAddr,
+    transport: Transport,
     out: &mut Vec<u8>,
     judge: impl FnOnce(&Plan, &LowerName) -> Verdict,
 ) -> Result<(), Slow> {
@@ -179,18 +189,33 @@ pub fn answer(
             out.clear();
             return Ok(());
         }
+        let limit = match transport {
+            Transport::Udp => plan.udp_limit(),
+            Transport::Tcp => usize::from(u16::MAX),
+        };
         match verdict {
-            Verdict::Send => encode(msg, parsed.question_end, plan, out, false),
-            Verdict::Slip => encode(msg, parsed.question_end, plan, out, true),
+            Verdict::Send => encode(msg, parsed.question_end, plan, out, false, limit),
+            Verdict::Slip => encode(msg, parsed.question_end, plan, out, true, limit),
             Verdict::Drop => out.clear(),
+        }
+        // Larger than a TCP message can be: the general path says what to do.
+        if transport == Transport::Tcp && out.get(2).is_some_and(|f| f & 0x02 != 0) {
+            return Err(Slow);
         }
         Ok(())
     })
 }
 
 /// Writes the response: the query's id, RD and CD; the plan's AA, rcode and records; or,
-/// when `truncate`, none of the records.
-fn encode(msg: &[u8], question_end: usize, plan: &Plan, out: &mut Vec<u8>, truncate: bool) {
+/// when `truncate` or larger than `limit`, none of the records.
+fn encode(
+    msg: &[u8],
+    question_end: usize,
+    plan: &Plan,
+    out: &mut Vec<u8>,
+    truncate: bool,
+    limit: usize,
+) {
     let rcode = u16::from(plan.rcode);
     out.clear();
     out.extend_from_slice(&msg[..2]);
@@ -218,7 +243,7 @@ fn encode(msg: &[u8], question_end: usize, plan: &Plan, out: &mut Vec<u8>, trunc
     }
     // What is written so far and the OPT record make `plan.wire_len`: measured here rather
     // than summed first. Too big for the client's buffer: TC=1 and the question alone.
-    if truncate || out.len() + plan.opt_len() > plan.udp_limit() {
+    if truncate || out.len() + plan.opt_len() > limit {
         out.truncate(question_end);
         out[2] |= 0x02;
         out[6..10].fill(0);
