@@ -40,28 +40,17 @@ pub fn fast_path(
     src: IpAddr,
     out: &mut Vec<u8>,
 ) -> bool {
-    fast::answer(
-        table,
-        &state.cookies,
-        msg,
-        src,
-        fast::Transport::Udp,
-        out,
-        |plan, qname| {
-            count(state, plan, plan.rcode, src);
-            rate_limit(state, table, src, plan, plan.rcode, qname)
-        },
-    )
-    .is_ok()
+    fast_path_over(state, table, msg, src, fast::Transport::Udp, out)
 }
 
-/// Answers one message of a TCP connection on the fast path into `out`; false when the
-/// general path must answer it. No rate limit: a TCP client has proven its address.
-pub fn fast_path_tcp(
+/// The fast path over either transport. Over TCP there is no rate limit: a TCP client
+/// has proven its address.
+fn fast_path_over(
     state: &Meridian,
     table: &Table,
     msg: &[u8],
     src: IpAddr,
+    transport: fast::Transport,
     out: &mut Vec<u8>,
 ) -> bool {
     fast::answer(
@@ -69,11 +58,14 @@ pub fn fast_path_tcp(
         &state.cookies,
         msg,
         src,
-        fast::Transport::Tcp,
+        transport,
         out,
-        |plan, _| {
+        |plan, qname| {
             count(state, plan, plan.rcode, src);
-            Verdict::Send
+            match transport {
+                fast::Transport::Udp => rate_limit(state, table, src, plan, plan.rcode, qname),
+                fast::Transport::Tcp => Verdict::Send,
+            }
         },
     )
     .is_ok()

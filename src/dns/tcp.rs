@@ -334,12 +334,14 @@ async fn serve(
         // The common query is answered here, in order, without a task or hickory's
         // message model: the writer gets it through the same channel as the rest.
         let started = std::time::Instant::now();
+        // Owned, because the writer task takes it through the channel.
         let mut out = Vec::with_capacity(512);
-        let fast = super::fast_path_tcp(
+        let fast = super::fast_path_over(
             &shared.state,
             &shared.state.table.load(),
             &msg,
             peer.ip(),
+            super::fast::Transport::Tcp,
             &mut out,
         );
         if fast {

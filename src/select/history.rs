@@ -11,7 +11,7 @@
 //! cleared first, so a reader that finds it changed while it read skips the entry.
 
 use std::cell::Cell;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 use super::recipients::Resolver;
@@ -129,11 +129,7 @@ impl History {
             if slot[0].load(Ordering::Acquire) != head {
                 continue; // rewritten while read
             }
-            let client = if how >> 34 & 1 == 0 {
-                IpAddr::V4(Ipv4Addr::from(bits as u32))
-            } else {
-                IpAddr::V6(Ipv6Addr::from(u128::from(bits) << 64))
-            };
+            let client = Resolver::address(bits, how >> 34 & 1 == 1);
             out.push(Sample {
                 at: (head >> 32) as u32,
                 client,

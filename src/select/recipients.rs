@@ -60,6 +60,15 @@ impl Resolver {
         (self.bits, self.v6)
     }
 
+    /// The address kept as `bits` (an IPv4 address, or the /64 of an IPv6 one).
+    pub fn address(bits: u64, v6: bool) -> IpAddr {
+        if v6 {
+            IpAddr::V6(Ipv6Addr::from(u128::from(bits) << 64))
+        } else {
+            IpAddr::V4(Ipv4Addr::from(bits as u32))
+        }
+    }
+
     pub fn new(addr: IpAddr) -> Self {
         match addr {
             IpAddr::V4(a) => Resolver {
@@ -107,12 +116,7 @@ impl Recipients {
             if what == 0 || !members.contains(&((what >> 32) as u32)) {
                 continue;
             }
-            let who = who.load(Ordering::Relaxed);
-            let resolver = if what & 1 == 0 {
-                IpAddr::V4(Ipv4Addr::from(who as u32))
-            } else {
-                IpAddr::V6(Ipv6Addr::from(u128::from(who) << 64))
-            };
+            let resolver = Resolver::address(who.load(Ordering::Relaxed), what & 1 == 1);
             out.push(Received {
                 member: (what >> 32) as u32,
                 resolver,
