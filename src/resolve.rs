@@ -11,13 +11,13 @@
 use std::net::IpAddr;
 
 use hickory_proto::op::{OpCode, ResponseCode};
-use hickory_proto::rr::{DNSClass, LowerName, RecordType};
+use hickory_proto::rr::{DNSClass, RData, Record, RecordType};
 use ipnet::IpNet;
 use smallvec::SmallVec;
 
 use crate::geo::ClientLocation;
-use crate::model::StoredRecord;
-use crate::select::{Chosen, Client, Pool};
+use crate::model::{StoredRecord, wire};
+use crate::select::{Chosen, Client, Member, Pool};
 use crate::zone::{HealthCheckedName, Node, Table, Zone};
 
 pub use crate::select::Mode;
@@ -42,7 +42,8 @@ pub struct Query<'q> {
 
 #[derive(Clone, Copy, Debug)]
 pub struct Question<'q> {
-    pub name: &'q LowerName,
+    /// The name's key: lower-cased wire form ([`crate::model::name`]).
+    pub name: &'q [u8],
     pub qtype: RecordType,
     pub qclass: DNSClass,
 }
@@ -111,23 +112,71 @@ pub struct Plan<'t> {
     pub drop: bool,
 }
 
-/// A record to send and the TTL to send it with. One pointer to the record in both its
-/// forms keeps a plan small: it is built on every query.
+/// A record to send and the TTL to send it with. Two pointers at most keep a plan small:
+/// it is built on every query.
 #[derive(Clone, Copy, Debug)]
 pub struct Rr<'t> {
-    pub stored: &'t StoredRecord,
+    pub data: RrData<'t>,
     pub ttl: u32,
     /// The owner is the name asked for (not a CNAME target), so it can point at the question.
     pub owner_is_qname: bool,
 }
 
+/// Where a record to send comes from.
+#[derive(Clone, Copy, Debug)]
+pub enum RrData<'t> {
+    /// A static record, a CNAME or the SOA, encoded at load time.
+    Stored(&'t StoredRecord),
+    /// A member's A or AAAA record, written from its address under its name.
+    Member(&'t HealthCheckedName, &'t Member),
+}
+
 impl<'t> Rr<'t> {
     fn stored(stored: &'t StoredRecord, ttl: u32, owner_is_qname: bool) -> Self {
         Rr {
-            stored,
+            data: RrData::Stored(stored),
             ttl,
             owner_is_qname,
         }
+    }
+
+    /// Appends the record in wire format; its owner is a pointer to `question` when it is
+    /// the asked name (and `question` is given).
+    #[inline]
+    pub fn write(&self, out: &mut Vec<u8>, question: Option<u16>) {
+        let pointer = question.filter(|_| self.owner_is_qname);
+        match self.data {
+            RrData::Stored(stored) => stored.wire.write(out, self.ttl, pointer),
+            RrData::Member(name, m) => {
+                wire::write_address(out, &name.name, pointer, self.ttl, m.address)
+            }
+        }
+    }
+
+    /// How many bytes `write` appends with a question to point at.
+    pub fn written_len(&self) -> usize {
+        match self.data {
+            RrData::Stored(stored) => stored.wire.written_len(self.owner_is_qname),
+            RrData::Member(name, m) => {
+                wire::address_len(&name.name, self.owner_is_qname, m.address)
+            }
+        }
+    }
+
+    /// The record as hickory's type, with the TTL to send.
+    pub fn record(&self) -> Record {
+        let mut record = match self.data {
+            RrData::Stored(stored) => stored.record(),
+            RrData::Member(name, m) => {
+                let data = match m.address {
+                    IpAddr::V4(a) => RData::A(a.into()),
+                    IpAddr::V6(a) => RData::AAAA(a.into()),
+                };
+                Record::from_rdata(name.name.clone(), self.ttl, data)
+            }
+        };
+        record.ttl = self.ttl;
+        record
     }
 }
 
@@ -167,12 +216,8 @@ impl Plan<'_> {
     /// path measures it as it writes). The general path's compressed encoding is never
     /// larger.
     pub fn wire_len(&self, question_len: usize) -> usize {
-        let answers: usize = self
-            .answers
-            .iter()
-            .map(|rr| rr.stored.wire.written_len(rr.owner_is_qname))
-            .sum();
-        let soa = self.soa.map_or(0, |rr| rr.stored.wire.written_len(false));
+        let answers: usize = self.answers.iter().map(Rr::written_len).sum();
+        let soa = self.soa.map_or(0, |rr| rr.written_len());
         12 + question_len + answers + soa + self.opt_len()
     }
 
@@ -367,7 +412,7 @@ fn lookup<'t>(
                     plan.authoritative = true;
                     plan.rcode = ResponseCode::NXDomain;
                     let soa = &zone.negative_soa;
-                    plan.soa = Some(Rr::stored(soa, soa.record.ttl, false));
+                    plan.soa = Some(Rr::stored(soa, soa.ttl(), false));
                 }
                 None if hop == 0 => {
                     plan.rcode = ResponseCode::Refused;
@@ -386,8 +431,7 @@ fn lookup<'t>(
         plan.zone.get_or_insert(zone);
         plan.authoritative = true;
         if let Some((cname, target)) = node.cname() {
-            plan.answers
-                .push(Rr::stored(cname, cname.record.ttl, hop == 0));
+            plan.answers.push(Rr::stored(cname, cname.ttl(), hop == 0));
             if qtype == RecordType::CNAME {
                 return false;
             }
@@ -396,7 +440,7 @@ fn lookup<'t>(
         }
         if let Some(ttl) = answer_at(table, node, zone, qtype, hop == 0, client, mode, plan) {
             let soa = &zone.negative_soa;
-            plan.soa = Some(Rr::stored(soa, ttl.unwrap_or(soa.record.ttl), false));
+            plan.soa = Some(Rr::stored(soa, ttl.unwrap_or(soa.ttl()), false));
         }
         return false;
     }
@@ -438,11 +482,11 @@ fn answer_at<'t>(
                 mode,
             );
             let ttl = pool.ttl(name.ttl);
-            plan.answers.extend(
-                chosen
-                    .iter()
-                    .map(|m| Rr::stored(&m.record, ttl, owner_is_qname)),
-            );
+            plan.answers.extend(chosen.iter().map(|m| Rr {
+                data: RrData::Member(name, m),
+                ttl,
+                owner_is_qname,
+            }));
             let failed_closed = chosen.is_empty();
             plan.selection = Some(Selection {
                 name,
@@ -465,7 +509,7 @@ fn answer_at<'t>(
             plan.answers.extend(
                 set.records
                     .iter()
-                    .map(|r| Rr::stored(r, r.record.ttl, owner_is_qname)),
+                    .map(|r| Rr::stored(r, r.ttl(), owner_is_qname)),
             );
             None
         }

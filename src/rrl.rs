@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use hickory_proto::op::ResponseCode;
-use hickory_proto::rr::{LowerName, RecordType};
+use hickory_proto::rr::RecordType;
 use tracing::warn;
 
 use crate::config::RateLimitConfig;
@@ -73,11 +73,11 @@ thread_local! {
 fn bucket_of<'a>(
     plan: &'a Plan,
     rcode: ResponseCode,
-    qname: &'a LowerName,
-) -> (u8, Option<&'a LowerName>, RecordType) {
+    qname: &'a [u8],
+) -> (u8, Option<&'a [u8]>, RecordType) {
     match rcode {
         ResponseCode::NoError => (1, Some(qname), plan.qtype.unwrap_or(RecordType::Unknown(0))),
-        ResponseCode::NXDomain => (2, plan.zone.map(|z| z.lower()), RecordType::Unknown(0)),
+        ResponseCode::NXDomain => (2, plan.zone.map(|z| z.key()), RecordType::Unknown(0)),
         _ => (3, None, RecordType::Unknown(0)),
     }
 }
@@ -113,7 +113,7 @@ impl RateLimiter {
         client: IpAddr,
         plan: &Plan,
         rcode: ResponseCode,
-        qname: &LowerName,
+        qname: &[u8],
     ) -> Verdict {
         if config.exempt.iter().any(|net| net.contains(&client)) {
             return Verdict::Send;
@@ -141,7 +141,7 @@ impl RateLimiter {
         h.write_u8(kind);
         h.write_u16(u16::from(qtype));
         if let Some(name) = name {
-            std::hash::Hash::hash(name, &mut h);
+            h.write(name);
         }
         // 0 marks an empty slot.
         let tag = h.finish() | 1;
@@ -172,7 +172,7 @@ impl RateLimiter {
             warn!(
                 network = %network.map_or_else(|_| client.to_string(), |n| n.to_string()),
                 kind,
-                name = %name.map_or_else(String::new, ToString::to_string),
+                name = %name.map_or_else(String::new, |n| crate::model::name::name_of(n).to_string()),
                 limit = config.responses_per_second,
                 similar_since_last = held,
                 "rate-limiting responses"

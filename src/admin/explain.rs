@@ -8,6 +8,8 @@ use std::net::IpAddr;
 
 use hickory_proto::op::OpCode;
 use hickory_proto::rr::{DNSClass, LowerName, RecordType};
+
+use crate::model::name::KeyBuf;
 use serde::{Deserialize, Serialize};
 
 use super::status::{LeaderStatus, MemberStatus, TransitionStatus, leader_status, member_status};
@@ -80,10 +82,11 @@ struct Chooser<'t> {
 /// Explains the answer to `name`/`qtype` for `client` (as a full-length address, as if it
 /// came without ECS), as the next query would get it.
 pub fn explain(table: &Table, name: &LowerName, qtype: RecordType, client: IpAddr) -> Explanation {
+    let key = KeyBuf::of(name);
     let query = Query {
         op_code: OpCode::Query,
         question: Some(Question {
-            name,
+            name: key.as_bytes(),
             qtype,
             qclass: DNSClass::IN,
         }),
@@ -94,7 +97,7 @@ pub fn explain(table: &Table, name: &LowerName, qtype: RecordType, client: IpAdd
     let answer: Vec<String> = plan
         .answers
         .iter()
-        .map(|rr| rr.stored.record.data.to_string())
+        .map(|rr| rr.record().data.to_string())
         .collect();
     let mut e = Explanation {
         name: name.to_string(),
@@ -205,7 +208,7 @@ fn static_why(e: &Explanation, plan: &resolve::Plan, qtype: RecordType) -> Strin
             negative(e, plan)
         );
     }
-    let first = &plan.answers[0].stored.record;
+    let first = &plan.answers[0].record();
     if first.record_type() == RecordType::CNAME && qtype != RecordType::CNAME {
         let target = first.data.to_string();
         return if plan.answers.len() == 1 {

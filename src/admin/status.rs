@@ -211,7 +211,7 @@ pub fn member_status(m: &Member, zone: &Zone) -> MemberStatus {
             .and_then(|p| p.role_name())
             .map(str::to_string),
         names_leader: m.health.role_probe().and_then(|p| p.detail().last?.leader),
-        answers: m.answered.load(Ordering::Relaxed),
+        answers: m.counters.answered.load(Ordering::Relaxed),
         changes_last_hour: m.health.flaps().0,
         flapping: m.health.flaps().1,
         checks: m.health.probes().iter().map(|p| check_status(p)).collect(),

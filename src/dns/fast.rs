@@ -10,11 +10,11 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use hickory_proto::op::{OpCode, Query};
-use hickory_proto::rr::LowerName;
-use hickory_proto::serialize::binary::{BinDecodable, BinDecoder};
+use hickory_proto::op::OpCode;
+use hickory_proto::rr::{DNSClass, RecordType};
 
 use crate::cookie::Cookies;
+use crate::model::name::KeyBuf;
 use crate::resolve::{self, Ecs, EdnsQuery, Mode, Plan, Question};
 use crate::rrl::Verdict;
 use crate::zone::Table;
@@ -33,7 +33,10 @@ pub enum Transport {
 
 /// What the fast path understood of a query.
 struct Parsed<'q> {
-    query: Query,
+    /// The asked name's key, read straight from the packet.
+    name: KeyBuf,
+    qtype: RecordType,
+    qclass: DNSClass,
     question_end: usize,
     edns: Option<EdnsQuery>,
     /// The COOKIE option's data, for the server's cookies to judge.
@@ -67,12 +70,15 @@ fn parse(msg: &[u8]) -> Result<Parsed<'_>, Slow> {
     if !super::questions_are_plain(msg) {
         return Err(Slow);
     }
-    let mut decoder = BinDecoder::new(msg);
-    decoder.read_slice(12).map_err(|_| Slow)?;
-    let query = Query::read(&mut decoder).map_err(|_| Slow)?;
-    let question_end = decoder.index();
+    let (name, name_end) = KeyBuf::read(msg, 12).ok_or(Slow)?;
+    let (Some(qtype), Some(qclass)) = (u16_at(msg, name_end), u16_at(msg, name_end + 2)) else {
+        return Err(Slow);
+    };
+    let question_end = name_end + 4;
     let mut parsed = Parsed {
-        query,
+        name,
+        qtype: RecordType::from(qtype),
+        qclass: DNSClass::from(qclass),
         question_end,
         edns: None,
         cookie: None,
@@ -158,7 +164,7 @@ pub fn answer(
     src: IpAddr,
     transport: Transport,
     out: &mut Vec<u8>,
-    judge: impl FnOnce(&Plan, &LowerName) -> Verdict,
+    judge: impl FnOnce(&Plan, &[u8]) -> Verdict,
 ) -> Result<(), Slow> {
     if table.options.query_log {
         return Err(Slow);
@@ -169,13 +175,12 @@ pub fn answer(
     {
         edns.cookie = Some(cookies.judge(data, src));
     }
-    let name = LowerName::new(parsed.query.name());
     let query = resolve::Query {
         op_code: OpCode::Query,
         question: Some(Question {
-            name: &name,
-            qtype: parsed.query.query_type(),
-            qclass: parsed.query.query_class(),
+            name: parsed.name.as_bytes(),
+            qtype: parsed.qtype,
+            qclass: parsed.qclass,
         }),
         edns: parsed.edns,
         source: src,
@@ -184,7 +189,7 @@ pub fn answer(
         if plan.forward {
             return Err(Slow);
         }
-        let verdict = judge(plan, &name);
+        let verdict = judge(plan, parsed.name.as_bytes());
         if plan.drop {
             out.clear();
             return Ok(());
@@ -234,12 +239,10 @@ fn encode(
     // The question exactly as sent; answers whose owner is the asked name point back to it.
     out.extend_from_slice(&msg[12..question_end]);
     for rr in &plan.answers {
-        rr.stored
-            .wire
-            .write(out, rr.ttl, rr.owner_is_qname.then_some(12));
+        rr.write(out, Some(12));
     }
     if let Some(soa) = &plan.soa {
-        soa.stored.wire.write(out, soa.ttl, None);
+        soa.write(out, None);
     }
     // What is written so far and the OPT record make `plan.wire_len`: measured here rather
     // than summed first. Too big for the client's buffer: TC=1 and the question alone.

@@ -18,6 +18,7 @@ use tracing::{info, warn};
 
 use crate::cookie::Cookies;
 use crate::forward::Source;
+use crate::model::name::KeyBuf;
 use crate::resolve::{self, Ecs, EdnsQuery, Mode, Plan, Question};
 use crate::rrl::Verdict;
 use crate::state::Meridian;
@@ -38,10 +39,14 @@ pub(super) struct Reply {
 }
 
 /// The query as the plan takes it; its cookie judged by `cookies`, when they are on.
-fn query_of<'r>(request: &'r Request, cookies: Option<&Cookies>) -> resolve::Query<'r> {
-    let question = match request.queries.queries() {
-        [q] => Some(Question {
-            name: q.name(),
+fn query_of<'r>(
+    request: &'r Request,
+    name: &'r Option<KeyBuf>,
+    cookies: Option<&Cookies>,
+) -> resolve::Query<'r> {
+    let question = match (request.queries.queries(), name) {
+        ([q], Some(name)) => Some(Question {
+            name: name.as_bytes(),
             qtype: q.query_type(),
             qclass: q.query_class(),
         }),
@@ -78,22 +83,19 @@ pub(super) async fn respond(state: &Meridian, request: &Request) -> Reply {
     let started = Instant::now();
     let table = state.table.load();
     let cookies = table.options.cookies.then_some(&state.cookies);
-    let plan = resolve::plan(&table, &query_of(request, cookies), Mode::Query);
+    // The question's key, when there is exactly one question.
+    let name = match request.queries.queries() {
+        [q] => Some(KeyBuf::of(q.name())),
+        _ => None,
+    };
+    let plan = resolve::plan(&table, &query_of(request, &name, cookies), Mode::Query);
     let mut metadata = Metadata::response_from_request(&request.metadata);
     metadata.response_code = plan.rcode;
     metadata.authoritative = plan.authoritative;
     let mut reply = Reply {
         metadata,
-        answers: plan
-            .answers
-            .iter()
-            .map(|rr| with_ttl(&rr.stored.record, rr.ttl))
-            .collect(),
-        authorities: plan
-            .soa
-            .iter()
-            .map(|rr| with_ttl(&rr.stored.record, rr.ttl))
-            .collect(),
+        answers: plan.answers.iter().map(|rr| rr.record()).collect(),
+        authorities: plan.soa.iter().map(|rr| rr.record()).collect(),
         additionals: Vec::new(),
         edns: plan.edns.map(|e| {
             let mut edns = Edns::new();
@@ -122,8 +124,15 @@ pub(super) async fn respond(state: &Meridian, request: &Request) -> Reply {
     let rcode = reply.metadata.response_code;
     super::count(state, &plan, rcode, request.src().ip());
     if let (Protocol::Udp, Some(q)) = (request.protocol(), request.queries.queries().first()) {
-        reply.verdict =
-            super::rate_limit(state, &table, request.src().ip(), &plan, rcode, q.name());
+        let qname = KeyBuf::of(q.name());
+        reply.verdict = super::rate_limit(
+            state,
+            &table,
+            request.src().ip(),
+            &plan,
+            rcode,
+            qname.as_bytes(),
+        );
     }
     if table.options.query_log {
         log_query(request, &plan, &reply, started);
@@ -260,12 +269,6 @@ fn emit<'a>(
     header[2] = 0x80 | u8::from(metadata.recursion_desired);
     header[3] = u16::from(ResponseCode::ServFail) as u8;
     header.to_vec()
-}
-
-fn with_ttl(record: &Record, ttl: u32) -> Record {
-    let mut r = record.clone();
-    r.ttl = ttl;
-    r
 }
 
 /// One line per query (`query-log: true`): only then is anything formatted.

@@ -15,7 +15,6 @@ pub mod udp;
 pub use listen::{Bound, bind};
 
 use hickory_proto::op::{MessageType, ResponseCode};
-use hickory_proto::rr::LowerName;
 use hickory_server::net::xfer::Protocol;
 use hickory_server::server::Request;
 use std::io;
@@ -78,7 +77,7 @@ fn rate_limit(
     client: IpAddr,
     plan: &Plan,
     rcode: ResponseCode,
-    qname: &LowerName,
+    qname: &[u8],
 ) -> Verdict {
     match (&table.options.rate_limit, state.limiter.get()) {
         // A valid server cookie proves the address is the client's own: not a reflection.
@@ -170,7 +169,7 @@ fn count(state: &Meridian, plan: &Plan, rcode: ResponseCode, client: IpAddr) {
         let recipients = state.recipients.get_or_init(Default::default);
         let resolver = Resolver::new(client);
         for m in &selection.chosen {
-            m.answered.fetch_add(1, Ordering::Relaxed);
+            m.counters.answered.fetch_add(1, Ordering::Relaxed);
             recipients.record(m.tag, resolver);
         }
         if history::sample_now() {

@@ -173,12 +173,13 @@ impl Collector for Scrape {
             None,
             MetricType::Counter,
         )?;
-        for (name, member, n) in c.answer_counts() {
-            counter(
-                &mut m,
-                &[("name", &name), ("member", &member.to_string())],
-                n,
-            )?;
+        for name in self.table.health_checked_names() {
+            let name_text = name.name.to_string();
+            for member in name.members() {
+                let n = member.counters.answered.load(Ordering::Relaxed);
+                let address = member.address.to_string();
+                counter(&mut m, &[("name", &name_text), ("member", &address)], n)?;
+            }
         }
 
         let mut m = enc.encode_descriptor(

@@ -1,12 +1,12 @@
 //! Counters: relaxed atomic increments on the query path, read by `/metrics`.
 //!
-//! The atomics live in this long-lived store, keyed by zone or by (name, member), and the
-//! compiled table holds `Arc`s to them; so a reload hands the same counters to the new
-//! table and counts never reset while the process runs.
+//! The atomics live in this long-lived store, keyed by zone, and the compiled table holds
+//! `Arc`s to them; so a reload hands the same counters to the new table and counts never
+//! reset while the process runs. A member's answer counter lives in the member, and a
+//! reload hands it to the member that replaces it.
 
 use std::collections::BTreeMap;
-use std::net::IpAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use hickory_proto::op::ResponseCode;
@@ -78,14 +78,32 @@ impl QueryCounters {
     }
 }
 
+/// One member's answer counter, and what the watcher (in `state`) noted of it at its last
+/// look. Kept in the member, one allocation, and handed to the member that replaces it on
+/// reload: counts never reset, and the watcher needs no map of 300,000 members beside
+/// the table. Only the watcher writes the `look_*` fields.
+#[derive(Debug, Default)]
+pub struct MemberCounters {
+    /// Responses that chose this member (the query path counts it).
+    pub answered: AtomicU64,
+    /// The member's state at the last look, packed by the watcher; 0 before the first.
+    pub look_state: AtomicU64,
+    /// `answered` at the last look.
+    pub look_answered: AtomicU64,
+    /// The TTL answers carried at the last look.
+    pub look_ttl: AtomicU32,
+    /// The last look that found it answered since the one before (Unix milliseconds, 0
+    /// for never), and the TTL answers carried then.
+    pub last_answered_ms: AtomicU64,
+    pub last_answered_ttl: AtomicU32,
+}
+
 /// Every counter of the process.
 #[derive(Debug, Default)]
 pub struct Counters {
     zones: Mutex<BTreeMap<String, Arc<QueryCounters>>>,
     /// Queries for names in none of our zones (refused, or forwarded).
     pub outside: QueryCounters,
-    /// By name, then member: one key per name keeps this small for large zones.
-    answers: Mutex<BTreeMap<String, BTreeMap<IpAddr, Arc<AtomicU64>>>>,
     /// Members that went down, timed (recorded by the state's watcher).
     pub transitions: super::transition::Transitions,
     pub reloads_ok: AtomicU64,
@@ -175,31 +193,9 @@ impl Counters {
         zones.entry(zone.to_string()).or_default().clone()
     }
 
-    /// The counter of answers that chose `member` for `name`.
-    pub fn answers(&self, name: &str, member: IpAddr) -> Arc<AtomicU64> {
-        let mut answers = self.answers.lock().expect("counters lock");
-        if !answers.contains_key(name) {
-            answers.insert(name.to_string(), BTreeMap::new());
-        }
-        let by_member = answers.get_mut(name).expect("just inserted");
-        by_member.entry(member).or_default().clone()
-    }
-
     /// Every zone's counters, in zone order.
     pub fn zones(&self) -> Vec<(String, Arc<QueryCounters>)> {
         let zones = self.zones.lock().expect("counters lock");
         zones.iter().map(|(z, c)| (z.clone(), c.clone())).collect()
-    }
-
-    /// Every (name, member, answers), in name and member order.
-    pub fn answer_counts(&self) -> Vec<(String, IpAddr, u64)> {
-        let answers = self.answers.lock().expect("counters lock");
-        answers
-            .iter()
-            .flat_map(|(name, by)| {
-                by.iter()
-                    .map(|(m, n)| (name.clone(), *m, n.load(Ordering::Relaxed)))
-            })
-            .collect()
     }
 }

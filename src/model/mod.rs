@@ -6,6 +6,7 @@
 //! - [`role`]: what an HTTP check's response says a member is, beyond up or down.
 //! - [`transition`]: failovers as they happened, timed, for status and metrics.
 //! - [`health`]: the handles that checkers write and selection reads through atomics.
+//! - [`name`]: names as the table keys them, lower-cased wire form.
 //! - [`wire`]: records as the table stores them, encoded once at load time for the UDP
 //!   fast path.
 //! - [`counters`]: the counters the query path bumps and `/metrics` reads.
@@ -18,13 +19,14 @@ pub mod events;
 pub mod file;
 pub mod health;
 pub mod log_limit;
+pub mod name;
 pub mod policy;
 pub mod role;
 pub mod transition;
 pub mod wire;
 
 pub use check::{Check, CheckSpec, HttpCheck, ProbeKey, Timing};
-pub use counters::{Counters, QueryCounters, rcode_name};
+pub use counters::{Counters, MemberCounters, QueryCounters, rcode_name};
 pub use health::{MemberHealth, ProbeSet, ProbeState, Recovery};
 pub use log_limit::LogLimit;
 pub use policy::{Policy, WhenAllDown};

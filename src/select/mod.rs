@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use smallvec::SmallVec;
 
 use crate::geo::{ClientLocation, Site, distance_km};
-use crate::model::{MemberHealth, Policy, StoredRecord, WhenAllDown};
+use crate::model::{MemberCounters, MemberHealth, Policy, WhenAllDown};
 
 pub mod history;
 pub mod recipients;
@@ -49,17 +49,15 @@ impl Client {
     }
 }
 
-/// One address of a health-checked name, with its answer record built at load time.
+/// One address of a health-checked name.
 #[derive(Debug)]
 pub struct Member {
     pub address: IpAddr,
     pub weight: u32,
     pub site: Option<usize>,
     pub health: MemberHealth,
-    /// The A or AAAA record for this address, owned by the name.
-    pub record: StoredRecord,
-    /// Responses that chose this member (metrics).
-    pub answered: Arc<AtomicU64>,
+    /// Responses that chose this member, and what the watcher noted at its last look.
+    pub counters: Arc<MemberCounters>,
     /// This member of this name in the recipients table (see `recipients`).
     pub tag: u32,
     /// How nodes name this member as the leader: the `vote_of` its address and of its
@@ -70,9 +68,11 @@ pub struct Member {
 /// The members of one name and one address family, with their rotation state.
 #[derive(Debug)]
 pub struct Pool {
-    pub members: Vec<Member>,
+    /// Boxed, not a `Vec`: exactly as many as there are (a `Vec` grown by pushes kept
+    /// room for four, which at 100,000 names was a third of the table).
+    pub members: Box<[Member]>,
     /// Member indices by weight, highest first, list order within a weight.
-    by_weight: Vec<usize>,
+    by_weight: Box<[u16]>,
     rotation: AtomicU64,
     /// The name's `roles:` tiers, as masks of role indices; empty when roles do not choose.
     tiers: Box<[u64]>,
@@ -100,11 +100,12 @@ pub struct Rules {
 
 impl Pool {
     pub fn new(members: Vec<Member>) -> Self {
-        let mut by_weight: Vec<usize> = (0..members.len()).collect();
-        by_weight.sort_by_key(|&i| std::cmp::Reverse(members[i].weight));
+        // Validation holds a name to 1,000 members.
+        let mut by_weight: Vec<u16> = (0..members.len() as u16).collect();
+        by_weight.sort_by_key(|&i| std::cmp::Reverse(members[usize::from(i)].weight));
         Pool {
-            members,
-            by_weight,
+            members: members.into_boxed_slice(),
+            by_weight: by_weight.into_boxed_slice(),
             rotation: AtomicU64::new(0),
             tiers: Box::default(),
             leader_role: None,
@@ -125,7 +126,9 @@ impl Pool {
     /// it; `leader_role` is believed only with the other members' agreement.
     pub fn with_roles(mut self, tiers: &[u64], leader_role: Option<u8>, name: &str) -> Self {
         self.tiers = tiers.into();
-        self.label = name.into();
+        if !tiers.is_empty() {
+            self.label = name.into();
+        }
         self.leader_role = leader_role.filter(|&r| tiers.iter().any(|t| t >> r & 1 == 1));
         self
     }
@@ -278,9 +281,10 @@ impl Pool {
     fn fixed_weight(&self, up: &[bool], answers: usize) -> Chosen<'_> {
         self.by_weight
             .iter()
-            .filter(|&&i| up[i])
+            .map(|&i| usize::from(i))
+            .filter(|&i| up[i])
             .take(answers)
-            .map(|&i| &self.members[i])
+            .map(|i| &self.members[i])
             .collect()
     }
 
@@ -296,8 +300,9 @@ impl Pool {
         let mut order: SmallVec<[(f64, usize); 16]> = self
             .by_weight
             .iter()
-            .filter(|&&i| up[i])
-            .map(|&i| {
+            .map(|&i| usize::from(i))
+            .filter(|&i| up[i])
+            .map(|i| {
                 let site = self.members[i].site.and_then(|s| sites[s].lat_lon);
                 (
                     site.map_or(f64::INFINITY, |there| distance_km(here, there)),
@@ -399,7 +404,6 @@ impl Pool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use hickory_proto::rr::{Name, RData, Record};
 
     fn pool(weights: &[u32]) -> Pool {
         Pool::new(
@@ -408,17 +412,12 @@ mod tests {
                 .enumerate()
                 .map(|(i, &w)| {
                     let address = IpAddr::from([192, 0, 2, i as u8 + 1]);
-                    let IpAddr::V4(v4) = address else {
-                        unreachable!()
-                    };
-                    let record = Record::from_rdata(Name::root(), 30, RData::A(v4.into()));
                     Member {
                         address,
                         weight: w,
                         site: None,
                         health: MemberHealth::always_up(),
-                        record: StoredRecord::new(record),
-                        answered: Arc::default(),
+                        counters: Arc::default(),
                         identity: [0; 2],
                         tag: i as u32,
                     }

@@ -175,8 +175,20 @@ impl Meridian {
                 sticky: &self.sticky,
             };
             // Compiling a large configuration takes seconds: keep the runtime's other
-            // tasks (TCP, admin) moving meanwhile.
-            let table = tokio::task::block_in_place(|| Table::compile(config, &inputs));
+            // tasks (TCP, admin) moving meanwhile. On a thread of its own, because glibc
+            // gives each thread its own heap (arena): the table's many small allocations
+            // then sit together instead of among the parsed configuration's, and the
+            // pages the configuration frees go back to the system whole.
+            let table = tokio::task::block_in_place(|| {
+                std::thread::scope(|scope| {
+                    std::thread::Builder::new()
+                        .name("compile".into())
+                        .spawn_scoped(scope, || Table::compile(config, &inputs))
+                        .expect("a thread to compile on")
+                        .join()
+                        .expect("compiling does not panic")
+                })
+            });
             self.table.store(Arc::new(table));
         }
         self.registry.retain(&probes);

@@ -2,8 +2,6 @@
 //! each change of state as an event (what changed, why, when), times each failover, and
 //! advances the coarse clocks of the tables the query path writes.
 
-use std::collections::HashMap;
-use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime};
@@ -17,17 +15,43 @@ use crate::select::Member;
 /// How often the failover watcher looks (and advances the coarse clocks).
 const WATCH_EVERY: Duration = Duration::from_millis(250);
 
-/// What the watcher knows of one member between looks.
-struct Watched {
+/// A member's condition and, while up, its role: what events name as its state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct State {
     up: bool,
-    /// The member's condition and role, as events name them.
-    state: String,
-    /// Its answer counter at the last look, and the TTL answers carried then.
-    answered: u64,
-    ttl: u32,
-    /// The last look that found it answered since the one before, and the TTL answers
-    /// carried then: the last answer naming it expires by then + TTL.
-    last_answered: Option<(SystemTime, u32)>,
+    condition: Condition,
+    role: Option<u8>,
+}
+
+const CONDITIONS: [Condition; 6] = [
+    Condition::Up,
+    Condition::Down,
+    Condition::Maintenance,
+    Condition::Draining,
+    Condition::Held,
+    Condition::Disabled,
+];
+
+impl State {
+    /// Packed into the member's `look_state`; never 0, which means "not looked at yet".
+    fn pack(self) -> u64 {
+        let condition = CONDITIONS.iter().position(|&c| c == self.condition);
+        1 << 32
+            | u64::from(self.up)
+            | (condition.unwrap_or(0) as u64) << 8
+            | u64::from(self.role.map_or(0, |r| u16::from(r) + 1)) << 16
+    }
+
+    fn unpack(word: u64) -> Option<State> {
+        (word != 0).then(|| State {
+            up: word & 1 == 1,
+            condition: CONDITIONS[(word >> 8 & 0xff) as usize % CONDITIONS.len()],
+            role: match (word >> 16 & 0xffff) as u16 {
+                0 => None,
+                r => Some((r - 1) as u8),
+            },
+        })
+    }
 }
 
 /// Watches members going down and records each failover, timed: from the first failed
@@ -35,9 +59,9 @@ struct Watched {
 /// from then), and to the expiry of the last answer that named it. It samples what the
 /// query path already keeps (member state, answer counters) every 250 ms, so it adds
 /// nothing there; the last answer is placed at the end of the window it fell in, which
-/// errs late by at most that.
+/// errs late by at most that. What it notes between looks lives in each member's
+/// counters, so a look allocates nothing unless something changed.
 pub async fn watch_transitions(meridian: Arc<Meridian>) {
-    let mut watched: HashMap<(String, IpAddr), Watched> = HashMap::new();
     let mut first_look = true;
     let mut every = tokio::time::interval(WATCH_EVERY);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -54,40 +78,47 @@ pub async fn watch_transitions(meridian: Arc<Meridian>) {
             h.tick();
         }
         let now = SystemTime::now();
+        let now_ms = now
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
         let table = meridian.table.load();
-        let mut seen = HashMap::with_capacity(watched.len());
         for name in table.health_checked_names() {
-            let name_text = name.name.to_string();
             for (pool, m) in [&name.v4, &name.v6]
                 .into_iter()
                 .flat_map(|p| p.members.iter().map(move |m| (p, m)))
             {
-                let key = (name_text.clone(), m.address);
-                let up = m.health.is_up();
+                let c = &m.counters;
                 let state = state_of(m);
-                let answered = m.answered.load(Ordering::Relaxed);
-                let before = watched.remove(&key);
-                let mut last_answered = before.as_ref().and_then(|w| w.last_answered);
+                let answered = c.answered.load(Ordering::Relaxed);
                 let ttl = pool.ttl(name.ttl);
+                let before = State::unpack(c.look_state.load(Ordering::Relaxed));
                 // First seen (just started): answered at all counts as answered now. The
                 // answer fell between the two looks, so it carried one of their TTLs (they
                 // only shrink while something fails): take the longer.
-                if answered > before.as_ref().map_or(0, |w| w.answered) {
-                    let then = before.as_ref().map_or(ttl, |w| w.ttl);
-                    last_answered = Some((now, ttl.max(then)));
+                let (seen_answered, seen_ttl) = match before {
+                    Some(_) => (
+                        c.look_answered.load(Ordering::Relaxed),
+                        c.look_ttl.load(Ordering::Relaxed),
+                    ),
+                    None => (0, ttl),
+                };
+                if answered > seen_answered {
+                    c.last_answered_ms.store(now_ms, Ordering::Relaxed);
+                    c.last_answered_ttl
+                        .store(ttl.max(seen_ttl), Ordering::Relaxed);
                 }
-                if !up
-                    && before.as_ref().is_some_and(|w| w.up)
-                    && let Some(t) = transition(&name_text, m, last_answered)
+                if !state.up
+                    && before.is_some_and(|w| w.up)
+                    && let Some(t) = transition(&name.name.to_string(), m, last_answered(m))
                 {
                     meridian.counters.transitions.record(t);
                 }
-                let from = match &before {
-                    Some(w) if w.state == state => None,
-                    Some(w) => Some(w.state.clone()),
+                let from = match before {
+                    Some(w) if w.condition == state.condition && w.role == state.role => None,
+                    Some(w) => Some(state_text(m, w)),
                     // Members that start up need no event (a large zone would flood the
                     // record); one that starts otherwise does.
-                    None if up => None,
+                    None if state.up => None,
                     None => Some(if first_look { "start" } else { "new" }.to_string()),
                 };
                 if let Some(from) = from {
@@ -96,39 +127,56 @@ pub async fn watch_transitions(meridian: Arc<Meridian>) {
                         reason = format!("down at start: {reason}");
                     }
                     meridian.events.record(Event {
-                        at_ms: now
-                            .duration_since(SystemTime::UNIX_EPOCH)
-                            .map_or(0, |d| d.as_millis() as u64),
-                        name: name_text.clone(),
+                        at_ms: now_ms,
+                        name: name.name.to_string(),
                         member: m.address,
                         from,
-                        to: state.clone(),
+                        to: state_text(m, state),
                         reason,
                     });
                 }
-                seen.insert(
-                    key,
-                    Watched {
-                        up,
-                        state,
-                        answered,
-                        ttl,
-                        last_answered,
-                    },
-                );
+                c.look_state.store(state.pack(), Ordering::Relaxed);
+                c.look_answered.store(answered, Ordering::Relaxed);
+                c.look_ttl.store(ttl, Ordering::Relaxed);
             }
         }
-        watched = seen;
         first_look = false;
     }
 }
 
-/// The member's condition, with its role where its check has roles: `up (active)`.
-fn state_of(m: &Member) -> String {
+/// When the watcher last found the member answered, and the TTL answers carried then.
+fn last_answered(m: &Member) -> Option<(SystemTime, u32)> {
+    let ms = m.counters.last_answered_ms.load(Ordering::Relaxed);
+    (ms != 0).then(|| {
+        (
+            SystemTime::UNIX_EPOCH + Duration::from_millis(ms),
+            m.counters.last_answered_ttl.load(Ordering::Relaxed),
+        )
+    })
+}
+
+fn state_of(m: &Member) -> State {
     let condition = m.health.condition();
-    match m.health.role_probe().and_then(|p| p.role_name()) {
-        Some(role) if condition == Condition::Up => format!("up ({role})"),
-        _ => condition.as_str().to_string(),
+    State {
+        up: m.health.is_up(),
+        condition,
+        role: m
+            .health
+            .role_probe()
+            .filter(|_| condition == Condition::Up)
+            .map(|p| p.role()),
+    }
+}
+
+/// A state as events name it: the condition, with the role where the member's check has
+/// roles: `up (active)`.
+fn state_text(m: &Member, state: State) -> String {
+    let role = state
+        .role
+        .and_then(|r| m.health.role_probe()?.roles()?.name(r));
+    match role {
+        Some(role) => format!("{} ({role})", state.condition.as_str()),
+        None => state.condition.as_str().to_string(),
     }
 }
 

@@ -14,6 +14,7 @@ use super::{HealthCheckedName, Node, NodeMap, QueryOptions, RrSet, Table, Zone};
 use crate::config::{Config, HealthCheckedNameConfig, ZoneConfig};
 use crate::geo::{self, SiteMap};
 use crate::model::health::vote_of;
+use crate::model::name::{KeyBuf, key_of};
 use crate::model::{Counters, MemberHealth, Policy, ProbeSet, StoredRecord};
 use crate::select::{Member, Pool, Rules, StickyTable};
 
@@ -83,7 +84,8 @@ impl Table {
             origin: origin.clone(),
             file: zc.file.clone(),
             serial: soa.serial,
-            lower: LowerName::new(&origin),
+            key: key_of(&origin),
+            labels: origin.num_labels() as usize,
             negative_soa: StoredRecord::new(Record::from_rdata(
                 origin.clone(),
                 negative_ttl,
@@ -118,7 +120,7 @@ impl Table {
                 let RData::CNAME(target) = &set.rdata[0] else {
                     unreachable!("validated CNAME")
                 };
-                let target = LowerName::new(&target.0);
+                let target = key_of(&target.0);
                 let cname = records.into_iter().next().expect("one CNAME");
                 node.cname = Some(Box::new((StoredRecord::new(cname), target)));
             } else if let Some(existing) = node.rrsets.iter_mut().find(|s| s.rtype == set.rtype) {
@@ -154,12 +156,17 @@ impl Table {
     }
 
     fn node(&mut self, name: &Name, zone: usize) -> &mut Node {
-        self.nodes
-            .entry(LowerName::new(name))
-            .or_insert_with(|| Node {
+        // Most calls find the node (every owner's ancestors are asked for): allocate the
+        // key only for a new one.
+        let key = KeyBuf::of(name);
+        if !self.nodes.contains_key(key.as_bytes()) {
+            let node = Node {
                 zone,
                 ..Node::default()
-            })
+            };
+            self.nodes.insert(key.as_bytes().into(), node);
+        }
+        self.nodes.get_mut(key.as_bytes()).expect("just inserted")
     }
 }
 
@@ -202,12 +209,7 @@ fn compile_health_checked(
         let previous = inputs.previous.member(&lower, mc.address);
         let in_maintenance = previous.is_some_and(|m| m.health.in_maintenance());
         let acknowledged = previous.map(|m| m.health.acknowledged_downs());
-        let rdata = match mc.address {
-            std::net::IpAddr::V4(a) => RData::A(a.into()),
-            std::net::IpAddr::V6(a) => RData::AAAA(a.into()),
-        };
         let member = Member {
-            record: StoredRecord::new(Record::from_rdata(fc.name.clone(), fc.ttl, rdata)),
             address: mc.address,
             weight: mc.weight,
             site: mc.site,
@@ -218,7 +220,8 @@ fn compile_health_checked(
                 health
             },
             tag: vote_of(&format!("{lower_text} {}", mc.address)) as u32,
-            answered: inputs.counters.answers(&lower_text, mc.address),
+            // The counter of the member this one replaces: counts never reset on reload.
+            counters: previous.map_or_else(Arc::default, |m| Arc::clone(&m.counters)),
             identity: [
                 vote_of(&mc.address.to_string()),
                 mc.node.as_deref().map_or(0, vote_of),
@@ -233,6 +236,7 @@ fn compile_health_checked(
     HealthCheckedName {
         name: fc.name.clone(),
         tag: vote_of(&lower_text) as u32 | 1,
+        id: vote_of(&lower_text),
         ttl: fc.ttl,
         rules: Rules {
             policy: fc.policy,

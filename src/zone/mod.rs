@@ -14,6 +14,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use hickory_proto::rr::{LowerName, Name, RecordType};
+
+use crate::model::name::{self as key, KeyBuf};
 use ipnet::IpNet;
 
 use crate::config::{AccessConfig, RateLimitConfig};
@@ -21,9 +23,11 @@ use crate::geo::{GeoDb, SiteMap};
 use crate::model::{QueryCounters, StoredRecord};
 use crate::select::{Member, Pool, Rules};
 
-/// FxHash: the keys come from the operator's configuration and queries only look them
-/// up, so a DoS-resistant (and slower) hasher buys nothing here.
-type NodeMap = std::collections::HashMap<LowerName, Node, rustc_hash::FxBuildHasher>;
+/// Keyed by the lower-cased wire form of the owner ([`crate::model::name`]), which the
+/// fast path reads straight out of the packet. FxHash: the keys come from the operator's
+/// configuration and queries only look them up, so a DoS-resistant (and slower) hasher
+/// buys nothing here.
+type NodeMap = std::collections::HashMap<Box<[u8]>, Node, rustc_hash::FxBuildHasher>;
 
 #[derive(Debug)]
 pub struct Table {
@@ -60,7 +64,9 @@ pub struct Zone {
     pub origin: Name,
     pub file: PathBuf,
     pub serial: u32,
-    lower: LowerName,
+    /// The origin's key (lower-cased wire form).
+    key: Box<[u8]>,
+    labels: usize,
     /// The SOA as it goes into negative answers: TTL = min(zone TTL, SOA minimum), RFC 2308.
     pub negative_soa: StoredRecord,
     pub sites: SiteMap,
@@ -75,8 +81,8 @@ pub struct Zone {
 pub struct Node {
     zone: usize,
     rrsets: Vec<RrSet>,
-    /// Boxed: most nodes have none, and the record is large. The target comes lower-cased.
-    cname: Option<Box<(StoredRecord, LowerName)>>,
+    /// Boxed: most nodes have none. The target comes as its key.
+    cname: Option<Box<(StoredRecord, Box<[u8]>)>>,
     health_checked: Option<Box<HealthCheckedName>>,
 }
 
@@ -94,6 +100,9 @@ pub struct HealthCheckedName {
     /// The name in the decision history: a hash of its lower-cased text (odd, never 0),
     /// the same across reloads.
     pub tag: u32,
+    /// The name as the watcher keys its members: a 64-bit hash of its lower-cased text,
+    /// the same across reloads.
+    pub id: u64,
     pub ttl: u32,
     pub rules: Rules,
     pub v4: Pool,
@@ -108,16 +117,16 @@ impl HealthCheckedName {
 }
 
 impl Zone {
-    /// The origin, lower-cased.
-    pub fn lower(&self) -> &LowerName {
-        &self.lower
+    /// The origin's key (lower-cased wire form).
+    pub fn key(&self) -> &[u8] {
+        &self.key
     }
 }
 
 impl Node {
-    /// The CNAME at this name, with its target lower-cased.
-    pub fn cname(&self) -> Option<(&StoredRecord, &LowerName)> {
-        self.cname.as_deref().map(|(r, target)| (r, target))
+    /// The CNAME at this name, with its target's key.
+    pub fn cname(&self) -> Option<(&StoredRecord, &[u8])> {
+        self.cname.as_deref().map(|(r, target)| (r, &**target))
     }
 
     pub fn health_checked(&self) -> Option<&HealthCheckedName> {
@@ -139,12 +148,12 @@ impl Node {
             return Some(f.name.clone());
         }
         if let Some((c, _)) = self.cname.as_deref() {
-            return Some(c.record.name.clone());
+            return Some(c.owner());
         }
         self.rrsets
             .first()
             .and_then(|s| s.records.first())
-            .map(|r| r.record.name.clone())
+            .map(StoredRecord::owner)
     }
 }
 
@@ -172,18 +181,19 @@ impl Table {
         &self.zones
     }
 
-    /// The node at `name`, with its zone.
-    pub fn get(&self, name: &LowerName) -> Option<(&Node, &Zone)> {
+    /// The node at the name with key `name`, with its zone.
+    #[inline]
+    pub fn get(&self, name: &[u8]) -> Option<(&Node, &Zone)> {
         let node = self.nodes.get(name)?;
         Some((node, &self.zones[node.zone]))
     }
 
-    /// The zone a name belongs to, if any: the longest origin that contains it.
-    pub fn enclosing_zone(&self, name: &LowerName) -> Option<&Zone> {
+    /// The zone of the name with key `name`, if any: the longest origin that contains it.
+    pub fn enclosing_zone(&self, name: &[u8]) -> Option<&Zone> {
         self.zones
             .iter()
-            .filter(|z| z.lower.zone_of(name))
-            .max_by_key(|z| z.lower.num_labels())
+            .filter(|z| key::is_within(name, &z.key))
+            .max_by_key(|z| z.labels)
     }
 
     /// The GeoIP database in use, if any.
@@ -211,7 +221,7 @@ impl Table {
 
     /// The health-checked name `name`, with its zone.
     pub fn health_checked(&self, name: &LowerName) -> Option<(&HealthCheckedName, &Zone)> {
-        let (node, zone) = self.get(name)?;
+        let (node, zone) = self.get(KeyBuf::of(name).as_bytes())?;
         node.health_checked().map(|f| (f, zone))
     }
 

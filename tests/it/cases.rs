@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 
 use hickory_proto::op::{Message, ResponseCode};
-use hickory_proto::rr::{DNSClass, LowerName, Name, RecordType};
+use hickory_proto::rr::{DNSClass, Name, RecordType};
 use hickory_server::net::xfer::Protocol;
 use meridian::dns;
 use meridian::resolve::{self, Mode, Question};
@@ -198,7 +198,7 @@ fn cases_through_the_plan_and_both_paths() {
     for c in CASES {
         // The decision path itself (a dry run: nothing moves).
         let table = p.state.table.load();
-        let name = LowerName::new(&Name::from_ascii(c.qname).unwrap());
+        let name = meridian::model::name::key_of(&Name::from_ascii(c.qname).unwrap());
         let plan = resolve::plan(
             &table,
             &resolve::Query {
@@ -218,9 +218,7 @@ fn cases_through_the_plan_and_both_paths() {
         assert_eq!(plan.authoritative, c.aa, "{what}");
         let mut planned: Vec<String> = Vec::new();
         for rr in &plan.answers {
-            let mut r = rr.stored.record.clone();
-            r.ttl = rr.ttl;
-            planned.push(r.to_string());
+            planned.push(rr.record().to_string());
         }
         assert_eq!(planned, c.answer, "{what}");
 
