@@ -16,6 +16,7 @@
 #   rrl, cookie   Meridian only, the mixed load on a second instance with response rate
 #          limiting on (at a rate nothing reaches, so that every response is counted):
 #          plain queries, then queries with a valid DNS Cookie (exempt from the limit)
+#   scale  every server loading the same 100,000 names (bench/scale.sh; SCALE=0 skips it)
 # Settings (environment): DURATION (s per run, default 10), ROUNDS (3), CLIENTS (8),
 # OUTSTANDING (200), SERVER_CPU (0), CLIENT_CPU (1), SERVERS ("meridian gdnsd knot").
 # Everything started is stopped on exit, and every load run is bounded by DURATION.
@@ -255,30 +256,10 @@ if len(sys.argv) > 5 and sys.argv[5]:
           f"latency avg {avg:.3f} ms, p50 {pct(0.5):.3f} ms, p99 {pct(0.99):.3f} ms, "
           f"p99.9 {pct(0.999):.3f} ms, max {mx:.3f} ms")
 PY
-# Scale: 100,000 health-checked names of 3 members each (no checks: this measures the
-# table, not probing), load time to the first answer and resident memory.
-if [ "${SCALE:-1}" = 1 ] && case " $SERVERS " in *" meridian "*) true ;; *) false ;; esac; then
-  d=$RUNDIR/scale; mkdir -p "$d/zones"
-  printf 'listen: [127.0.0.1:5404]\nzones: zones\n' > "$d/meridian.yaml"
-  python3 - "$d/zones/scale.yaml" <<'PY'
-import sys
-with open(sys.argv[1], "w") as f:
-    f.write("zone: scale.test\nns: [ns1]\nfqdns:\n")
-    for i in range(100_000):
-        a, b = divmod(i, 250)
-        f.write(f"  n{i}: {{ selection: round-robin, members: [{{ address: 127.{20 + a // 250}.{a % 250}.{b + 1} }}, "
-                f"{{ address: 127.{20 + a // 250}.{a % 250}.{b + 2} }}, {{ address: \"2001:db8::{i // 65536:x}:{i % 65536:x}\" }}] }}\n")
-PY
-  start_ns=$(date +%s%N)
-  RUST_LOG=warn taskset -c "$SERVER_CPU" "$MERIDIAN" serve -c "$d/meridian.yaml" > "$d/log" 2>&1 &
-  spid=$!; PIDS+=("$spid")
-  until dig +short +norec +time=1 +tries=1 @127.0.0.1 -p 5404 n99999.scale.test 2>/dev/null | grep -q '^127\.'; do
-    kill -0 "$spid" 2>/dev/null || { echo "scale server died:" >&2; tail "$d/log" >&2; exit 1; }
-    [ $(( ($(date +%s%N) - start_ns) / 1000000000 )) -lt 120 ] || { echo "scale server not ready in 120 s" >&2; exit 1; }
-    sleep 0.1
-  done
-  load_ms=$(( ($(date +%s%N) - start_ns) / 1000000 ))
-  rss_kb=$(awk '/VmRSS/ {print $2}' "/proc/$spid/status")
-  echo "- 100,000 health-checked names (300,000 members): serving after $(awk "BEGIN {printf \"%.1f\", $load_ms / 1000}") s, RSS $(( rss_kb / 1024 )) MiB"
+# Scale: the same 100,000 names loaded by each server (bench/scale.sh): load time to the
+# first answer for the last name, resident memory and its peak, bytes per name.
+if [ "${SCALE:-1}" = 1 ]; then
+  echo
+  SERVER_CPU=$SERVER_CPU "$BENCH/scale.sh" "${SCALE_NAMES:-100000}" "$MERIDIAN"
 fi
 echo "raw results: $RUNDIR" >&2

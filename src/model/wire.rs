@@ -132,9 +132,9 @@ pub struct StoredRecord {
 }
 
 impl StoredRecord {
-    pub fn new(record: Record) -> Self {
+    pub fn new(record: &Record) -> Self {
         StoredRecord {
-            wire: Wire::new(&record),
+            wire: Wire::new(record),
         }
     }
 
@@ -188,7 +188,7 @@ mod tests {
                 address_len(&record.name, pointer.is_some(), address)
             );
         }
-        let stored = StoredRecord::new(record.clone());
+        let stored = StoredRecord::new(&record);
         assert_eq!(stored.record(), record);
         assert_eq!(stored.ttl(), 30);
         assert_eq!(stored.owner(), record.name);

@@ -86,7 +86,7 @@ impl Table {
             serial: soa.serial,
             key: key_of(&origin),
             labels: origin.num_labels() as usize,
-            negative_soa: StoredRecord::new(Record::from_rdata(
+            negative_soa: StoredRecord::new(&Record::from_rdata(
                 origin.clone(),
                 negative_ttl,
                 soa_rdata.clone(),
@@ -122,12 +122,12 @@ impl Table {
                 };
                 let target = key_of(&target.0);
                 let cname = records.into_iter().next().expect("one CNAME");
-                node.cname = Some(Box::new((StoredRecord::new(cname), target)));
+                node.cname = Some(Box::new((StoredRecord::new(&cname), target)));
             } else if let Some(existing) = node.rrsets.iter_mut().find(|s| s.rtype == set.rtype) {
                 // The apex NS list may be extended under records.@.
-                existing
-                    .records
-                    .extend(records.into_iter().map(StoredRecord::new));
+                let mut all = std::mem::take(&mut existing.records).into_vec();
+                all.extend(records.iter().map(StoredRecord::new));
+                existing.records = all.into_boxed_slice();
             } else {
                 node.rrsets.push(rrset(set.rtype, records));
             }
@@ -139,19 +139,35 @@ impl Table {
         }
 
         // Every name between an owner and the apex exists (as an empty non-terminal), so
-        // that it answers NODATA rather than NXDOMAIN.
-        let owners: Vec<Name> = self
-            .nodes
-            .values()
-            .filter(|n| n.zone == index)
-            .flat_map(|n| n.owner())
-            .collect();
-        for owner in owners {
-            let mut name = owner.base_name();
-            while name.num_labels() > origin.num_labels() {
-                self.node(&name, index);
-                name = name.base_name();
+        // that it answers NODATA rather than NXDOMAIN. Worked out on the keys: an
+        // ancestor's key is a tail of its descendant's, from a label boundary on.
+        let origin_len = key_of(&origin).len();
+        let mut missing: Vec<&[u8]> = Vec::new();
+        for (key, node) in &self.nodes {
+            if node.zone != index {
+                continue;
             }
+            let mut i = 1 + usize::from(key[0]);
+            while key.len() - i > origin_len {
+                if !self.nodes.contains_key(&key[i..]) {
+                    missing.push(&key[i..]);
+                }
+                i += 1 + usize::from(key[i]);
+            }
+        }
+        missing.sort_unstable();
+        missing.dedup();
+        let missing: Vec<Box<[u8]>> = missing.into_iter().map(Box::from).collect();
+        for key in missing {
+            let node = Node {
+                zone: index,
+                ..Node::default()
+            };
+            self.nodes.insert(key, node);
+        }
+        // Pushes left room to grow; a table never grows.
+        for node in self.nodes.values_mut().filter(|n| n.zone == index) {
+            node.rrsets.shrink_to_fit();
         }
     }
 
@@ -173,7 +189,13 @@ impl Table {
 fn rrset(rtype: RecordType, records: Vec<Record>) -> RrSet {
     RrSet {
         rtype,
-        records: records.into_iter().map(StoredRecord::new).collect(),
+        // Collected anew and boxed: collecting in place would keep the `Record`s'
+        // allocation, 17 times the size of what it holds.
+        records: records
+            .iter()
+            .map(StoredRecord::new)
+            .collect::<Vec<_>>()
+            .into_boxed_slice(),
     }
 }
 

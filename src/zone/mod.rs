@@ -90,7 +90,7 @@ pub struct Node {
 #[derive(Debug)]
 pub struct RrSet {
     pub rtype: RecordType,
-    pub records: Vec<StoredRecord>,
+    pub records: Box<[StoredRecord]>,
 }
 
 /// A health-checked name, compiled: its members by address family, and how to choose.
@@ -141,19 +141,6 @@ impl Node {
     /// The first static RRset (the apex: the SOA), the one answer to ANY.
     pub fn first_rrset(&self) -> Option<&RrSet> {
         self.rrsets.first()
-    }
-
-    fn owner(&self) -> Option<Name> {
-        if let Some(f) = &self.health_checked {
-            return Some(f.name.clone());
-        }
-        if let Some((c, _)) = self.cname.as_deref() {
-            return Some(c.owner());
-        }
-        self.rrsets
-            .first()
-            .and_then(|s| s.records.first())
-            .map(StoredRecord::owner)
     }
 }
 
