@@ -6,10 +6,11 @@ use std::path::Path;
 use std::sync::OnceLock;
 
 use hickory_proto::op::OpCode;
-use hickory_proto::rr::{DNSClass, LowerName, RecordType};
+use hickory_proto::rr::{DNSClass, RecordType};
 use meridian::config::{Config, ServerConfig};
 use meridian::health::Registry;
 use meridian::model::Counters;
+use meridian::model::name::key_of;
 use meridian::resolve::{self, Mode, Query, Question};
 use meridian::zone::{Inputs, Table};
 
@@ -47,11 +48,11 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
         },
     );
     // Every health-checked name, and the apex, answer without a panic.
-    let mut names: Vec<LowerName> = table
+    let mut names: Vec<Box<[u8]>> = table
         .health_checked_names()
-        .map(|n| LowerName::new(&n.name))
+        .map(|n| key_of(&n.name))
         .collect();
-    names.extend(table.zones().iter().map(|z| z.lower().clone()));
+    names.extend(table.zones().iter().map(|z| Box::from(z.key())));
     for name in &names {
         for qtype in [
             RecordType::A,
