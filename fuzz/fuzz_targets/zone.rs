@@ -52,7 +52,7 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
         .health_checked_names()
         .map(|n| key_of(&n.name))
         .collect();
-    names.extend(table.zones().iter().map(|z| Box::from(z.key())));
+    names.extend(table.zones().map(|z| Box::from(z.key())));
     for name in &names {
         for qtype in [
             RecordType::A,

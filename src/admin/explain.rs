@@ -249,7 +249,7 @@ fn describe(e: &mut Explanation, c: &Chooser) {
         .members
         .iter()
         .map(|m| {
-            let there = m.site.and_then(|s| sites[s].lat_lon);
+            let there = m.site().and_then(|s| sites[s].lat_lon);
             ExplainedMember {
                 member: member_status(m, c.zone),
                 distance_km: here

@@ -137,7 +137,7 @@ async fn route(m: &Meridian, req: Request<Incoming>, peer: IpAddr) -> Reply {
             reply(StatusCode::OK, crate::metrics::CONTENT_TYPE, m.metrics())
         }
         (&Method::GET, ["healthz"]) => {
-            if m.table.load().zones().is_empty() {
+            if m.table.load().zones().len() == 0 {
                 reply(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "text/plain",

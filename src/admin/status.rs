@@ -199,7 +199,7 @@ pub fn member_status(m: &Member, zone: &Zone) -> MemberStatus {
     MemberStatus {
         address: m.address.to_string(),
         weight: m.weight,
-        site: m.site.map(|s| zone.sites.sites[s].name.clone()),
+        site: m.site().map(|s| zone.sites.sites[s].name.clone()),
         up: m.health.is_up(),
         enabled: m.health.enabled(),
         maintenance: m.health.in_maintenance(),
@@ -283,7 +283,6 @@ pub fn status(m: &Meridian) -> Status {
             .map(|(at, errors)| ReloadError { at, errors }),
         zones: table
             .zones()
-            .iter()
             .map(|z| ZoneStatus {
                 zone: z.origin.to_string(),
                 file: z.file.display().to_string(),

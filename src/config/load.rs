@@ -5,12 +5,22 @@ use std::path::{Path, PathBuf};
 
 use super::error::{ConfigError, ConfigErrors};
 use super::server::load_server;
-use super::types::{Config, ZoneConfig};
-use super::yaml::{ZoneRaw, parse_yaml, read_file};
+use super::types::{Config, Known, UnchangedZone, ZoneConfig};
+use super::yaml::{ZoneRaw, parse_yaml, read_file, source_hash};
 use super::zone::validate_zone;
 
 /// Loads and validates the server file and every zone file it points at.
 pub fn load(server_file: &Path) -> Result<Config, ConfigErrors> {
+    load_reusing(server_file, &Known::default()).map(|(config, _)| config)
+}
+
+/// Like [`load`], but a zone file whose text hashes as `known` says (with the server file
+/// unchanged too) is not parsed again: it comes back as unchanged, for the caller to keep
+/// what it compiled from it. So a reload costs what the changed files cost.
+pub fn load_reusing(
+    server_file: &Path,
+    known: &Known,
+) -> Result<(Config, Vec<UnchangedZone>), ConfigErrors> {
     let server = load_server(server_file).map_err(|e| ConfigErrors(vec![e]))?;
     if let Err(e) = std::fs::read_dir(&server.zones_dir) {
         return Err(ConfigErrors(vec![missing_zones_dir(
@@ -19,8 +29,13 @@ pub fn load(server_file: &Path) -> Result<Config, ConfigErrors> {
             &e,
         )]));
     }
-    let zones = load_zones(&server.zones_dir)?;
-    Ok(Config { server, zones })
+    let known_zones = if known.server == server.source {
+        &known.zones
+    } else {
+        &std::collections::HashMap::new()
+    };
+    let (zones, unchanged) = load_zones(&server.zones_dir, known_zones)?;
+    Ok((Config { server, zones }, unchanged))
 }
 
 /// The zones directory cannot be read: said at the server file's `zones:` line (or as the
@@ -76,7 +91,10 @@ pub fn zone_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
 /// Most errors reported for a whole configuration; the rest are counted in a last line.
 const MAX_ERRORS: usize = 1000;
 
-fn load_zones(dir: &Path) -> Result<Vec<ZoneConfig>, ConfigErrors> {
+fn load_zones(
+    dir: &Path,
+    known: &std::collections::HashMap<PathBuf, (u64, hickory_proto::rr::Name)>,
+) -> Result<(Vec<ZoneConfig>, Vec<UnchangedZone>), ConfigErrors> {
     let files = zone_files(dir).map_err(|e| {
         ConfigErrors(vec![ConfigError::whole_file(
             dir,
@@ -85,26 +103,48 @@ fn load_zones(dir: &Path) -> Result<Vec<ZoneConfig>, ConfigErrors> {
     })?;
     let mut errors = Vec::new();
     let mut zones: Vec<ZoneConfig> = Vec::new();
+    let mut unchanged: Vec<UnchangedZone> = Vec::new();
     for file in &files {
-        match read_file(file).and_then(|text| parse_yaml::<ZoneRaw>(file, &text)) {
+        let text = match read_file(file) {
+            Ok(text) => text,
+            Err(e) => {
+                errors.push(e);
+                continue;
+            }
+        };
+        let source = source_hash(&text);
+        if let Some((_, origin)) = known.get(file).filter(|(hash, _)| *hash == source) {
+            unchanged.push(UnchangedZone {
+                file: file.clone(),
+                origin: origin.clone(),
+            });
+            continue;
+        }
+        match parse_yaml::<ZoneRaw>(file, &text) {
             Ok(raw) => match validate_zone(file, raw) {
-                Ok(zone) => zones.push(zone),
+                Ok(mut zone) => {
+                    zone.source = source;
+                    zones.push(zone);
+                }
                 Err(mut e) => errors.append(&mut e),
             },
             Err(e) => errors.push(e),
         }
     }
-    // Cross-file rules: one file per zone, and no zone inside another.
+    // Cross-file rules: one file per zone, and no zone inside another (unchanged files
+    // included: a changed one may now clash with them).
     let mut kept: Vec<ZoneConfig> = Vec::new();
+    let mut origins: Vec<(PathBuf, hickory_proto::rr::Name)> = unchanged
+        .iter()
+        .map(|u| (u.file.clone(), u.origin.clone()))
+        .collect();
     for zone in zones {
-        let clash = kept.iter().find(|k| {
-            k.origin == zone.origin
-                || k.origin.zone_of(&zone.origin)
-                || zone.origin.zone_of(&k.origin)
-        });
+        let clash = origins
+            .iter()
+            .find(|(_, k)| *k == zone.origin || k.zone_of(&zone.origin) || zone.origin.zone_of(k));
         match clash {
-            Some(k) => {
-                let what = if k.origin == zone.origin {
+            Some((file, k)) => {
+                let what = if *k == zone.origin {
                     "is already defined"
                 } else {
                     "overlaps (nested zones are not supported)"
@@ -117,12 +157,15 @@ fn load_zones(dir: &Path) -> Result<Vec<ZoneConfig>, ConfigErrors> {
                     message: format!(
                         "zone {} {what}: see {} ({})",
                         zone.origin,
-                        k.file.display(),
-                        k.origin
+                        file.display(),
+                        k
                     ),
                 });
             }
-            None => kept.push(zone),
+            None => {
+                origins.push((zone.file.clone(), zone.origin.clone()));
+                kept.push(zone);
+            }
         }
     }
     if files.is_empty() {
@@ -140,7 +183,7 @@ fn load_zones(dir: &Path) -> Result<Vec<ZoneConfig>, ConfigErrors> {
         ));
     }
     if errors.is_empty() {
-        Ok(kept)
+        Ok((kept, unchanged))
     } else {
         Err(ConfigErrors(errors))
     }
@@ -149,5 +192,7 @@ fn load_zones(dir: &Path) -> Result<Vec<ZoneConfig>, ConfigErrors> {
 /// Validates one zone file's text; used by `load` and by tests.
 pub fn parse_zone(file: &Path, text: &str) -> Result<ZoneConfig, ConfigErrors> {
     let raw: ZoneRaw = parse_yaml(file, text).map_err(|e| ConfigErrors(vec![e]))?;
-    validate_zone(file, raw).map_err(ConfigErrors)
+    let mut zone = validate_zone(file, raw).map_err(ConfigErrors)?;
+    zone.source = source_hash(text);
+    Ok(zone)
 }

@@ -20,7 +20,7 @@ mod zone;
 
 pub use budget::Budget;
 pub use error::{ConfigError, ConfigErrors};
-pub use load::{load, parse_zone, zone_files};
+pub use load::{load, load_reusing, parse_zone, zone_files};
 pub use server::{DEFAULT_LISTEN, load_server};
 pub use types::*;
 
@@ -49,6 +49,29 @@ mod tests {
             vec![RData::A(
                 "192.0.2.53".parse::<std::net::Ipv4Addr>().unwrap().into()
             )]
+        );
+    }
+
+    #[test]
+    fn a_zone_has_at_most_a_thousand_sites() {
+        let text = |n: usize| {
+            let sites: String = (0..n).map(|i| format!("  s{i}: {{}}\n")).collect();
+            format!("zone: example.test\nns: [ns1]\nsites:\n{sites}")
+        };
+        assert!(zone(&text(1000)).is_ok());
+        let errs = zone(&text(1001)).unwrap_err().0;
+        assert_eq!(errs.len(), 1);
+        // Named at one site's line (the sites are kept in name order).
+        let (line, field) = (errs[0].line, &errs[0].field);
+        assert!(
+            (4..=1004).contains(&line) && field.starts_with("sites.s"),
+            "{}",
+            errs[0]
+        );
+        assert!(
+            errs[0].message.contains("at most 1000 sites"),
+            "{}",
+            errs[0]
         );
     }
 

@@ -158,6 +158,7 @@ pub fn load_server(file: &Path) -> Result<ServerConfig, ConfigError> {
     }
     Ok(ServerConfig {
         file: file.to_path_buf(),
+        source: super::yaml::source_hash(&text),
         listen,
         zones_dir,
         geoip,

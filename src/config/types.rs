@@ -22,6 +22,9 @@ pub struct Config {
 #[derive(Clone, Debug)]
 pub struct ServerConfig {
     pub file: PathBuf,
+    /// A hash of the file's text: a reload with the same server file may reuse the zones
+    /// whose files did not change either.
+    pub source: u64,
     /// Each address gets a UDP socket and a TCP listener.
     pub listen: Vec<SocketAddr>,
     pub zones_dir: PathBuf,
@@ -185,6 +188,8 @@ pub struct ForwardConfig {
 #[derive(Clone, Debug)]
 pub struct ZoneConfig {
     pub file: PathBuf,
+    /// A hash of the file's text, which a reload compares to reuse the compiled zone.
+    pub source: u64,
     pub origin: Name,
     pub ttl: u32,
     pub soa: SoaConfig,
@@ -196,6 +201,22 @@ pub struct ZoneConfig {
     pub access: AccessConfig,
     /// What `meridian check` and the log warn about.
     pub warnings: Vec<super::ConfigError>,
+}
+
+/// What the serving table was compiled from, for a reload to skip what did not change.
+#[derive(Clone, Debug, Default)]
+pub struct Known {
+    /// The server file's [`ServerConfig::source`]; zones are reused only while it holds.
+    pub server: u64,
+    /// Each zone file's [`ZoneConfig::source`] and origin.
+    pub zones: std::collections::HashMap<PathBuf, (u64, Name)>,
+}
+
+/// A zone file whose text is what the serving table was compiled from: not parsed again.
+#[derive(Clone, Debug)]
+pub struct UnchangedZone {
+    pub file: PathBuf,
+    pub origin: Name,
 }
 
 #[derive(Clone, Debug)]

@@ -27,6 +27,8 @@ use crate::model::{Policy, Recovery, Roles, WhenAllDown};
 pub(super) const MAX_RECORDS_PER_RRSET: usize = 100;
 /// Members of one health-checked name, at most.
 pub(super) const MAX_MEMBERS: usize = 1000;
+/// Sites of one zone, at most (a member keeps its site's index in 16 bits).
+pub(super) const MAX_SITES: usize = 1000;
 
 pub(super) fn validate_zone(file: &Path, raw: ZoneRaw) -> Result<ZoneConfig, Vec<ConfigError>> {
     let mut r = Report::new(file);
@@ -78,6 +80,14 @@ pub(super) fn validate_zone(file: &Path, raw: ZoneRaw) -> Result<ZoneConfig, Vec
     let mut site_index = HashMap::new();
     for (name, site) in &raw.sites {
         let field = format!("sites.{name}");
+        if sites.len() == MAX_SITES {
+            r.at(
+                site.referenced,
+                field,
+                format!("a zone has at most {MAX_SITES} sites: merge sites, or split the zone"),
+            );
+            break;
+        }
         site_index.insert(name.clone(), sites.len());
         sites.push(validate_site(&mut r, &field, name, site));
     }
@@ -109,6 +119,7 @@ pub(super) fn validate_zone(file: &Path, raw: ZoneRaw) -> Result<ZoneConfig, Vec
     if !r.failed() {
         Ok(ZoneConfig {
             file: file.to_path_buf(),
+            source: 0,
             origin,
             ttl,
             soa,

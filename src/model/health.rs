@@ -256,7 +256,7 @@ pub fn vote_of(host: &str) -> u64 {
 pub struct MemberHealth {
     probes: Box<[Arc<ProbeState>]>,
     /// The first probe with roles: the one that says what this member is.
-    role_probe: Option<usize>,
+    role_probe: Option<u16>,
     enabled: bool,
     maintenance: AtomicBool,
     /// `recovery: manual`: once down, the member stays out until an operator recovers it.
@@ -320,7 +320,10 @@ impl MemberHealth {
         let downs: u64 = probes.iter().map(|p| p.downs()).sum();
         let down_now = probes.iter().filter(|p| !p.is_up()).count() as u64;
         MemberHealth {
-            role_probe: probes.iter().position(|p| p.roles().is_some()),
+            role_probe: probes
+                .iter()
+                .position(|p| p.roles().is_some())
+                .and_then(|i| u16::try_from(i).ok()),
             probes: probes.into_boxed_slice(),
             enabled,
             maintenance: AtomicBool::new(in_maintenance),
@@ -419,7 +422,7 @@ impl MemberHealth {
 
     /// The probe that gives this member its role, if a check has roles.
     pub fn role_probe(&self) -> Option<&ProbeState> {
-        self.role_probe.map(|i| &*self.probes[i])
+        self.role_probe.map(|i| &*self.probes[usize::from(i)])
     }
 
     /// The member's role index, [`NO_ROLE`] without roles.

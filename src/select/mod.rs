@@ -54,7 +54,9 @@ impl Client {
 pub struct Member {
     pub address: IpAddr,
     pub weight: u32,
-    pub site: Option<usize>,
+    /// The index of its site in the zone's (see [`Member::site`]); u16 to keep a member
+    /// small, as validation holds a zone to far fewer sites.
+    pub site_index: Option<u16>,
     pub health: MemberHealth,
     /// Responses that chose this member, and what the watcher noted at its last look.
     pub counters: Arc<MemberCounters>,
@@ -65,15 +67,31 @@ pub struct Member {
     pub identity: [u64; 2],
 }
 
+impl Member {
+    /// The index of its site among the zone's sites, if it has one.
+    pub fn site(&self) -> Option<usize> {
+        self.site_index.map(usize::from)
+    }
+}
+
 /// The members of one name and one address family, with their rotation state.
 #[derive(Debug)]
 pub struct Pool {
     /// Boxed, not a `Vec`: exactly as many as there are (a `Vec` grown by pushes kept
     /// room for four, which at 100,000 names was a third of the table).
     pub members: Box<[Member]>,
-    /// Member indices by weight, highest first, list order within a weight.
-    by_weight: Box<[u16]>,
+    /// Member indices by weight, highest first, list order within a weight; `None` when
+    /// that is the list order (equal weights, or listed heaviest first), as for most names.
+    by_weight: Option<Box<[u16]>>,
     rotation: AtomicU64,
+    /// Role tiers and stickiness, which few names use: boxed, so that the others pay one
+    /// pointer for them.
+    extras: Option<Box<Extras>>,
+}
+
+/// The parts of a pool that only `roles:` and `sticky:` use.
+#[derive(Debug, Default)]
+struct Extras {
     /// The name's `roles:` tiers, as masks of role indices; empty when roles do not choose.
     tiers: Box<[u64]>,
     /// The role that needs leader consensus (see `roles`), when a tier asks for it.
@@ -103,38 +121,63 @@ impl Pool {
         // Validation holds a name to 1,000 members.
         let mut by_weight: Vec<u16> = (0..members.len() as u16).collect();
         by_weight.sort_by_key(|&i| std::cmp::Reverse(members[usize::from(i)].weight));
+        let in_list_order = by_weight
+            .iter()
+            .enumerate()
+            .all(|(k, &i)| k == usize::from(i));
         Pool {
             members: members.into_boxed_slice(),
-            by_weight: by_weight.into_boxed_slice(),
+            by_weight: (!in_list_order).then(|| by_weight.into_boxed_slice()),
             rotation: AtomicU64::new(0),
-            tiers: Box::default(),
-            leader_role: None,
-            split_brain: AtomicBool::new(false),
-            label: Box::default(),
-            sticky: None,
+            extras: None,
         }
+    }
+
+    fn extras_mut(&mut self) -> &mut Extras {
+        self.extras.get_or_insert_with(Box::default)
+    }
+
+    /// Member indices by weight, highest first, list order within a weight.
+    fn by_weight(&self) -> impl Iterator<Item = usize> + '_ {
+        (0..self.members.len()).map(|k| {
+            self.by_weight
+                .as_deref()
+                .map_or(k, |order| usize::from(order[k]))
+        })
+    }
+
+    /// The `roles:` tiers, as masks of role indices; empty when roles do not choose.
+    fn tiers(&self) -> &[u64] {
+        self.extras.as_deref().map_or(&[], |e| &e.tiers)
+    }
+
+    /// The role that needs leader consensus, when a tier asks for it.
+    fn leader_role(&self) -> Option<u8> {
+        self.extras.as_deref().and_then(|e| e.leader_role)
     }
 
     /// Keeps each client on the member it got for `seconds` after its last query; `id`
     /// tells this pool's entries from other pools' in the shared table.
     pub fn with_sticky(mut self, table: Arc<StickyTable>, seconds: u32, id: u64) -> Self {
-        self.sticky = Some((table, seconds, id));
+        self.extras_mut().sticky = Some((table, seconds, id));
         self
     }
 
     /// Chooses by role: the first of `tiers` (masks of role indices) with a member up in
     /// it; `leader_role` is believed only with the other members' agreement.
     pub fn with_roles(mut self, tiers: &[u64], leader_role: Option<u8>, name: &str) -> Self {
-        self.tiers = tiers.into();
-        if !tiers.is_empty() {
-            self.label = name.into();
+        if tiers.is_empty() {
+            return self;
         }
-        self.leader_role = leader_role.filter(|&r| tiers.iter().any(|t| t >> r & 1 == 1));
+        let extras = self.extras_mut();
+        extras.tiers = tiers.into();
+        extras.label = name.into();
+        extras.leader_role = leader_role.filter(|&r| tiers.iter().any(|t| t >> r & 1 == 1));
         self
     }
 
     pub fn chooses_by_role(&self) -> bool {
-        !self.tiers.is_empty()
+        !self.tiers().is_empty()
     }
 
     /// Whether each member is up (enabled, out of maintenance, every probe up).
@@ -176,7 +219,7 @@ impl Pool {
             return Chosen::new();
         };
         let chosen = self.choose(rules, &up, location, sites, mode);
-        match &self.sticky {
+        match self.extras.as_deref().and_then(|e| e.sticky.as_ref()) {
             Some(sticky) if !failing_open => {
                 self.stick(sticky, client, chosen, &up, rules.answers, mode)
             }
@@ -279,9 +322,7 @@ impl Pool {
     }
 
     fn fixed_weight(&self, up: &[bool], answers: usize) -> Chosen<'_> {
-        self.by_weight
-            .iter()
-            .map(|&i| usize::from(i))
+        self.by_weight()
             .filter(|&i| up[i])
             .take(answers)
             .map(|i| &self.members[i])
@@ -298,12 +339,10 @@ impl Pool {
         sites: &[Site],
     ) -> Chosen<'_> {
         let mut order: SmallVec<[(f64, usize); 16]> = self
-            .by_weight
-            .iter()
-            .map(|&i| usize::from(i))
+            .by_weight()
             .filter(|&i| up[i])
             .map(|i| {
-                let site = self.members[i].site.and_then(|s| sites[s].lat_lon);
+                let site = self.members[i].site().and_then(|s| sites[s].lat_lon);
                 (
                     site.map_or(f64::INFINITY, |there| distance_km(here, there)),
                     i,
@@ -333,7 +372,7 @@ impl Pool {
             self.members
                 .iter()
                 .zip(up)
-                .map(|(m, &u)| u && m.site.is_some_and(|s| matches(&sites[s])))
+                .map(|(m, &u)| u && m.site().is_some_and(|s| matches(&sites[s])))
                 .collect()
         };
         if let Some(here) = location {
@@ -415,7 +454,7 @@ mod tests {
                     Member {
                         address,
                         weight: w,
-                        site: None,
+                        site_index: None,
                         health: MemberHealth::always_up(),
                         counters: Arc::default(),
                         identity: [0; 2],

@@ -79,7 +79,7 @@ impl Pool {
     /// Whoever looks (a query, explain, a metrics scrape) logs the start and end of a
     /// split brain, if it is the first to see it.
     pub fn leader_view(&self, up: &[bool]) -> Option<LeaderView> {
-        let role = self.leader_role?;
+        let role = self.leader_role()?;
         let mut view = LeaderView::default();
         let votes: SmallVec<[u64; 16]> = self
             .members
@@ -132,7 +132,7 @@ impl Pool {
         else {
             return Vec::new();
         };
-        self.tiers
+        self.tiers()
             .iter()
             .map(|&mask| {
                 let mut names: Vec<String> = Vec::new();
@@ -149,8 +149,11 @@ impl Pool {
     /// Logs the start and the end of a split brain (once each: the flag flips only then).
     fn note_split_brain(&self, view: &LeaderView) {
         let split = view.split_brain();
-        if self.split_brain.load(Ordering::Relaxed) == split
-            || self.split_brain.swap(split, Ordering::Relaxed) == split
+        let Some(extras) = self.extras.as_deref() else {
+            return;
+        };
+        if extras.split_brain.load(Ordering::Relaxed) == split
+            || extras.split_brain.swap(split, Ordering::Relaxed) == split
         {
             return;
         }
@@ -163,9 +166,9 @@ impl Pool {
             .leader
             .map_or("none".to_string(), |i| self.members[i].address.to_string());
         if split {
-            warn!(name = %self.label, claimants = ?claimants, leader = %leader, votes = view.votes, voters = view.voters, "split brain: more than one member claims the leader role");
+            warn!(name = %extras.label, claimants = ?claimants, leader = %leader, votes = view.votes, voters = view.voters, "split brain: more than one member claims the leader role");
         } else {
-            info!(name = %self.label, leader = %leader, "split brain over: at most one member claims the leader role");
+            info!(name = %extras.label, leader = %leader, "split brain over: at most one member claims the leader role");
         }
     }
 
@@ -174,14 +177,14 @@ impl Pool {
     pub fn by_role(&self, up: &[bool]) -> (Option<usize>, Flags) {
         let leader = self.leader_view(up).and_then(|v| v.leader);
         let roles: SmallVec<[u8; 16]> = self.members.iter().map(|m| m.health.role()).collect();
-        for (t, &mask) in self.tiers.iter().enumerate() {
+        for (t, &mask) in self.tiers().iter().enumerate() {
             let in_tier: Flags = (0..self.members.len())
                 .map(|i| {
                     let role = roles[i];
                     up[i]
                         && role != NO_ROLE
                         && mask >> role & 1 == 1
-                        && (Some(role) != self.leader_role || leader == Some(i))
+                        && (Some(role) != self.leader_role() || leader == Some(i))
                 })
                 .collect();
             if in_tier.contains(&true) {

@@ -15,7 +15,7 @@ use arc_swap::ArcSwap;
 use hickory_proto::rr::{LowerName, Name};
 use tracing::{error, info, warn};
 
-use crate::config::{self, AdminConfig, Config, ConfigError, ConfigErrors};
+use crate::config::{self, AdminConfig, Config, ConfigError, ConfigErrors, UnchangedZone};
 use crate::cookie::Cookies;
 use crate::forward::Forwarder;
 use crate::health::{Checker, Registry};
@@ -153,10 +153,35 @@ impl Meridian {
     /// state, and members that stay keep their maintenance flag. Must run on a
     /// multi-threaded runtime (compiling blocks in place).
     pub async fn apply(&self, config: &Config) {
+        self.apply_reusing(config, &[]).await;
+    }
+
+    /// Like [`Meridian::apply`], with the zones of `unchanged` files kept as the serving
+    /// table has them: their members keep their state, and only the changed zones are
+    /// compiled.
+    pub async fn apply_reusing(&self, config: &Config, unchanged: &[UnchangedZone]) {
         for w in config.warnings() {
             warn!("configuration: {w}");
         }
-        let probes = self.registry.probes_for(config.probe_users());
+        // The changed zones' probes (a probe they share with an unchanged zone keeps its
+        // state, and from now on names only their users in its log lines), then the
+        // unchanged zones' own, as they are.
+        let mut probes = self.registry.probes_for(config.probe_users());
+        if !unchanged.is_empty() {
+            let serving = self.table.load();
+            let kept = unchanged.iter().filter_map(|u| serving.zone_table(&u.file));
+            for zone in kept {
+                for probe in zone
+                    .health_checked_names()
+                    .flat_map(|n| n.members())
+                    .flat_map(|m| m.health.probes())
+                {
+                    if !probes.contains_key(&probe.key) {
+                        probes.insert(probe.key.clone(), Arc::clone(probe));
+                    }
+                }
+            }
+        }
         let report = self.checker.sync(&probes).await;
         if report.started > 0 {
             info!(
@@ -183,7 +208,7 @@ impl Meridian {
                 std::thread::scope(|scope| {
                     std::thread::Builder::new()
                         .name("compile".into())
-                        .spawn_scoped(scope, || Table::compile(config, &inputs))
+                        .spawn_scoped(scope, || Table::compile_reusing(config, unchanged, &inputs))
                         .expect("a thread to compile on")
                         .join()
                         .expect("compiling does not panic")
@@ -221,7 +246,10 @@ impl Meridian {
         let _one_at_a_time = self.reloading.lock().await;
         let started = Instant::now();
         let file = self.config_file.clone();
-        let loaded = tokio::task::spawn_blocking(move || config::load(&file))
+        // Zone files whose text did not change (with the server file unchanged) are not
+        // parsed or compiled again.
+        let known = self.table.load().known();
+        let loaded = tokio::task::spawn_blocking(move || config::load_reusing(&file, &known))
             .await
             .unwrap_or_else(|e| {
                 Err(ConfigErrors(vec![ConfigError::whole_file(
@@ -229,8 +257,8 @@ impl Meridian {
                     e.to_string(),
                 )]))
             });
-        let config = match loaded {
-            Ok(config) => config,
+        let (config, unchanged) = match loaded {
+            Ok(loaded) => loaded,
             Err(errors) => {
                 self.counters.reloads_failed.fetch_add(1, Ordering::Relaxed);
                 for e in &errors.0 {
@@ -245,7 +273,8 @@ impl Meridian {
                 return Err(errors);
             }
         };
-        let zones = config.zones.len();
+        let zones = config.zones.len() + unchanged.len();
+        let recompiled = config.zones.len();
         if config.server.listen != self.started_with.0 {
             warn!(
                 configured = ?config.server.listen,
@@ -256,12 +285,13 @@ impl Meridian {
         if config.server.admin != self.started_with.1 {
             warn!("admin settings changed: restart Meridian to apply them");
         }
-        self.apply(&config).await;
+        self.apply_reusing(&config, &unchanged).await;
         drop(config);
         release_free_memory();
         self.counters.reloads_ok.fetch_add(1, Ordering::Relaxed);
         info!(
             zones,
+            recompiled,
             elapsed_ms = started.elapsed().as_millis() as u64,
             "configuration reloaded"
         );

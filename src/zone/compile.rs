@@ -10,8 +10,8 @@ use std::sync::{Arc, OnceLock};
 use hickory_proto::rr::rdata::{NS, SOA};
 use hickory_proto::rr::{LowerName, Name, RData, Record, RecordType};
 
-use super::{HealthCheckedName, Node, NodeMap, QueryOptions, RrSet, Table, Zone};
-use crate::config::{Config, HealthCheckedNameConfig, ZoneConfig};
+use super::{HealthCheckedName, Node, NodeMap, QueryOptions, RrSet, Table, Zone, ZoneTable};
+use crate::config::{Config, HealthCheckedNameConfig, UnchangedZone, ZoneConfig};
 use crate::geo::{self, SiteMap};
 use crate::model::health::vote_of;
 use crate::model::name::{KeyBuf, key_of};
@@ -36,10 +36,43 @@ impl Table {
     /// # Panics
     /// If `inputs.probes` lacks a probe the configuration uses.
     pub fn compile(config: &Config, inputs: &Inputs) -> Table {
+        Table::compile_reusing(config, &[], inputs)
+    }
+
+    /// Builds the table for `config`, with the zones of `unchanged` files taken as they
+    /// are from the table being replaced: only the changed zones are compiled.
+    ///
+    /// # Panics
+    /// If `inputs.probes` lacks a probe the configuration uses, or the table being
+    /// replaced lacks an unchanged zone.
+    pub fn compile_reusing(config: &Config, unchanged: &[UnchangedZone], inputs: &Inputs) -> Table {
         let server = &config.server;
-        let mut table = Table {
-            nodes: NodeMap::default(),
-            zones: Vec::new(),
+        let mut zones: Vec<Arc<ZoneTable>> = unchanged
+            .iter()
+            .map(|u| {
+                Arc::clone(
+                    inputs
+                        .previous
+                        .zone_table(&u.file)
+                        .expect("an unchanged zone is in the table it was compiled into"),
+                )
+            })
+            .collect();
+        zones.extend(
+            config
+                .zones
+                .iter()
+                .map(|zc| Arc::new(ZoneTable::compile(zc, inputs))),
+        );
+        zones.sort_by(|a, b| a.zone.file.cmp(&b.zone.file));
+        let zone_index = zones
+            .iter()
+            .enumerate()
+            .map(|(i, z)| (z.zone.key.clone(), i))
+            .collect();
+        Table {
+            zones,
+            zone_index,
             geoip: server.geoip.clone(),
             options: QueryOptions {
                 edns_udp_size: server.edns_udp_size,
@@ -59,44 +92,26 @@ impl Table {
                 rate_limit: server.rate_limit.clone(),
                 access: server.access.clone(),
             },
-        };
-        for zone in &config.zones {
-            table.add_zone(zone, inputs);
+            server_source: server.source,
         }
-        table
+    }
+}
+
+impl ZoneTable {
+    /// Compiles one zone.
+    fn compile(zc: &ZoneConfig, inputs: &Inputs) -> ZoneTable {
+        let mut zone = ZoneTable {
+            zone: zone_of(zc, inputs),
+            nodes: NodeMap::default(),
+        };
+        zone.add_names(zc, inputs);
+        zone
     }
 
-    fn add_zone(&mut self, zc: &ZoneConfig, inputs: &Inputs) {
-        let index = self.zones.len();
+    fn add_names(&mut self, zc: &ZoneConfig, inputs: &Inputs) {
         let origin = zc.origin.clone();
-        let soa = &zc.soa;
-        let soa_rdata = RData::SOA(SOA::new(
-            soa.mname.clone(),
-            soa.rname.clone(),
-            soa.serial,
-            soa.refresh,
-            soa.retry,
-            soa.expire,
-            soa.minimum,
-        ));
-        let negative_ttl = zc.ttl.min(soa.minimum);
-        self.zones.push(Zone {
-            origin: origin.clone(),
-            file: zc.file.clone(),
-            serial: soa.serial,
-            key: key_of(&origin),
-            labels: origin.num_labels() as usize,
-            negative_soa: StoredRecord::new(&Record::from_rdata(
-                origin.clone(),
-                negative_ttl,
-                soa_rdata.clone(),
-            )),
-            sites: site_map(zc),
-            access: zc.access.clone(),
-            queries: inputs.counters.zone(&origin.to_string()),
-        });
-
-        let apex = self.node(&origin, index);
+        let soa_rdata = soa_rdata(zc);
+        let apex = self.node(&origin);
         apex.rrsets.push(rrset(
             RecordType::SOA,
             vec![Record::from_rdata(origin.clone(), zc.ttl, soa_rdata)],
@@ -115,7 +130,7 @@ impl Table {
                 .iter()
                 .map(|d| Record::from_rdata(set.owner.clone(), set.ttl, d.clone()))
                 .collect();
-            let node = self.node(&set.owner, index);
+            let node = self.node(&set.owner);
             if set.rtype == RecordType::CNAME {
                 let RData::CNAME(target) = &set.rdata[0] else {
                     unreachable!("validated CNAME")
@@ -135,7 +150,7 @@ impl Table {
 
         for name in &zc.health_checked {
             let compiled = compile_health_checked(name, zc, inputs);
-            self.node(&name.name, index).health_checked = Some(Box::new(compiled));
+            self.node(&name.name).health_checked = Some(Box::new(compiled));
         }
 
         // Every name between an owner and the apex exists (as an empty non-terminal), so
@@ -143,10 +158,7 @@ impl Table {
         // ancestor's key is a tail of its descendant's, from a label boundary on.
         let origin_len = key_of(&origin).len();
         let mut missing: Vec<&[u8]> = Vec::new();
-        for (key, node) in &self.nodes {
-            if node.zone != index {
-                continue;
-            }
+        for key in self.nodes.keys() {
             let mut i = 1 + usize::from(key[0]);
             while key.len() - i > origin_len {
                 if !self.nodes.contains_key(&key[i..]) {
@@ -159,30 +171,57 @@ impl Table {
         missing.dedup();
         let missing: Vec<Box<[u8]>> = missing.into_iter().map(Box::from).collect();
         for key in missing {
-            let node = Node {
-                zone: index,
-                ..Node::default()
-            };
-            self.nodes.insert(key, node);
+            self.nodes.insert(key, Node::default());
         }
         // Pushes left room to grow; a table never grows.
-        for node in self.nodes.values_mut().filter(|n| n.zone == index) {
+        for node in self.nodes.values_mut() {
             node.rrsets.shrink_to_fit();
         }
+        self.nodes.shrink_to_fit();
     }
 
-    fn node(&mut self, name: &Name, zone: usize) -> &mut Node {
-        // Most calls find the node (every owner's ancestors are asked for): allocate the
-        // key only for a new one.
+    fn node(&mut self, name: &Name) -> &mut Node {
+        // Several record sets may share an owner: allocate the key only for a new one.
         let key = KeyBuf::of(name);
         if !self.nodes.contains_key(key.as_bytes()) {
-            let node = Node {
-                zone,
-                ..Node::default()
-            };
-            self.nodes.insert(key.as_bytes().into(), node);
+            self.nodes.insert(key.as_bytes().into(), Node::default());
         }
         self.nodes.get_mut(key.as_bytes()).expect("just inserted")
+    }
+}
+
+/// The zone's SOA record data.
+fn soa_rdata(zc: &ZoneConfig) -> RData {
+    let soa = &zc.soa;
+    RData::SOA(SOA::new(
+        soa.mname.clone(),
+        soa.rname.clone(),
+        soa.serial,
+        soa.refresh,
+        soa.retry,
+        soa.expire,
+        soa.minimum,
+    ))
+}
+
+/// The zone's settings, as queries use them.
+fn zone_of(zc: &ZoneConfig, inputs: &Inputs) -> Zone {
+    let origin = &zc.origin;
+    let negative_ttl = zc.ttl.min(zc.soa.minimum);
+    Zone {
+        origin: origin.clone(),
+        file: zc.file.clone(),
+        source: zc.source,
+        serial: zc.soa.serial,
+        key: key_of(origin),
+        negative_soa: StoredRecord::new(&Record::from_rdata(
+            origin.clone(),
+            negative_ttl,
+            soa_rdata(zc),
+        )),
+        sites: site_map(zc),
+        access: zc.access.clone(),
+        queries: inputs.counters.zone(&origin.to_string()),
     }
 }
 
@@ -234,7 +273,9 @@ fn compile_health_checked(
         let member = Member {
             address: mc.address,
             weight: mc.weight,
-            site: mc.site,
+            site_index: mc
+                .site
+                .map(|i| u16::try_from(i).expect("validation holds sites to u16")),
             health: {
                 let health =
                     MemberHealth::new(probes, enabled, in_maintenance, mc.recovery, acknowledged);

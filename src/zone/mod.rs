@@ -31,10 +31,28 @@ type NodeMap = std::collections::HashMap<Box<[u8]>, Node, rustc_hash::FxBuildHas
 
 #[derive(Debug)]
 pub struct Table {
-    nodes: NodeMap,
-    zones: Vec<Zone>,
+    /// In zone file order. Each zone is compiled on its own, so that a reload reuses the
+    /// zones whose files did not change.
+    zones: Vec<Arc<ZoneTable>>,
+    /// With many zones, a query finds its zone by hashing its name's tails (see
+    /// [`Table::zone_of`]); with few, a scan is quicker.
+    zone_index: rustc_hash::FxHashMap<Box<[u8]>, usize>,
     geoip: Option<Arc<GeoDb>>,
     pub options: QueryOptions,
+    /// The server file's text hash, for the next reload to tell whether zones may be reused.
+    server_source: u64,
+}
+
+/// Zones scanned in turn for a query's zone; above this, the index is used.
+const ZONES_SCANNED: usize = 8;
+
+/// One zone, compiled: its names and settings. Immutable, shared by the tables that
+/// serve it: a reload that leaves its file alone keeps it as it is (members, rotations
+/// and maintenance flags included).
+#[derive(Debug)]
+pub struct ZoneTable {
+    pub zone: Zone,
+    nodes: NodeMap,
 }
 
 /// Settings from the server file that decide answers, swapped in with the zones.
@@ -63,10 +81,11 @@ pub struct QueryOptions {
 pub struct Zone {
     pub origin: Name,
     pub file: PathBuf,
+    /// The zone file's text hash, to reuse this zone when the file is unchanged.
+    pub source: u64,
     pub serial: u32,
     /// The origin's key (lower-cased wire form).
     key: Box<[u8]>,
-    labels: usize,
     /// The SOA as it goes into negative answers: TTL = min(zone TTL, SOA minimum), RFC 2308.
     pub negative_soa: StoredRecord,
     pub sites: SiteMap,
@@ -79,7 +98,6 @@ pub struct Zone {
 /// Everything at one owner name. An empty node is an empty non-terminal.
 #[derive(Debug, Default)]
 pub struct Node {
-    zone: usize,
     rrsets: Vec<RrSet>,
     /// Boxed: most nodes have none. The target comes as its key.
     cname: Option<Box<(StoredRecord, Box<[u8]>)>>,
@@ -148,8 +166,8 @@ impl Table {
     /// A table with no zones, to stand until the first configuration is compiled.
     pub fn empty() -> Table {
         Table {
-            nodes: NodeMap::default(),
             zones: Vec::new(),
+            zone_index: Default::default(),
             geoip: None,
             options: QueryOptions {
                 edns_udp_size: 512,
@@ -161,26 +179,68 @@ impl Table {
                 rate_limit: None,
                 access: AccessConfig::default(),
             },
+            server_source: 0,
         }
     }
 
-    pub fn zones(&self) -> &[Zone] {
-        &self.zones
+    /// The zones, in zone file order.
+    pub fn zones(&self) -> impl ExactSizeIterator<Item = &Zone> {
+        self.zones.iter().map(|z| &z.zone)
+    }
+
+    /// What this table was compiled from, for a reload to skip the files that did not
+    /// change.
+    pub fn known(&self) -> crate::config::Known {
+        crate::config::Known {
+            server: self.server_source,
+            zones: self
+                .zones
+                .iter()
+                .map(|z| (z.zone.file.clone(), (z.zone.source, z.zone.origin.clone())))
+                .collect(),
+        }
+    }
+
+    /// The compiled zone from `file`, if this table serves one.
+    pub fn zone_table(&self, file: &std::path::Path) -> Option<&Arc<ZoneTable>> {
+        self.zones.iter().find(|z| z.zone.file == file)
+    }
+
+    /// The zone that holds the name with key `name`. Zones do not overlap, so at most
+    /// one does.
+    #[inline]
+    fn zone_of(&self, name: &[u8]) -> Option<&ZoneTable> {
+        if self.zones.len() <= ZONES_SCANNED {
+            return self
+                .zones
+                .iter()
+                .find(|z| key::is_within(name, &z.zone.key))
+                .map(|z| &**z);
+        }
+        // The name's tails, longest first, from one label boundary to the next.
+        let mut i = 0;
+        loop {
+            if let Some(&z) = self.zone_index.get(&name[i..]) {
+                return Some(&self.zones[z]);
+            }
+            match name.get(i) {
+                Some(&0) | None => return None,
+                Some(&len) => i += 1 + usize::from(len),
+            }
+        }
     }
 
     /// The node at the name with key `name`, with its zone.
     #[inline]
     pub fn get(&self, name: &[u8]) -> Option<(&Node, &Zone)> {
-        let node = self.nodes.get(name)?;
-        Some((node, &self.zones[node.zone]))
+        let zone = self.zone_of(name)?;
+        let node = zone.nodes.get(name)?;
+        Some((node, &zone.zone))
     }
 
-    /// The zone of the name with key `name`, if any: the longest origin that contains it.
+    /// The zone of the name with key `name`, if any.
     pub fn enclosing_zone(&self, name: &[u8]) -> Option<&Zone> {
-        self.zones
-            .iter()
-            .filter(|z| key::is_within(name, &z.key))
-            .max_by_key(|z| z.labels)
+        self.zone_of(name).map(|z| &z.zone)
     }
 
     /// The GeoIP database in use, if any.
@@ -190,17 +250,15 @@ impl Table {
 
     /// All health-checked names, for status pages and metrics.
     pub fn health_checked_names(&self) -> impl Iterator<Item = &HealthCheckedName> {
-        self.nodes
-            .values()
-            .filter_map(|n| n.health_checked.as_deref())
+        self.zones.iter().flat_map(|z| z.health_checked_names())
     }
 
     /// All health-checked names with their zones, in name order.
     pub fn health_checked_by_name(&self) -> Vec<(&HealthCheckedName, &Zone)> {
         let mut v: Vec<_> = self
-            .nodes
-            .values()
-            .filter_map(|n| n.health_checked().map(|f| (f, &self.zones[n.zone])))
+            .zones
+            .iter()
+            .flat_map(|z| z.health_checked_names().map(|f| (f, &z.zone)))
             .collect();
         v.sort_by(|a, b| a.0.name.cmp(&b.0.name));
         v
@@ -216,6 +274,15 @@ impl Table {
     pub fn member(&self, name: &LowerName, address: IpAddr) -> Option<&Member> {
         let (name, _) = self.health_checked(name)?;
         name.members().find(|m| m.address == address)
+    }
+}
+
+impl ZoneTable {
+    /// The zone's health-checked names.
+    pub fn health_checked_names(&self) -> impl Iterator<Item = &HealthCheckedName> {
+        self.nodes
+            .values()
+            .filter_map(|n| n.health_checked.as_deref())
     }
 }
 

@@ -58,6 +58,90 @@ fn editing_zone_files_while_serving_changes_the_answers() {
     );
 }
 
+#[test]
+fn a_reload_compiles_only_the_zone_files_that_changed() {
+    let other = "zone: other.test\nns: [ns1]\nfqdns:\n  rr:\n    selection: round-robin\n    answers: 1\n    members: [{ address: 192.0.2.11 }, { address: 192.0.2.12 }]\n";
+    let s = start(&[("ops.yaml", &zone("192.0.2.1")), ("other.yaml", other)]);
+    let zones = s.dir.path().join("zones");
+    let table = || s.running().meridian.table.load_full();
+    // The compiled zone of `origin` in a table.
+    let compiled = |t: &meridian::zone::Table, origin: &str| {
+        let file = t
+            .zones()
+            .find(|z| z.origin.to_string() == origin)
+            .map(|z| z.file.clone())
+            .unwrap();
+        Arc::clone(t.zone_table(&file).unwrap())
+    };
+    let reloads = || {
+        s.running()
+            .meridian
+            .counters
+            .reloads_ok
+            .load(Ordering::Relaxed)
+    };
+    let failed = || {
+        s.running()
+            .meridian
+            .counters
+            .reloads_failed
+            .load(Ordering::Relaxed)
+    };
+    let before = table();
+    // The rotation of the unchanged zone moves on: its name is the same object.
+    let rr = first(&s, "rr.other.test.").unwrap();
+
+    replace_file(&zones.join("ops.yaml"), &zone("192.0.2.9"));
+    eventually(Duration::from_secs(5), "the edited answer", || {
+        first(&s, "app.ops.test.").as_deref() == Some("192.0.2.9")
+    });
+    let after = table();
+    assert!(
+        Arc::ptr_eq(
+            &compiled(&before, "other.test."),
+            &compiled(&after, "other.test.")
+        ),
+        "the unchanged zone is reused as it was"
+    );
+    assert!(!Arc::ptr_eq(
+        &compiled(&before, "ops.test."),
+        &compiled(&after, "ops.test.")
+    ));
+    assert_ne!(
+        first(&s, "rr.other.test.").unwrap(),
+        rr,
+        "the rotation went on"
+    );
+
+    // A changed file is still checked against the unchanged ones.
+    replace_file(
+        &zones.join("ops.yaml"),
+        "zone: sub.other.test\nns: [ns1]\nrecords:\n  www: { A: 192.0.2.5 }\n",
+    );
+    eventually(Duration::from_secs(5), "the rejected reload", || {
+        failed() == 1
+    });
+    let (_, errors) = s.running().meridian.status().last_error.unwrap();
+    assert!(errors.concat().contains("overlaps"), "{errors:?}");
+    assert_eq!(first(&s, "app.ops.test.").as_deref(), Some("192.0.2.9"));
+
+    // A changed server file compiles every zone anew.
+    replace_file(&zones.join("ops.yaml"), &zone("192.0.2.9"));
+    eventually(Duration::from_secs(5), "the repaired reload", || {
+        reloads() == 2
+    });
+    let server_file = s.dir.path().join("meridian.yaml");
+    let text = std::fs::read_to_string(&server_file).unwrap();
+    replace_file(&server_file, &format!("{text}# edited\n"));
+    eventually(Duration::from_secs(5), "the server file's reload", || {
+        reloads() == 3
+    });
+    assert!(!Arc::ptr_eq(
+        &compiled(&after, "other.test."),
+        &compiled(&table(), "other.test.")
+    ));
+}
+
 fn status(s: &TestServer) -> serde_json::Value {
     let (code, body) = http(s.admin(), "GET", "/status", None);
     assert_eq!(code, 200);
