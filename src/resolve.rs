@@ -401,27 +401,14 @@ fn lookup<'t>(
     let qtype = question.qtype;
     let mut name = question.name;
     for hop in 0..MAX_CNAME_CHAIN {
-        let Some((node, zone)) = table.get(name) else {
-            match table.enclosing_zone(name) {
-                Some(zone) if hop == 0 && zone.access.denies(source) => {
-                    plan.zone = Some(zone);
-                    plan.deny(&zone.access);
-                }
-                Some(zone) => {
-                    plan.zone.get_or_insert(zone);
-                    plan.authoritative = true;
-                    plan.rcode = ResponseCode::NXDomain;
-                    let soa = &zone.negative_soa;
-                    plan.soa = Some(Rr::stored(soa, soa.ttl(), false));
-                }
-                None if hop == 0 => {
-                    plan.rcode = ResponseCode::Refused;
-                    return true;
-                }
-                // A CNAME pointing out of our zones: the resolver follows it from here.
-                None => {}
+        let (zone, node) = match table.find(name) {
+            Some(found) => found,
+            None if hop == 0 => {
+                plan.rcode = ResponseCode::Refused;
+                return true;
             }
-            return false;
+            // A CNAME pointing out of our zones: the resolver follows it from here.
+            None => return false,
         };
         if hop == 0 && zone.access.denies(source) {
             plan.zone = Some(zone);
@@ -430,6 +417,12 @@ fn lookup<'t>(
         }
         plan.zone.get_or_insert(zone);
         plan.authoritative = true;
+        let Some(node) = node else {
+            plan.rcode = ResponseCode::NXDomain;
+            let soa = &zone.negative_soa;
+            plan.soa = Some(Rr::stored(soa, soa.ttl(), false));
+            return false;
+        };
         if let Some((cname, target)) = node.cname() {
             plan.answers.push(Rr::stored(cname, cname.ttl(), hop == 0));
             if qtype == RecordType::CNAME {

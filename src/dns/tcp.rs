@@ -7,8 +7,10 @@
 //! - A connection is closed when idle for `idle-timeout`, when a query (once its first
 //!   byte came) or a response takes longer than `io-timeout` to cross, and after
 //!   `max-queries-per-connection` queries.
-//! - Queries on one connection are answered concurrently (pipelining), a few at a time,
-//!   each through the general path; answers go back as they are ready.
+//! - Queries on one connection are read through a buffer. The common ones are answered
+//!   in order on the connection's own task (the fast path), the rest concurrently, a few
+//!   at a time, each through the general path; answers go back as they are ready, and
+//!   those ready together go out in one write.
 //! - When the process runs out of file descriptors, accepting backs off instead of
 //!   spinning, and says so in a rate-limited log line.
 
@@ -20,7 +22,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use hickory_server::net::xfer::Protocol;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::sync::{Notify, Semaphore, mpsc};
 use tokio::task::{AbortHandle, JoinHandle};
@@ -282,33 +284,35 @@ async fn serve(
 ) -> Closed {
     let limits = shared.limits;
     let _ = stream.set_nodelay(true);
-    let (mut reader, mut writer) = stream.into_split();
-    let (replies, mut outgoing) = mpsc::channel::<Vec<u8>>(IN_FLIGHT_PER_CONNECTION);
-    let mut writing = tokio::spawn(async move {
-        while let Some(reply) = outgoing.recv().await {
-            let mut frame = Vec::with_capacity(reply.len() + 2);
-            frame.extend_from_slice(&(reply.len() as u16).to_be_bytes());
-            frame.extend_from_slice(&reply);
-            match tokio::time::timeout(limits.io_timeout, writer.write_all(&frame)).await {
-                Ok(Ok(())) => {}
-                Ok(Err(_)) => return Closed::Client,
-                Err(_) => return Closed::IoTimeout,
-            }
-        }
-        let _ = writer.shutdown().await;
-        Closed::Client
-    });
+    let (reader, mut writer) = stream.into_split();
+    // Buffered: one read takes in every query a client pipelined, instead of three reads
+    // a query.
+    let mut reader = BufReader::with_capacity(READ_BUFFER, reader);
+    // Framed answers not yet written: written together once no whole query is waiting,
+    // so that a pipelined burst is answered in one write.
+    let mut pending: Vec<u8> = Vec::with_capacity(READ_BUFFER);
+    let mut answer: Vec<u8> = Vec::with_capacity(512);
+    let mut msg: Vec<u8> = Vec::with_capacity(512);
+    // Answers of the general path come back from their tasks.
+    let (replies, mut general) = mpsc::channel::<Vec<u8>>(IN_FLIGHT_PER_CONNECTION);
     let in_flight = Arc::new(Semaphore::new(IN_FLIGHT_PER_CONNECTION));
     let mut answered = 0;
-    // Set when the writer ended first (a client that does not read its answers).
-    let mut wrote: Option<Closed> = None;
     let closed = loop {
         if answered >= limits.max_queries_per_connection {
             break Closed::QueryLimit;
         }
+        if !pending.is_empty() && !whole_message(reader.buffer()) {
+            if let Err(closed) = write(&mut writer, &pending, limits.io_timeout).await {
+                break closed;
+            }
+            pending.clear();
+        }
         let first = tokio::select! {
             _ = close.notified() => break Closed::Evicted,
-            w = &mut writing => break *wrote.insert(w.unwrap_or(Closed::Client)),
+            Some(reply) = general.recv() => {
+                frame(&mut pending, &reply);
+                continue;
+            }
             first = tokio::time::timeout(limits.idle_timeout, reader.read_u8()) => first,
         };
         let first = match first {
@@ -318,31 +322,28 @@ async fn serve(
         };
         let rest = tokio::select! {
             _ = close.notified() => break Closed::Evicted,
-            w = &mut writing => break *wrote.insert(w.unwrap_or(Closed::Client)),
-            rest = tokio::time::timeout(limits.io_timeout, read_rest(&mut reader, first)) => rest,
+            rest = tokio::time::timeout(limits.io_timeout, read_rest(&mut reader, first, &mut msg)) => rest,
         };
-        let msg = match rest {
+        match rest {
             Err(_) => break Closed::IoTimeout,
             Ok(Err(_)) => break Closed::Client,
-            Ok(Ok(msg)) => msg,
-        };
+            Ok(Ok(())) => {}
+        }
         last_active.store(
             shared.started.elapsed().as_millis() as u64,
             Ordering::Relaxed,
         );
         answered += 1;
         // The common query is answered here, in order, without a task or hickory's
-        // message model: the writer gets it through the same channel as the rest.
+        // message model, straight into the pending answers.
         let started = std::time::Instant::now();
-        // Owned, because the writer task takes it through the channel.
-        let mut out = Vec::with_capacity(512);
         let fast = super::fast_path_over(
             &shared.state,
             &shared.state.table.load(),
             &msg,
             peer.ip(),
             super::fast::Transport::Tcp,
-            &mut out,
+            &mut answer,
         );
         if fast {
             shared
@@ -351,15 +352,15 @@ async fn serve(
                 .tcp_latency
                 .record(started.elapsed(), 1);
             // Empty: an access list drops this client's queries.
-            if !out.is_empty() && replies.send(out).await.is_err() {
-                break Closed::Client;
+            if !answer.is_empty() {
+                frame(&mut pending, &answer);
             }
             continue;
         }
         let Ok(permit) = in_flight.clone().acquire_owned().await else {
             break Closed::Client;
         };
-        let (shared, replies) = (shared.clone(), replies.clone());
+        let (shared, replies, msg) = (shared.clone(), replies.clone(), msg.clone());
         tokio::spawn(async move {
             let reply = super::general_path(&shared.state, msg, peer, Protocol::Tcp).await;
             if let Some(reply) = reply {
@@ -369,29 +370,66 @@ async fn serve(
         });
     };
     drop(replies);
-    if wrote.is_some() || closed == Closed::Evicted {
-        writing.abort();
+    if matches!(closed, Closed::Evicted | Closed::IoTimeout) {
         return closed;
     }
-    // Let the answers in flight go out (within the I/O timeout), then close.
-    match tokio::time::timeout(limits.io_timeout, &mut writing).await {
-        Ok(Ok(Closed::IoTimeout)) => Closed::IoTimeout,
-        Ok(_) => closed,
-        Err(_) => {
-            writing.abort();
-            Closed::IoTimeout
+    // Let the answers still on their way go out (within the I/O timeout), then close.
+    let finish = async {
+        while let Some(reply) = general.recv().await {
+            frame(&mut pending, &reply);
         }
+        write(&mut writer, &pending, limits.io_timeout).await?;
+        let _ = writer.shutdown().await;
+        Ok(())
+    };
+    match tokio::time::timeout(limits.io_timeout, finish).await {
+        Ok(Ok(())) => closed,
+        Ok(Err(c)) => c,
+        Err(_) => Closed::IoTimeout,
     }
 }
 
-/// The rest of a length-prefixed message whose first length byte was `first`.
-async fn read_rest(reader: &mut tokio::net::tcp::OwnedReadHalf, first: u8) -> io::Result<Vec<u8>> {
+/// Bytes read ahead per connection.
+const READ_BUFFER: usize = 16 * 1024;
+
+/// Whether `buffered` starts with a whole length-prefixed message.
+fn whole_message(buffered: &[u8]) -> bool {
+    buffered.len() >= 2
+        && buffered.len() >= 2 + usize::from(u16::from_be_bytes([buffered[0], buffered[1]]))
+}
+
+/// Appends `reply` with its length prefix (RFC 1035 4.2.2).
+fn frame(pending: &mut Vec<u8>, reply: &[u8]) {
+    pending.extend_from_slice(&(reply.len() as u16).to_be_bytes());
+    pending.extend_from_slice(reply);
+}
+
+/// Writes `bytes` within `timeout`; how the connection ends if it cannot.
+async fn write(
+    writer: &mut tokio::net::tcp::OwnedWriteHalf,
+    bytes: &[u8],
+    timeout: Duration,
+) -> Result<(), Closed> {
+    match tokio::time::timeout(timeout, writer.write_all(bytes)).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(_)) => Err(Closed::Client),
+        Err(_) => Err(Closed::IoTimeout),
+    }
+}
+
+/// Reads the rest of a length-prefixed message whose first length byte was `first` into
+/// `msg` (reused from message to message).
+async fn read_rest(
+    reader: &mut BufReader<tokio::net::tcp::OwnedReadHalf>,
+    first: u8,
+    msg: &mut Vec<u8>,
+) -> io::Result<()> {
     let second = reader.read_u8().await?;
     let len = usize::from(u16::from_be_bytes([first, second]));
     if len == 0 {
         return Err(io::Error::new(io::ErrorKind::InvalidData, "empty message"));
     }
-    let mut msg = vec![0u8; len];
-    reader.read_exact(&mut msg).await?;
-    Ok(msg)
+    msg.resize(len, 0);
+    reader.read_exact(msg).await?;
+    Ok(())
 }

@@ -230,12 +230,18 @@ impl Table {
         }
     }
 
-    /// The node at the name with key `name`, with its zone.
+    /// The zone of the name with key `name`, and the node at that name if there is one
+    /// (else the name does not exist in the zone); `None` when no zone holds it.
     #[inline]
-    pub fn get(&self, name: &[u8]) -> Option<(&Node, &Zone)> {
+    pub fn find(&self, name: &[u8]) -> Option<(&Zone, Option<&Node>)> {
         let zone = self.zone_of(name)?;
-        let node = zone.nodes.get(name)?;
-        Some((node, &zone.zone))
+        Some((&zone.zone, zone.nodes.get(name)))
+    }
+
+    /// The node at the name with key `name`, with its zone.
+    pub fn get(&self, name: &[u8]) -> Option<(&Node, &Zone)> {
+        let (zone, node) = self.find(name)?;
+        Some((node?, zone))
     }
 
     /// The zone of the name with key `name`, if any.

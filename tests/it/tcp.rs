@@ -125,6 +125,32 @@ fn pipelined_queries_are_all_answered_up_to_the_query_limit() {
 }
 
 #[test]
+fn answers_go_out_while_the_next_query_is_still_arriving() {
+    // Answers ready together are written together, but never held for a query that has
+    // not fully arrived: a client may wait for its answer before sending the rest.
+    let s = server("");
+    let mut stream = TcpStream::connect(s.addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    let (one, two) = (frame(1), frame(2));
+    let mut first_write = one.clone();
+    first_write.extend_from_slice(&two[..5]);
+    stream.write_all(&first_write).unwrap();
+    let reply = read_reply(&mut stream).expect("the first answer before the second query ends");
+    assert_eq!(reply.metadata.id, 1);
+    stream.write_all(&two[5..]).unwrap();
+    assert_eq!(read_reply(&mut stream).map(|m| m.metadata.id), Some(2));
+    // A burst is answered whole.
+    let burst: Vec<u8> = (3..=40).flat_map(frame).collect();
+    stream.write_all(&burst).unwrap();
+    let ids: Vec<u16> = (3..=40)
+        .map(|_| read_reply(&mut stream).unwrap().metadata.id)
+        .collect();
+    assert_eq!(ids, (3..=40).collect::<Vec<u16>>(), "in order, all of them");
+}
+
+#[test]
 fn one_client_cannot_take_more_than_its_share() {
     let s = server("max-connections-per-client: 3");
     let attacker = ip("127.0.60.1");
