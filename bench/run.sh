@@ -16,6 +16,7 @@
 #   rrl, cookie   Meridian only, the mixed load on a second instance with response rate
 #          limiting on (at a rate nothing reaches, so that every response is counted):
 #          plain queries, then queries with a valid DNS Cookie (exempt from the limit)
+#   fixed  Meridian at 50% and 80% of its saturation rate: latency percentiles
 #   scale  every server loading the same 100,000 names (bench/scale.sh; SCALE=0 skips it)
 # Settings (environment): DURATION (s per run, default 10), ROUNDS (3), CLIENTS (8),
 # OUTSTANDING (200), SERVER_CPU (0), CLIENT_CPU (1), SERVERS ("meridian gdnsd knot").
@@ -197,15 +198,18 @@ for s in $STARTED; do
   echo -e "$s\t$(awk '/VmHWM/ {print $2}' "/proc/$(cat "$RUNDIR/$s/pid")/status")" >> "$RUNDIR/rss.tsv"
 done
 
-# Below saturation: 80% of Meridian's median QPS, fixed rate, for DURATION.
+# Below saturation: 50% and 80% of Meridian's median QPS, fixed rate, for DURATION each,
+# with every answer's latency (-v) for the percentiles.
 FIXED=""
 case " $SERVERS " in *" meridian "*)
-  rate=$(awk -F'\t' '$1 == "meridian mixed" {print $4}' "$RESULTS" | sort -n | awk '{a[NR]=$1} END {print int(a[int((NR+1)/2)] * 0.8)}')
-  echo "meridian at 80% of its saturation: ${rate} QPS for ${DURATION}s" >&2
-  out=$RUNDIR/fixed.out
-  taskset -c "$CLIENT_CPU" dnsperf -s 127.0.0.1 -p "$PORT_MERIDIAN" -d queries.txt -T 1 -c "$CLIENTS" \
-    -q "$OUTSTANDING" -t 1 -l "$DURATION" -Q "$rate" -v > "$out" 2>&1
-  FIXED=$out ;;
+  for share in 50 80; do
+    rate=$(awk -F'\t' '$1 == "meridian mixed" {print $4}' "$RESULTS" | sort -n | awk -v s="$share" '{a[NR]=$1} END {print int(a[int((NR+1)/2)] * s / 100)}')
+    echo "meridian at $share% of its saturation: ${rate} QPS for ${DURATION}s" >&2
+    out=$RUNDIR/fixed-$share.out
+    taskset -c "$CLIENT_CPU" dnsperf -s 127.0.0.1 -p "$PORT_MERIDIAN" -d queries.txt -T 1 -c "$CLIENTS" \
+      -q "$OUTSTANDING" -t 1 -l "$DURATION" -Q "$rate" -v > "$out" 2>&1
+    FIXED="$FIXED $share:$out"
+  done ;;
 esac
 
 python3 - "$RESULTS" "$RUNDIR/rss.tsv" "$DURATION" "$ROUNDS" "$FIXED" <<'PY'
@@ -240,19 +244,19 @@ for k in ("meridian+rrl mixed", "meridian+cookie mixed"):
     if k in by and "meridian mixed" in by:
         cost = 1 - per_cpu(k) / per_cpu("meridian mixed")
         print(f"- {k} / meridian mixed: answers per CPU-s ratio **{per_cpu(k)/per_cpu('meridian mixed'):.3f}** (cost {cost:+.1%})")
-if len(sys.argv) > 5 and sys.argv[5]:
-    t = open(sys.argv[5]).read()
+for fixed in sys.argv[5].split() if len(sys.argv) > 5 else []:
+    share, path = fixed.split(":", 1)
+    t = open(path).read()
     def g(p):
         return re.search(p, t).group(1)
     qps = float(g(r"Queries per second:\s+([\d.]+)"))
     lost, sent = g(r"Queries lost:\s+(\d+)"), g(r"Queries sent:\s+(\d+)")
     avg = float(g(r"Average Latency \(s\):\s+([\d.]+)")) * 1000
     mx = float(g(r"max ([\d.]+)\)")) * 1000
-    sd = float(g(r"Latency StdDev \(s\):\s+([\d.]+)")) * 1000
     # -v printed every answer with its latency: "> NOERROR name type 0.000158".
     lat = sorted(float(l.split()[-1]) for l in t.splitlines() if l.startswith("> "))
     pct = lambda q: lat[min(len(lat) - 1, int(q * len(lat)))] * 1000 if lat else float("nan")
-    print(f"- meridian at 80% of saturation ({qps:,.0f} QPS): lost {lost} of {sent}, "
+    print(f"- meridian at {share}% of saturation ({qps:,.0f} QPS): lost {lost} of {sent}, "
           f"latency avg {avg:.3f} ms, p50 {pct(0.5):.3f} ms, p99 {pct(0.99):.3f} ms, "
           f"p99.9 {pct(0.999):.3f} ms, max {mx:.3f} ms")
 PY

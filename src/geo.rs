@@ -236,18 +236,69 @@ pub struct ClientLocation {
 pub struct SiteMap {
     pub sites: Vec<Site>,
     networks: Vec<(IpNet, usize)>,
+    /// Tells this map's placements from another's in the per-thread cache (never reused,
+    /// unlike an address).
+    id: u64,
+}
+
+/// Placements remembered per answering thread: direct-mapped, so bounded and without a
+/// lock. Resolvers send the same client subnets again and again; a hit costs a hash and
+/// a compare instead of the site-network scans and the GeoIP tree walk.
+const PLACEMENT_SLOTS: usize = 2048;
+
+/// What a placement depends on: the site map, the database, the address and its prefix.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+struct PlacementKey {
+    sites: u64,
+    geoip: u64,
+    addr: IpAddr,
+    source_prefix: u8,
+}
+
+thread_local! {
+    static PLACED: std::cell::RefCell<Vec<Option<(PlacementKey, ClientLocation)>>> =
+        std::cell::RefCell::new(vec![None; PLACEMENT_SLOTS]);
 }
 
 impl SiteMap {
     pub fn new(sites: Vec<Site>, networks: Vec<(IpNet, usize)>) -> Self {
         let mut networks = networks;
         networks.sort_by_key(|(n, _)| std::cmp::Reverse(n.prefix_len()));
-        SiteMap { sites, networks }
+        static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        SiteMap {
+            sites,
+            networks,
+            id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+        }
     }
 
     /// Locates `addr`: the most specific site network holding it, else GeoIP, else unknown.
     /// `source_prefix` caps the scope (the ECS source prefix; the full length otherwise).
+    /// Remembered per thread (see [`PLACEMENT_SLOTS`]).
     pub fn locate(&self, addr: IpAddr, source_prefix: u8, geoip: Option<&GeoDb>) -> ClientLocation {
+        let key = PlacementKey {
+            sites: self.id,
+            geoip: geoip.map_or(0, |db| db.id),
+            addr,
+            source_prefix,
+        };
+        let slot = {
+            use std::hash::BuildHasher;
+            rustc_hash::FxBuildHasher.hash_one(key) as usize % PLACEMENT_SLOTS
+        };
+        let cached = PLACED.with_borrow(|placed| match placed[slot] {
+            Some((k, located)) if k == key => Some(located),
+            _ => None,
+        });
+        if let Some(located) = cached {
+            return located;
+        }
+        let located = self.place(addr, source_prefix, geoip);
+        PLACED.with_borrow_mut(|placed| placed[slot] = Some((key, located)));
+        located
+    }
+
+    fn place(&self, addr: IpAddr, source_prefix: u8, geoip: Option<&GeoDb>) -> ClientLocation {
         let mut located = match self.networks.iter().find(|(net, _)| net.contains(&addr)) {
             Some((net, site)) => {
                 let s = &self.sites[*site];
@@ -350,6 +401,34 @@ mod tests {
         assert_eq!(sites.lookup(ip("127.0.4.1")).country, code("US"));
         assert!(!sites.lookup(ip("81.2.69.142")).found);
         assert_eq!(city.lookup(ip("81.2.69.142")).country, code("GB"));
+    }
+
+    #[test]
+    fn remembered_placements_stay_with_their_site_map_and_database() {
+        let site = |name: &str| Site {
+            name: name.into(),
+            ..Site::default()
+        };
+        let a = SiteMap::new(vec![site("a")], vec![("10.0.0.0/8".parse().unwrap(), 0)]);
+        let b = SiteMap::new(
+            vec![site("b0"), site("b1")],
+            vec![("10.1.0.0/16".parse().unwrap(), 1)],
+        );
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("geoip");
+        let city = GeoDb::open(&dir.join("maxmind-test-data/GeoIP2-City-Test.mmdb")).unwrap();
+        for _ in 0..3 {
+            assert_eq!(a.locate(ip("10.1.2.3"), 32, None).site, Some(0));
+            assert_eq!(b.locate(ip("10.1.2.3"), 32, None).site, Some(1));
+            assert_eq!(a.locate(ip("10.1.2.3"), 24, None).scope, 8);
+            assert_eq!(b.locate(ip("10.1.2.3"), 24, None).scope, 16);
+            // With and without a database, the same address is placed apart.
+            assert_eq!(
+                a.locate(ip("81.2.69.142"), 32, None).found_by,
+                LocatedBy::Unknown
+            );
+            let gb = a.locate(ip("81.2.69.142"), 32, Some(&city));
+            assert_eq!((gb.found_by, gb.country), (LocatedBy::GeoIp, code("GB")));
+        }
     }
 
     #[test]

@@ -5,8 +5,9 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::Path;
 
+use hickory_proto::rr::RecordType;
 use serde::Deserialize;
-use serde::de::{self, Deserializer, SeqAccess, Visitor};
+use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_saphyr::{Location, Spanned};
 
 use super::error::ConfigError;
@@ -61,6 +62,8 @@ impl<'de> Deserialize<'de> for TextList {
                 while let Some(v) = seq.next_element::<Spanned<Text>>()? {
                     out.push(v);
                 }
+                // Many lists are read at once while a zone loads: no room to grow.
+                out.shrink_to_fit();
                 Ok(TextList(out))
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<TextList, E> {
@@ -203,28 +206,68 @@ pub(super) struct SoaRaw {
     pub(super) minimum: Option<u32>,
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+/// One owner's static records: its `ttl` and the record types given, in [`RECORD_TYPES`]
+/// order. Only the types given are kept: a struct with a field per type held some 1.1 KB
+/// per owner (a position pair for each, given or not) while a zone was read, which made
+/// reading a large zone cost gigabytes.
 pub(super) struct RecordSetRaw {
     pub(super) ttl: Option<Spanned<u32>>,
-    #[serde(rename = "A")]
-    pub(super) a: Option<Spanned<TextList>>,
-    #[serde(rename = "AAAA")]
-    pub(super) aaaa: Option<Spanned<TextList>>,
-    #[serde(rename = "CNAME")]
-    pub(super) cname: Option<Spanned<TextList>>,
-    #[serde(rename = "NS")]
-    pub(super) ns: Option<Spanned<TextList>>,
-    #[serde(rename = "MX")]
-    pub(super) mx: Option<Spanned<TextList>>,
-    #[serde(rename = "TXT")]
-    pub(super) txt: Option<Spanned<TextList>>,
-    #[serde(rename = "SRV")]
-    pub(super) srv: Option<Spanned<TextList>>,
-    #[serde(rename = "CAA")]
-    pub(super) caa: Option<Spanned<TextList>>,
-    #[serde(rename = "PTR")]
-    pub(super) ptr: Option<Spanned<TextList>>,
+    pub(super) sets: Vec<(RecordType, Spanned<TextList>)>,
+}
+
+/// The record types `records:` takes, by their key.
+pub(super) const RECORD_TYPES: [(&str, RecordType); 9] = [
+    ("A", RecordType::A),
+    ("AAAA", RecordType::AAAA),
+    ("CNAME", RecordType::CNAME),
+    ("NS", RecordType::NS),
+    ("MX", RecordType::MX),
+    ("TXT", RecordType::TXT),
+    ("SRV", RecordType::SRV),
+    ("CAA", RecordType::CAA),
+    ("PTR", RecordType::PTR),
+];
+
+impl<'de> Deserialize<'de> for RecordSetRaw {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        const FIELDS: &[&str] = &[
+            "ttl", "A", "AAAA", "CNAME", "NS", "MX", "TXT", "SRV", "CAA", "PTR",
+        ];
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = RecordSetRaw;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a map of record types to values")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RecordSetRaw, A::Error> {
+                let mut out = RecordSetRaw {
+                    ttl: None,
+                    sets: Vec::new(),
+                };
+                while let Some(key) = map.next_key::<String>()? {
+                    if key == "ttl" {
+                        if out.ttl.is_some() {
+                            return Err(de::Error::duplicate_field("ttl"));
+                        }
+                        out.ttl = Some(map.next_value()?);
+                        continue;
+                    }
+                    let Some(&(name, rtype)) = RECORD_TYPES.iter().find(|(n, _)| *n == key) else {
+                        return Err(de::Error::unknown_field(&key, FIELDS));
+                    };
+                    if out.sets.iter().any(|(t, _)| *t == rtype) {
+                        return Err(de::Error::duplicate_field(name));
+                    }
+                    out.sets.push((rtype, map.next_value()?));
+                }
+                out.sets
+                    .sort_by_key(|(t, _)| RECORD_TYPES.iter().position(|(_, r)| r == t));
+                out.sets.shrink_to_fit();
+                Ok(out)
+            }
+        }
+        d.deserialize_map(V)
+    }
 }
 
 #[derive(Deserialize)]
@@ -355,7 +398,18 @@ pub(super) fn parse_yaml<T: for<'de> Deserialize<'de>>(
             .trim_end_matches(".?")
             .trim_end_matches('?')
             .to_string();
-        let field = if field == "." { String::new() } else { field };
+        let mut field = if field == "." { String::new() } else { field };
+        // A map read by hand (record types) does not add the unknown key to the path.
+        let unknown = message
+            .strip_prefix("unknown field `")
+            .and_then(|rest| rest.split('`').next());
+        if let Some(key) = unknown.filter(|k| !field.ends_with(&format!(".{k}"))) {
+            field = if field.is_empty() {
+                key.to_string()
+            } else {
+                format!("{field}.{key}")
+            };
+        }
         ConfigError {
             file: file.to_path_buf(),
             line: loc.line(),

@@ -208,22 +208,7 @@ fn validate_rrsets(
 ) {
     let raw = &set.value;
     let ttl = raw.ttl.as_ref().map_or(zone_ttl, |t| t.value);
-    let typed = [
-        (RecordType::A, &raw.a),
-        (RecordType::AAAA, &raw.aaaa),
-        (RecordType::CNAME, &raw.cname),
-        (RecordType::NS, &raw.ns),
-        (RecordType::MX, &raw.mx),
-        (RecordType::TXT, &raw.txt),
-        (RecordType::SRV, &raw.srv),
-        (RecordType::CAA, &raw.caa),
-        (RecordType::PTR, &raw.ptr),
-    ];
-    let present: Vec<RecordType> = typed
-        .iter()
-        .filter(|(_, v)| v.is_some())
-        .map(|(t, _)| *t)
-        .collect();
+    let present: Vec<RecordType> = raw.sets.iter().map(|(t, _)| *t).collect();
     if present.is_empty() {
         r.at(
             set.referenced,
@@ -231,8 +216,8 @@ fn validate_rrsets(
             "no records (give at least one type, e.g. A: [192.0.2.1])",
         );
     }
-    for (rtype, values) in typed {
-        let Some(values) = values else { continue };
+    for (rtype, values) in &raw.sets {
+        let rtype = *rtype;
         let tfield = format!("{field}.{rtype}");
         if values.value.0.len() > MAX_RECORDS_PER_RRSET {
             r.at(
