@@ -55,5 +55,5 @@ wait_for www.small.test 10.9.9.1 > /dev/null
 printf 'zone: small.test\nns: [ns1]\nrecords:\n  www: { A: 10.9.9.2 }\n' > "$d/zones/small.yaml.tmp"
 mv "$d/zones/small.yaml.tmp" "$d/zones/small.yaml"
 t=$(wait_for www.small.test 10.9.9.2)
-took=$(grep 'configuration reloaded' "$d/log" | tail -1 | grep -o 'elapsed_ms=[0-9]*' | cut -d= -f2)
+took=$(grep "configuration reloaded" "$d/log" | tail -1 | grep -o " elapsed_ms=[0-9]*" | cut -d= -f2)
 echo "a small zone beside it, edited: serving after $t s (with the 300 ms settling of file events); the reload took $took ms"
