@@ -13,8 +13,8 @@
 # everything started is stopped on exit, and each wait is bounded (300 s).
 set -euo pipefail
 N=${1:-100000}
+MERIDIAN=$(realpath "${2:-$(dirname "$0")/../target/release/meridian}")
 cd "$(dirname "$0")"
-MERIDIAN=${2:-$(cd .. && pwd)/target/release/meridian}
 SERVER_CPU=${SERVER_CPU:-0}
 d=$(mktemp -d /tmp/meridian-scale.XXXXXX)
 pid=

@@ -16,7 +16,7 @@ use ipnet::IpNet;
 use smallvec::SmallVec;
 
 use crate::geo::ClientLocation;
-use crate::model::{StoredRecord, wire};
+use crate::model::{WireRef, wire};
 use crate::select::{Chosen, Client, Member, Pool};
 use crate::zone::{HealthCheckedName, Node, Table, Zone};
 
@@ -126,13 +126,13 @@ pub struct Rr<'t> {
 #[derive(Clone, Copy, Debug)]
 pub enum RrData<'t> {
     /// A static record, a CNAME or the SOA, encoded at load time.
-    Stored(&'t StoredRecord),
+    Stored(WireRef<'t>),
     /// A member's A or AAAA record, written from its address under its name.
     Member(&'t HealthCheckedName, &'t Member),
 }
 
 impl<'t> Rr<'t> {
-    fn stored(stored: &'t StoredRecord, ttl: u32, owner_is_qname: bool) -> Self {
+    fn stored(stored: WireRef<'t>, ttl: u32, owner_is_qname: bool) -> Self {
         Rr {
             data: RrData::Stored(stored),
             ttl,
@@ -146,7 +146,7 @@ impl<'t> Rr<'t> {
     pub fn write(&self, out: &mut Vec<u8>, question: Option<u16>) {
         let pointer = question.filter(|_| self.owner_is_qname);
         match self.data {
-            RrData::Stored(stored) => stored.wire.write(out, self.ttl, pointer),
+            RrData::Stored(stored) => stored.write(out, self.ttl, pointer),
             RrData::Member(name, m) => {
                 wire::write_address(out, &name.name, pointer, self.ttl, m.address)
             }
@@ -156,7 +156,7 @@ impl<'t> Rr<'t> {
     /// How many bytes `write` appends with a question to point at.
     pub fn written_len(&self) -> usize {
         match self.data {
-            RrData::Stored(stored) => stored.wire.written_len(self.owner_is_qname),
+            RrData::Stored(stored) => stored.written_len(self.owner_is_qname),
             RrData::Member(name, m) => {
                 wire::address_len(&name.name, self.owner_is_qname, m.address)
             }
@@ -419,11 +419,12 @@ fn lookup<'t>(
         plan.authoritative = true;
         let Some(node) = node else {
             plan.rcode = ResponseCode::NXDomain;
-            let soa = &zone.negative_soa;
+            let soa = zone.negative_soa.wire();
             plan.soa = Some(Rr::stored(soa, soa.ttl(), false));
             return false;
         };
         if let Some((cname, target)) = node.cname() {
+            let cname = cname.wire();
             plan.answers.push(Rr::stored(cname, cname.ttl(), hop == 0));
             if qtype == RecordType::CNAME {
                 return false;
@@ -432,7 +433,7 @@ fn lookup<'t>(
             continue;
         }
         if let Some(ttl) = answer_at(table, node, zone, qtype, hop == 0, client, mode, plan) {
-            let soa = &zone.negative_soa;
+            let soa = zone.negative_soa.wire();
             plan.soa = Some(Rr::stored(soa, ttl.unwrap_or(soa.ttl()), false));
         }
         return false;

@@ -31,4 +31,4 @@ pub use health::{MemberHealth, ProbeSet, ProbeState, Recovery};
 pub use log_limit::LogLimit;
 pub use policy::{Policy, WhenAllDown};
 pub use role::{NO_ROLE, Roles};
-pub use wire::{StoredRecord, Wire};
+pub use wire::{PackedRecords, StoredRecord, WireRef};

@@ -1,4 +1,16 @@
-//! Records encoded once at load time, for the UDP fast path.
+//! Records encoded once at load time, the only form the table keeps them in.
+//!
+//! A record in wire format is the owner name (uncompressed), then type, class, TTL,
+//! length and data (names in the data uncompressed too), kept with the owner's length in
+//! a first byte (a name is at most 255 bytes). The fast path copies it with the owner
+//! replaced by a pointer to the question where it is the asked name, and patches the TTL;
+//! the general path and explain, which speak hickory's types, decode it when they need it.
+//!
+//! Written by hand because hickory encodes whole messages: encoding each record once, at
+//! load time, is what lets the fast path answer without building a message. Keeping
+//! hickory's `Record` beside it cost 272 bytes a record, and an allocation per record
+//! another 40: a record set keeps its records back to back in one allocation
+//! ([`PackedRecords`]).
 
 use std::net::IpAddr;
 
@@ -7,50 +19,41 @@ use hickory_proto::serialize::binary::{
     BinDecodable, BinDecoder, BinEncodable, BinEncoder, NameEncoding,
 };
 
-/// A record in wire format: the owner name (uncompressed), then type, class, TTL, length
-/// and data (names in the data uncompressed too). The fast path copies it with the owner
-/// replaced by a pointer to the question where it is the asked name, and patches the TTL.
-///
-/// Written by hand because hickory encodes whole messages: encoding each record once, at
-/// load time, is what lets the fast path answer without building a message. One
-/// allocation holds it all, the owner's length in its first byte (a name is at most 255
-/// bytes), so that a record costs its own size and a pointer.
-#[derive(Debug)]
-pub struct Wire {
-    bytes: Box<[u8]>,
+/// One encoded record, borrowed from where the table keeps it.
+#[derive(Clone, Copy, Debug)]
+pub struct WireRef<'a> {
+    /// The owner's length, then the record.
+    bytes: &'a [u8],
 }
 
-impl Wire {
-    pub fn new(record: &Record) -> Wire {
-        let mut encoded = Vec::new();
-        let mut enc = BinEncoder::new(&mut encoded);
-        enc.set_name_encoding(NameEncoding::Uncompressed);
-        record.emit(&mut enc).expect("a valid record encodes");
-        // The owner ends at its root label (uncompressed: no pointer to stop at).
-        let mut owner_len = 0;
-        while encoded[owner_len] != 0 {
-            owner_len += 1 + usize::from(encoded[owner_len]);
-        }
-        owner_len += 1;
-        let mut bytes = Vec::with_capacity(1 + encoded.len());
-        bytes.push(owner_len as u8);
-        bytes.extend_from_slice(&encoded);
-        Wire {
-            bytes: bytes.into_boxed_slice(),
-        }
+/// Encodes `record` as [`WireRef`] reads it, appended to `out`.
+fn encode(record: &Record, out: &mut Vec<u8>) {
+    let mut encoded = Vec::new();
+    let mut enc = BinEncoder::new(&mut encoded);
+    enc.set_name_encoding(NameEncoding::Uncompressed);
+    record.emit(&mut enc).expect("a valid record encodes");
+    // The owner ends at its root label (uncompressed: no pointer to stop at).
+    let mut owner_len = 0;
+    while encoded[owner_len] != 0 {
+        owner_len += 1 + usize::from(encoded[owner_len]);
     }
+    owner_len += 1;
+    out.push(owner_len as u8);
+    out.extend_from_slice(&encoded);
+}
 
+impl<'a> WireRef<'a> {
     fn owner_len(&self) -> usize {
         usize::from(self.bytes[0])
     }
 
     /// The owner name as written (not lower-cased).
-    fn owner(&self) -> &[u8] {
+    fn owner_bytes(&self) -> &'a [u8] {
         &self.bytes[1..1 + self.owner_len()]
     }
 
     /// Type, class, TTL, length and data.
-    fn tail(&self) -> &[u8] {
+    fn tail(&self) -> &'a [u8] {
         &self.bytes[1 + self.owner_len()..]
     }
 
@@ -60,7 +63,7 @@ impl Wire {
     pub fn write(&self, out: &mut Vec<u8>, ttl: u32, pointer: Option<u16>) {
         match pointer {
             Some(offset) => out.extend_from_slice(&(0xc000 | offset).to_be_bytes()),
-            None => out.extend_from_slice(self.owner()),
+            None => out.extend_from_slice(self.owner_bytes()),
         }
         let tail = self.tail();
         out.extend_from_slice(&tail[..4]);
@@ -78,6 +81,83 @@ impl Wire {
     pub fn ttl(&self) -> u32 {
         let t = self.tail();
         u32::from_be_bytes([t[4], t[5], t[6], t[7]])
+    }
+
+    /// The record as hickory's type.
+    pub fn record(&self) -> Record {
+        Record::read(&mut BinDecoder::new(&self.bytes[1..])).expect("a stored record decodes")
+    }
+
+    /// Its owner name.
+    pub fn owner(&self) -> Name {
+        super::name::name_of(self.owner_bytes())
+    }
+}
+
+/// A single record (a CNAME, a zone's negative-answer SOA), in one allocation.
+#[derive(Debug)]
+pub struct StoredRecord {
+    bytes: Box<[u8]>,
+}
+
+impl StoredRecord {
+    pub fn new(record: &Record) -> Self {
+        let mut bytes = Vec::new();
+        encode(record, &mut bytes);
+        StoredRecord {
+            bytes: bytes.into_boxed_slice(),
+        }
+    }
+
+    pub fn wire(&self) -> WireRef<'_> {
+        WireRef { bytes: &self.bytes }
+    }
+
+    /// The TTL it was loaded with.
+    pub fn ttl(&self) -> u32 {
+        self.wire().ttl()
+    }
+}
+
+/// The records of one record set, back to back in one allocation, each behind its
+/// length (two bytes).
+#[derive(Debug, Default)]
+pub struct PackedRecords {
+    bytes: Box<[u8]>,
+}
+
+impl PackedRecords {
+    pub fn new<'r>(records: impl IntoIterator<Item = &'r Record>) -> Self {
+        let mut bytes = Vec::new();
+        for record in records {
+            let at = bytes.len();
+            bytes.extend_from_slice(&[0, 0]);
+            encode(record, &mut bytes);
+            let len = (bytes.len() - at - 2) as u16;
+            bytes[at..at + 2].copy_from_slice(&len.to_be_bytes());
+        }
+        PackedRecords {
+            bytes: bytes.into_boxed_slice(),
+        }
+    }
+
+    /// These records followed by `more`'s.
+    pub fn join(&self, more: &PackedRecords) -> PackedRecords {
+        PackedRecords {
+            bytes: [&self.bytes[..], &more.bytes[..]]
+                .concat()
+                .into_boxed_slice(),
+        }
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = WireRef<'_>> {
+        let mut rest = &self.bytes[..];
+        std::iter::from_fn(move || {
+            let (len, tail) = rest.split_first_chunk::<2>()?;
+            let (bytes, after) = tail.split_at(usize::from(u16::from_be_bytes(*len)));
+            rest = after;
+            Some(WireRef { bytes })
+        })
     }
 }
 
@@ -123,38 +203,6 @@ pub fn address_len(owner: &Name, pointer: bool, address: IpAddr) -> usize {
     owner + 10 + if address.is_ipv4() { 4 } else { 16 }
 }
 
-/// A record as the table stores it: in wire format only. The general path and explain,
-/// which speak hickory's types, decode it when they need it ([`StoredRecord::record`]):
-/// keeping hickory's `Record` beside it cost 272 bytes a record.
-#[derive(Debug)]
-pub struct StoredRecord {
-    pub wire: Wire,
-}
-
-impl StoredRecord {
-    pub fn new(record: &Record) -> Self {
-        StoredRecord {
-            wire: Wire::new(record),
-        }
-    }
-
-    /// The record as hickory's type.
-    pub fn record(&self) -> Record {
-        let bytes = &self.wire.bytes[1..];
-        Record::read(&mut BinDecoder::new(bytes)).expect("a stored record decodes")
-    }
-
-    /// The TTL it was loaded with.
-    pub fn ttl(&self) -> u32 {
-        self.wire.ttl()
-    }
-
-    /// Its owner name.
-    pub fn owner(&self) -> Name {
-        super::name::name_of(self.wire.owner())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -168,7 +216,8 @@ mod tests {
             30,
             RData::A(std::net::Ipv4Addr::new(192, 0, 2, 1).into()),
         );
-        let wire = Wire::new(&record);
+        let stored = StoredRecord::new(&record);
+        let wire = stored.wire();
         assert_eq!(wire.ttl(), 30);
         for pointer in [None, Some(12)] {
             let mut out = Vec::new();
@@ -188,9 +237,27 @@ mod tests {
                 address_len(&record.name, pointer.is_some(), address)
             );
         }
-        let stored = StoredRecord::new(&record);
-        assert_eq!(stored.record(), record);
-        assert_eq!(stored.ttl(), 30);
-        assert_eq!(stored.owner(), record.name);
+        assert_eq!(wire.record(), record);
+        assert_eq!(wire.owner(), record.name);
+    }
+
+    #[test]
+    fn packed_records_come_back_in_order() {
+        let name = Name::from_ascii("Mail.example.test.").unwrap();
+        let records: Vec<Record> = ["10 a.example.test.", "20 b.example.test."]
+            .iter()
+            .map(|mx| {
+                let (pref, host) = mx.split_once(' ').unwrap();
+                let mx = hickory_proto::rr::rdata::MX::new(
+                    pref.parse().unwrap(),
+                    Name::from_ascii(host).unwrap(),
+                );
+                Record::from_rdata(name.clone(), 60, RData::MX(mx))
+            })
+            .collect();
+        let packed = PackedRecords::new(&records[..1]).join(&PackedRecords::new(&records[1..]));
+        let back: Vec<Record> = packed.iter().map(|w| w.record()).collect();
+        assert_eq!(back, records);
+        assert!(PackedRecords::default().iter().next().is_none());
     }
 }

@@ -15,7 +15,7 @@ use crate::config::{Config, HealthCheckedNameConfig, UnchangedZone, ZoneConfig};
 use crate::geo::{self, SiteMap};
 use crate::model::health::vote_of;
 use crate::model::name::{KeyBuf, key_of};
-use crate::model::{Counters, MemberHealth, Policy, ProbeSet, StoredRecord};
+use crate::model::{Counters, MemberHealth, PackedRecords, Policy, ProbeSet, StoredRecord};
 use crate::select::{Member, Pool, Rules, StickyTable};
 
 /// What a compiled table takes from the running server.
@@ -140,9 +140,7 @@ impl ZoneTable {
                 node.cname = Some(Box::new((StoredRecord::new(&cname), target)));
             } else if let Some(existing) = node.rrsets.iter_mut().find(|s| s.rtype == set.rtype) {
                 // The apex NS list may be extended under records.@.
-                let mut all = std::mem::take(&mut existing.records).into_vec();
-                all.extend(records.iter().map(StoredRecord::new));
-                existing.records = all.into_boxed_slice();
+                existing.records = existing.records.join(&PackedRecords::new(&records));
             } else {
                 node.rrsets.push(rrset(set.rtype, records));
             }
@@ -228,13 +226,7 @@ fn zone_of(zc: &ZoneConfig, inputs: &Inputs) -> Zone {
 fn rrset(rtype: RecordType, records: Vec<Record>) -> RrSet {
     RrSet {
         rtype,
-        // Collected anew and boxed: collecting in place would keep the `Record`s'
-        // allocation, 17 times the size of what it holds.
-        records: records
-            .iter()
-            .map(StoredRecord::new)
-            .collect::<Vec<_>>()
-            .into_boxed_slice(),
+        records: PackedRecords::new(&records),
     }
 }
 

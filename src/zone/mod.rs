@@ -20,7 +20,7 @@ use ipnet::IpNet;
 
 use crate::config::{AccessConfig, RateLimitConfig};
 use crate::geo::{GeoDb, SiteMap};
-use crate::model::{QueryCounters, StoredRecord};
+use crate::model::{PackedRecords, QueryCounters, StoredRecord};
 use crate::select::{Member, Pool, Rules};
 
 /// Keyed by the lower-cased wire form of the owner ([`crate::model::name`]), which the
@@ -108,7 +108,7 @@ pub struct Node {
 #[derive(Debug)]
 pub struct RrSet {
     pub rtype: RecordType,
-    pub records: Box<[StoredRecord]>,
+    pub records: PackedRecords,
 }
 
 /// A health-checked name, compiled: its members by address family, and how to choose.
