@@ -604,8 +604,12 @@ fn validate_health_checked(
 }
 
 /// `sticky: 300s`: from a second to 48 days (the table's clock).
-fn validate_sticky(r: &mut Report, field: &str, raw: &Option<Spanned<String>>) -> Option<Duration> {
-    let v = raw.as_ref()?;
+fn validate_sticky(
+    r: &mut Report,
+    field: &str,
+    raw: &Option<Box<Spanned<String>>>,
+) -> Option<Duration> {
+    let v = raw.as_deref()?;
     match humantime::parse_duration(v.value.trim()) {
         Ok(d) if d >= Duration::from_secs(1) && d.as_secs() <= 1 << 22 => Some(d),
         _ => {
@@ -626,9 +630,9 @@ fn validate_sticky(r: &mut Report, field: &str, raw: &Option<Spanned<String>>) -
 fn validate_recovery(
     r: &mut Report,
     field: &str,
-    raw: &Option<Spanned<String>>,
+    raw: &Option<Box<Spanned<String>>>,
 ) -> Option<Recovery> {
-    let v = raw.as_ref()?;
+    let v = raw.as_deref()?;
     match v.value.trim() {
         "auto" => Some(Recovery::Auto),
         "manual" => Some(Recovery::Manual),
