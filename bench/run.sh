@@ -16,7 +16,8 @@
 #   rrl, cookie   Meridian only, the mixed load on a second instance with response rate
 #          limiting on (at a rate nothing reaches, so that every response is counted):
 #          plain queries, then queries with a valid DNS Cookie (exempt from the limit)
-#   fixed  Meridian at 50% and 80% of its saturation rate: latency percentiles
+#   fixed  Meridian, then gdnsd, at 50% and 80% of Meridian's saturation rate: latency
+#          percentiles
 #   scale  every server loading the same 100,000 names (bench/scale.sh; SCALE=0 skips it)
 # Settings (environment): DURATION (s per run, default 10), ROUNDS (3), CLIENTS (8),
 # OUTSTANDING (200), SERVER_CPU (0), CLIENT_CPU (1), SERVERS ("meridian gdnsd knot").
@@ -205,10 +206,14 @@ case " $SERVERS " in *" meridian "*)
   for share in 50 80; do
     rate=$(awk -F'\t' '$1 == "meridian mixed" {print $4}' "$RESULTS" | sort -n | awk -v s="$share" '{a[NR]=$1} END {print int(a[int((NR+1)/2)] * s / 100)}')
     echo "meridian at $share% of its saturation: ${rate} QPS for ${DURATION}s" >&2
-    out=$RUNDIR/fixed-$share.out
-    taskset -c "$CLIENT_CPU" dnsperf -s 127.0.0.1 -p "$PORT_MERIDIAN" -d queries.txt -T 1 -c "$CLIENTS" \
-      -q "$OUTSTANDING" -t 1 -l "$DURATION" -Q "$rate" -v > "$out" 2>&1
-    FIXED="$FIXED $share:$out"
+    # gdnsd at the same rate, for a tail to hold Meridian's against.
+    for name in meridian gdnsd; do
+      case " $STARTED " in *" $name "*) ;; *) continue ;; esac
+      out=$RUNDIR/fixed-$name-$share.out
+      taskset -c "$CLIENT_CPU" dnsperf -s 127.0.0.1 -p "$(port_of "$name")" -d queries.txt -T 1 -c "$CLIENTS" \
+        -q "$OUTSTANDING" -t 1 -l "$DURATION" -Q "$rate" -v > "$out" 2>&1
+      FIXED="$FIXED $name:$share:$out"
+    done
   done ;;
 esac
 
@@ -245,7 +250,7 @@ for k in ("meridian+rrl mixed", "meridian+cookie mixed"):
         cost = 1 - per_cpu(k) / per_cpu("meridian mixed")
         print(f"- {k} / meridian mixed: answers per CPU-s ratio **{per_cpu(k)/per_cpu('meridian mixed'):.3f}** (cost {cost:+.1%})")
 for fixed in sys.argv[5].split() if len(sys.argv) > 5 else []:
-    share, path = fixed.split(":", 1)
+    name, share, path = fixed.split(":", 2)
     t = open(path).read()
     def g(p):
         return re.search(p, t).group(1)
@@ -256,7 +261,7 @@ for fixed in sys.argv[5].split() if len(sys.argv) > 5 else []:
     # -v printed every answer with its latency: "> NOERROR name type 0.000158".
     lat = sorted(float(l.split()[-1]) for l in t.splitlines() if l.startswith("> "))
     pct = lambda q: lat[min(len(lat) - 1, int(q * len(lat)))] * 1000 if lat else float("nan")
-    print(f"- meridian at {share}% of saturation ({qps:,.0f} QPS): lost {lost} of {sent}, "
+    print(f"- {name} at {share}% of Meridian's saturation ({qps:,.0f} QPS): lost {lost} of {sent}, "
           f"latency avg {avg:.3f} ms, p50 {pct(0.5):.3f} ms, p99 {pct(0.99):.3f} ms, "
           f"p99.9 {pct(0.999):.3f} ms, max {mx:.3f} ms")
 PY
