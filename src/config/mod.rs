@@ -53,6 +53,34 @@ mod tests {
     }
 
     #[test]
+    fn a_health_checked_name_clashes_with_static_records_of_its_families() {
+        let text = |records: &str| {
+            format!(
+                "zone: example.test\nns: [ns1]\nrecords:\n  ns1: {{ A: 192.0.2.53 }}\n{records}fqdns:\n  www:\n    members: [{{ address: 192.0.2.1 }}]\n  db:\n    members: [{{ address: 192.0.2.2 }}]\n"
+            )
+        };
+        let errs = zone(&text("  WWW: { A: 192.0.2.9 }\n  db: { CNAME: www }\n"))
+            .unwrap_err()
+            .0;
+        let mut lines: Vec<String> = errs.iter().map(|e| e.message.clone()).collect();
+        lines.sort();
+        assert_eq!(
+            lines,
+            [
+                "db.example.test. also has a CNAME under records.db",
+                "www.example.test. also has static A records under records.www",
+            ]
+        );
+        // Records of the other family, or at other names, stand beside it.
+        assert!(
+            zone(&text(
+                "  www: { AAAA: \"2001:db8::1\", TXT: hello }\n  app: { A: 192.0.2.7 }\n"
+            ))
+            .is_ok()
+        );
+    }
+
+    #[test]
     fn a_zone_has_at_most_a_thousand_sites() {
         let text = |n: usize| {
             let sites: String = (0..n).map(|i| format!("  s{i}: {{}}\n")).collect();

@@ -30,7 +30,7 @@ pub(super) const MAX_MEMBERS: usize = 1000;
 /// Sites of one zone, at most (a member keeps its site's index in 16 bits).
 pub(super) const MAX_SITES: usize = 1000;
 
-pub(super) fn validate_zone(file: &Path, raw: ZoneRaw) -> Result<ZoneConfig, Vec<ConfigError>> {
+pub(super) fn validate_zone(file: &Path, mut raw: ZoneRaw) -> Result<ZoneConfig, Vec<ConfigError>> {
     let mut r = Report::new(file);
     let origin = match parse_absolute(&raw.zone.value) {
         Ok(n) => n,
@@ -64,16 +64,18 @@ pub(super) fn validate_zone(file: &Path, raw: ZoneRaw) -> Result<ZoneConfig, Vec
     let soa = validate_soa(&mut r, raw.soa.as_ref(), &origin, ns.first(), file);
 
     let mut records = Vec::new();
-    for (owner_text, set) in &raw.records {
+    // Taken, so that each owner's raw form is freed once validated: a large zone is not
+    // held twice.
+    for (owner_text, set) in std::mem::take(&mut raw.records) {
         let field = format!("records.{owner_text}");
-        let owner = match parse_owner(owner_text, &origin) {
+        let owner = match parse_owner(&owner_text, &origin) {
             Ok(n) => n,
             Err(msg) => {
                 r.at(set.referenced, field, msg);
                 continue;
             }
         };
-        validate_rrsets(&mut r, &field, &owner, &origin, ttl, set, &mut records);
+        validate_rrsets(&mut r, &field, &owner, &origin, ttl, &set, &mut records);
     }
 
     let mut sites = Vec::new();
@@ -719,13 +721,23 @@ fn check_conflicts(
     records: &[RecordSetConfig],
     names: &[HealthCheckedNameConfig],
 ) {
+    // The static record sets by owner, so that each name looks up its own (a scan per
+    // name was quadratic in a large zone).
+    let mut by_owner: HashMap<Name, Vec<&RecordSetConfig>> = HashMap::new();
+    for set in records {
+        by_owner
+            .entry(set.owner.to_lowercase())
+            .or_default()
+            .push(set);
+    }
     for f in names {
         let key = relative_key(&f.name, origin);
         let at = raw
             .fqdns
             .get(&key)
             .map_or(Location::UNKNOWN, |s| s.referenced);
-        for set in records.iter().filter(|s| s.owner == f.name) {
+        let sets = by_owner.get(&f.name.to_lowercase());
+        for set in sets.into_iter().flatten() {
             let clash = match set.rtype {
                 RecordType::CNAME => Some("a CNAME"),
                 RecordType::A if f.members.iter().any(|m| m.address.is_ipv4()) => {
