@@ -1,7 +1,8 @@
-//! The compiled zone table: every owner name of every zone in one hash map, with records
-//! built at load time, and the query options that came with them. A table is immutable
-//! once built (health and rotations move only through atomics); a reload compiles a new
-//! one ([`compile`]) and swaps it in whole.
+//! The compiled zone table: each zone's owner names in a hash map of its own, with records
+//! encoded at load time, and the query options that came with them. A table is immutable
+//! once built (health and rotations move only through atomics); a reload builds a new one
+//! ([`compile`]), compiling only the zones whose files changed and sharing the others
+//! with the table it replaces, and swaps it in whole.
 //!
 //! The table only holds data and finds it; deciding an answer is `resolve`'s job.
 
