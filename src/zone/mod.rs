@@ -245,11 +245,6 @@ impl Table {
         Some((node?, zone))
     }
 
-    /// The zone of the name with key `name`, if any.
-    pub fn enclosing_zone(&self, name: &[u8]) -> Option<&Zone> {
-        self.zone_of(name).map(|z| &z.zone)
-    }
-
     /// The GeoIP database in use, if any.
     pub fn geoip(&self) -> Option<&GeoDb> {
         self.geoip.as_deref()

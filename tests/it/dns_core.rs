@@ -127,6 +127,54 @@ fn names_outside_our_zones_are_refused_without_aa() {
 }
 
 #[test]
+fn with_many_zones_each_name_finds_its_own() {
+    // Past eight zones a query finds its zone by hashing its name's tails, not by a scan.
+    // Origins of one, two and three labels, under two parents.
+    let origin = |i: usize| match i % 3 {
+        0 => format!("z{i}."),
+        1 => format!("z{i}.test."),
+        _ => format!("z{i}.deep.example."),
+    };
+    let files: Vec<(String, String)> = (0..12)
+        .map(|i| {
+            let text = format!(
+                "zone: {}\nns: [ns1]\nrecords:\n  www: {{ A: 192.0.2.{} }}\n  a.b.c: {{ A: 198.51.100.{i} }}\n",
+                origin(i),
+                i + 1
+            );
+            (format!("z{i:02}.yaml"), text)
+        })
+        .collect();
+    let refs: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(f, t)| (f.as_str(), t.as_str()))
+        .collect();
+    let s = start(&refs);
+    for i in 0..12 {
+        let origin = origin(i);
+        let www = s.ask(&format!("WWW.{origin}"), RecordType::A);
+        assert_eq!(addresses(&www), [format!("192.0.2.{}", i + 1)], "{origin}");
+        let deep = s.ask(&format!("a.b.c.{origin}"), RecordType::A);
+        assert_eq!(addresses(&deep), [format!("198.51.100.{i}")], "{origin}");
+        // An empty non-terminal, and a name that does not exist, in the right zone.
+        let ent = s.ask(&format!("b.c.{origin}"), RecordType::A);
+        assert_rcode(&ent, ResponseCode::NoError);
+        let missing = s.ask(&format!("nothing.{origin}"), RecordType::A);
+        assert_rcode(&missing, ResponseCode::NXDomain);
+        assert_eq!(soa_of(&missing).0, origin);
+    }
+    for name in [
+        "test.",
+        "z99.test.",
+        "xz1.test.",
+        "deep.example.",
+        "z1.test.org.",
+    ] {
+        assert_rcode(&s.ask(name, RecordType::A), ResponseCode::Refused);
+    }
+}
+
+#[test]
 fn nxdomain_carries_the_soa_with_the_negative_ttl() {
     let s = server();
     for resp in [
