@@ -8,9 +8,9 @@ use std::net::IpAddr;
 
 use hickory_proto::op::OpCode;
 use hickory_proto::rr::{DNSClass, LowerName, RecordType};
+use serde::{Deserialize, Serialize};
 
 use crate::model::name::KeyBuf;
-use serde::{Deserialize, Serialize};
 
 use super::status::{LeaderStatus, MemberStatus, TransitionStatus, leader_status, member_status};
 use crate::geo::{ClientLocation, code_str, distance_km};

@@ -123,16 +123,11 @@ pub(super) async fn respond(state: &Meridian, request: &Request) -> Reply {
     }
     let rcode = reply.metadata.response_code;
     super::count(state, &plan, rcode, request.src().ip());
-    if let (Protocol::Udp, Some(q)) = (request.protocol(), request.queries.queries().first()) {
-        let qname = KeyBuf::of(q.name());
-        reply.verdict = super::rate_limit(
-            state,
-            &table,
-            request.src().ip(),
-            &plan,
-            rcode,
-            qname.as_bytes(),
-        );
+    // Every UDP response with a question counts; one with several questions is an error,
+    // whose bucket has no name.
+    if request.protocol() == Protocol::Udp && !request.queries.queries().is_empty() {
+        let qname = name.as_ref().map_or(&[][..], KeyBuf::as_bytes);
+        reply.verdict = super::rate_limit(state, &table, request.src().ip(), &plan, rcode, qname);
     }
     if table.options.query_log {
         log_query(request, &plan, &reply, started);

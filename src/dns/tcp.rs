@@ -301,7 +301,9 @@ async fn serve(
         if answered >= limits.max_queries_per_connection {
             break Closed::QueryLimit;
         }
-        if !pending.is_empty() && !whole_message(reader.buffer()) {
+        // Written once no whole query waits, or once the answers reach FLUSH_AT: answers
+        // can be far larger than their queries, and a connection holds at most that much.
+        if !pending.is_empty() && (pending.len() >= FLUSH_AT || !whole_message(reader.buffer())) {
             if let Err(closed) = write(&mut writer, &pending, limits.io_timeout).await {
                 break closed;
             }
@@ -391,6 +393,9 @@ async fn serve(
 
 /// Bytes read ahead per connection.
 const READ_BUFFER: usize = 16 * 1024;
+/// Answers held for one write, at most (past it they go out before the next query is
+/// read): a burst of small queries for large answers must not grow a connection's memory.
+const FLUSH_AT: usize = 64 * 1024;
 
 /// Whether `buffered` starts with a whole length-prefixed message.
 fn whole_message(buffered: &[u8]) -> bool {

@@ -169,8 +169,7 @@ impl Meridian {
         let mut probes = self.registry.probes_for(config.probe_users());
         if !unchanged.is_empty() {
             let serving = self.table.load();
-            let kept = unchanged.iter().filter_map(|u| serving.zone_table(&u.file));
-            for zone in kept {
+            for zone in serving.unchanged_zones(unchanged) {
                 for probe in zone
                     .health_checked_names()
                     .flat_map(|n| n.members())

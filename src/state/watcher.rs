@@ -15,10 +15,10 @@ use crate::select::Member;
 /// How often the failover watcher looks (and advances the coarse clocks).
 const WATCH_EVERY: Duration = Duration::from_millis(250);
 
-/// A member's condition and, while up, its role: what events name as its state.
+/// A member's condition and, while up, its role: what events name as its state. The
+/// member is up exactly when its condition is [`Condition::Up`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct State {
-    up: bool,
     condition: Condition,
     role: Option<u8>,
 }
@@ -37,14 +37,16 @@ impl State {
     fn pack(self) -> u64 {
         let condition = CONDITIONS.iter().position(|&c| c == self.condition);
         1 << 32
-            | u64::from(self.up)
             | (condition.unwrap_or(0) as u64) << 8
             | u64::from(self.role.map_or(0, |r| u16::from(r) + 1)) << 16
     }
 
+    fn up(self) -> bool {
+        self.condition == Condition::Up
+    }
+
     fn unpack(word: u64) -> Option<State> {
         (word != 0).then(|| State {
-            up: word & 1 == 1,
             condition: CONDITIONS[(word >> 8 & 0xff) as usize % CONDITIONS.len()],
             role: match (word >> 16 & 0xffff) as u16 {
                 0 => None,
@@ -107,18 +109,18 @@ pub async fn watch_transitions(meridian: Arc<Meridian>) {
                     c.last_answered_ttl
                         .store(ttl.max(seen_ttl), Ordering::Relaxed);
                 }
-                if !state.up
-                    && before.is_some_and(|w| w.up)
+                if !state.up()
+                    && before.is_some_and(State::up)
                     && let Some(t) = transition(&name.name.to_string(), m, last_answered(m))
                 {
                     meridian.counters.transitions.record(t);
                 }
                 let from = match before {
-                    Some(w) if w.condition == state.condition && w.role == state.role => None,
+                    Some(w) if w == state => None,
                     Some(w) => Some(state_text(m, w)),
                     // Members that start up need no event (a large zone would flood the
                     // record); one that starts otherwise does.
-                    None if state.up => None,
+                    None if state.up() => None,
                     None => Some(if first_look { "start" } else { "new" }.to_string()),
                 };
                 if let Some(from) = from {
@@ -158,7 +160,6 @@ fn last_answered(m: &Member) -> Option<(SystemTime, u32)> {
 fn state_of(m: &Member) -> State {
     let condition = m.health.condition();
     State {
-        up: m.health.is_up(),
         condition,
         role: m
             .health

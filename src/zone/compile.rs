@@ -47,17 +47,16 @@ impl Table {
     /// replaced lacks an unchanged zone.
     pub fn compile_reusing(config: &Config, unchanged: &[UnchangedZone], inputs: &Inputs) -> Table {
         let server = &config.server;
-        let mut zones: Vec<Arc<ZoneTable>> = unchanged
-            .iter()
-            .map(|u| {
-                Arc::clone(
-                    inputs
-                        .previous
-                        .zone_table(&u.file)
-                        .expect("an unchanged zone is in the table it was compiled into"),
-                )
-            })
+        let mut zones: Vec<Arc<ZoneTable>> = inputs
+            .previous
+            .unchanged_zones(unchanged)
+            .map(Arc::clone)
             .collect();
+        assert_eq!(
+            zones.len(),
+            unchanged.len(),
+            "an unchanged zone is in the table it was compiled into"
+        );
         zones.extend(
             config
                 .zones
@@ -291,7 +290,6 @@ fn compile_health_checked(
     HealthCheckedName {
         name: fc.name.clone(),
         tag: vote_of(&lower_text) as u32 | 1,
-        id: vote_of(&lower_text),
         ttl: fc.ttl,
         rules: Rules {
             policy: fc.policy,

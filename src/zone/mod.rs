@@ -15,12 +15,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use hickory_proto::rr::{LowerName, Name, RecordType};
-
-use crate::model::name::{self as key, KeyBuf};
 use ipnet::IpNet;
 
 use crate::config::{AccessConfig, RateLimitConfig};
 use crate::geo::{GeoDb, SiteMap};
+use crate::model::name::{self as key, KeyBuf};
 use crate::model::{PackedRecords, QueryCounters, StoredRecord};
 use crate::select::{Member, Pool, Rules};
 
@@ -119,9 +118,6 @@ pub struct HealthCheckedName {
     /// The name in the decision history: a hash of its lower-cased text (odd, never 0),
     /// the same across reloads.
     pub tag: u32,
-    /// The name as the watcher keys its members: a 64-bit hash of its lower-cased text,
-    /// the same across reloads.
-    pub id: u64,
     pub ttl: u32,
     pub rules: Rules,
     pub v4: Pool,
@@ -205,6 +201,19 @@ impl Table {
     /// The compiled zone from `file`, if this table serves one.
     pub fn zone_table(&self, file: &std::path::Path) -> Option<&Arc<ZoneTable>> {
         self.zones.iter().find(|z| z.zone.file == file)
+    }
+
+    /// The compiled zones from the `unchanged` files that this table serves (in one pass:
+    /// a reload may keep thousands).
+    pub fn unchanged_zones<'a>(
+        &'a self,
+        unchanged: &[crate::config::UnchangedZone],
+    ) -> impl Iterator<Item = &'a Arc<ZoneTable>> {
+        let files: std::collections::HashSet<&std::path::Path> =
+            unchanged.iter().map(|u| u.file.as_path()).collect();
+        self.zones
+            .iter()
+            .filter(move |z| files.contains(z.zone.file.as_path()))
     }
 
     /// The zone that holds the name with key `name`. Zones do not overlap, so at most

@@ -73,20 +73,9 @@ fn a_reload_compiles_only_the_zone_files_that_changed() {
             .unwrap();
         Arc::clone(t.zone_table(&file).unwrap())
     };
-    let reloads = || {
-        s.running()
-            .meridian
-            .counters
-            .reloads_ok
-            .load(Ordering::Relaxed)
-    };
-    let failed = || {
-        s.running()
-            .meridian
-            .counters
-            .reloads_failed
-            .load(Ordering::Relaxed)
-    };
+    let counters = || &s.running().meridian.counters;
+    let reloads = || counters().reloads_ok.load(Ordering::Relaxed);
+    let failed = || counters().reloads_failed.load(Ordering::Relaxed);
     let before = table();
     // The rotation of the unchanged zone moves on: its name is the same object.
     let rr = first(&s, "rr.other.test.").unwrap();
