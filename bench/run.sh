@@ -18,7 +18,8 @@
 #          plain queries, then queries with a valid DNS Cookie (exempt from the limit)
 #   fixed  Meridian, then gdnsd, at 50% and 80% of Meridian's saturation rate: latency
 #          percentiles
-#   scale  every server loading the same 100,000 names (bench/scale.sh; SCALE=0 skips it)
+#   scale  every server loading the same 100,000 names, then 1,000,000 (bench/scale.sh;
+#          SCALE=0 skips both, SCALE_BIG=0 the second)
 # Settings (environment): DURATION (s per run, default 10), ROUNDS (3), CLIENTS (8),
 # OUTSTANDING (200), SERVER_CPU (0), CLIENT_CPU (1), SERVERS ("meridian gdnsd knot").
 # Everything started is stopped on exit, and every load run is bounded by DURATION.
@@ -270,5 +271,9 @@ PY
 if [ "${SCALE:-1}" = 1 ]; then
   echo
   SERVER_CPU=$SERVER_CPU "$BENCH/scale.sh" "${SCALE_NAMES:-100000}" "$MERIDIAN"
+  if [ "${SCALE_BIG:-1}" = 1 ]; then
+    echo
+    SERVER_CPU=$SERVER_CPU "$BENCH/scale.sh" "${SCALE_BIG_NAMES:-1000000}" "$MERIDIAN"
+  fi
 fi
 echo "raw results: $RUNDIR" >&2

@@ -26,5 +26,6 @@ pub mod review;
 pub mod rrl;
 pub mod select;
 pub mod server;
+pub mod sign;
 pub mod state;
 pub mod zone;

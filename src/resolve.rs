@@ -57,6 +57,10 @@ pub struct EdnsQuery {
     pub ecs: Option<Ecs>,
     /// The COOKIE option, as the server's cookies judged it.
     pub cookie: Option<Cookie>,
+    /// DO (RFC 3225): the client wants DNSSEC records.
+    pub dnssec_ok: bool,
+    /// CO (RFC 9824): the client takes NXDOMAIN with a compact denial.
+    pub compact_ok: bool,
 }
 
 /// A query's DNS Cookie (RFC 7873), judged against the server secret (see `cookie`).
@@ -110,6 +114,36 @@ pub struct Plan<'t> {
     pub denied: bool,
     /// And is to get no answer at all (the list's action is `drop`).
     pub drop: bool,
+    /// The query has DO: RRsets of signed zones go with their RRSIGs.
+    pub dnssec_ok: bool,
+    /// With DO: the answer section's RRsets, each hop of a CNAME chain one, to sign.
+    pub rrsets: SmallVec<[AnswerSet<'t>; 2]>,
+    /// With DO, in a signed zone: the name or type that does not exist, to prove so.
+    pub denial: Option<Denial<'t>>,
+}
+
+/// One RRset of the answer section: the next `len` records of [`Plan::answers`].
+#[derive(Clone, Copy, Debug)]
+pub struct AnswerSet<'t> {
+    pub zone: &'t Zone,
+    /// The owner's key; `None` for the asked name.
+    pub owner: Option<&'t [u8]>,
+    pub rtype: RecordType,
+    /// The RRset's TTL in the zone (its RRSIG's original TTL): the most it is sent with.
+    pub zone_ttl: u32,
+    pub len: usize,
+}
+
+/// What a negative answer from a signed zone proves does not exist (RFC 9824): at the
+/// owner, the asked type, or (without a node) any type at all.
+#[derive(Clone, Copy, Debug)]
+pub struct Denial<'t> {
+    pub zone: &'t Zone,
+    /// The owner's key; `None` for the asked name.
+    pub owner: Option<&'t [u8]>,
+    /// The node at the owner, or `None` when the name does not exist.
+    pub node: Option<&'t Node>,
+    pub qtype: RecordType,
 }
 
 /// A record to send and the TTL to send it with. Two pointers at most keep a plan small:
@@ -190,6 +224,10 @@ pub struct EdnsReply {
     pub ecs: Option<Ecs>,
     /// The client cookie and our server cookie, when the query had a cookie.
     pub cookie: Option<[u8; 24]>,
+    /// DO, echoed (RFC 3225 3).
+    pub dnssec_ok: bool,
+    /// CO, echoed (RFC 9824 4).
+    pub compact_ok: bool,
 }
 
 /// How a health-checked name chose, for the caller's counters and for explain.
@@ -281,12 +319,62 @@ impl<'t> Plan<'t> {
                     Some(Cookie::Present { echo, .. }) => Some(echo),
                     _ => None,
                 },
+                dnssec_ok: e.dnssec_ok,
+                compact_ok: e.dnssec_ok && e.compact_ok,
             }),
             forward: false,
             selection: None,
             cookie_valid,
             denied: false,
             drop: false,
+            dnssec_ok: query.edns.is_some_and(|e| e.dnssec_ok),
+            rrsets: SmallVec::new(),
+            denial: None,
+        }
+    }
+
+    /// With DO: the last `len` answers make one RRset of `zone` (signed or not: a CNAME
+    /// chain may leave a signed zone).
+    fn answered(
+        &mut self,
+        zone: &'t Zone,
+        owner: Option<&'t [u8]>,
+        rtype: RecordType,
+        zone_ttl: u32,
+        len: usize,
+    ) {
+        if self.dnssec_ok && len > 0 {
+            self.rrsets.push(AnswerSet {
+                zone,
+                owner,
+                rtype,
+                zone_ttl,
+                len,
+            });
+        }
+    }
+
+    /// With DO, in a signed zone: proves the negative answer, compactly (RFC 9824). A name
+    /// that does not exist is then NOERROR, unless the client set CO.
+    fn deny_existence(
+        &mut self,
+        zone: &'t Zone,
+        owner: Option<&'t [u8]>,
+        node: Option<&'t Node>,
+        qtype: RecordType,
+    ) {
+        if !self.dnssec_ok || zone.signer.is_none() {
+            return;
+        }
+        self.denial = Some(Denial {
+            zone,
+            owner,
+            node,
+            qtype,
+        });
+        let compact_ok = self.edns.is_some_and(|e| e.compact_ok);
+        if self.rcode == ResponseCode::NXDomain && !compact_ok {
+            self.rcode = ResponseCode::NoError;
         }
     }
 
@@ -295,6 +383,8 @@ impl<'t> Plan<'t> {
         self.rcode = ResponseCode::Refused;
         self.authoritative = false;
         self.answers.clear();
+        self.rrsets.clear();
+        self.denial = None;
         self.soa = None;
         self.denied = true;
         self.drop = access.drop;
@@ -361,7 +451,8 @@ fn check<'q>(query: &Query<'q>) -> Result<Question<'q>, ResponseCode> {
     }
     match question.qtype {
         RecordType::AXFR | RecordType::IXFR => Err(ResponseCode::Refused),
-        RecordType::OPT => Err(ResponseCode::FormErr),
+        // NXNAME only ever sits in a compact denial's bitmap (RFC 9824 3.5).
+        RecordType::OPT | crate::sign::NXNAME => Err(ResponseCode::FormErr),
         _ => Ok(question),
     }
 }
@@ -400,6 +491,8 @@ fn lookup<'t>(
 ) -> bool {
     let qtype = question.qtype;
     let mut name = question.name;
+    // The owner of this hop's records: `None` for the asked name.
+    let mut owner: Option<&'t [u8]> = None;
     for hop in 0..MAX_CNAME_CHAIN {
         let (zone, node) = match table.find(name) {
             Some(found) => found,
@@ -421,28 +514,47 @@ fn lookup<'t>(
             plan.rcode = ResponseCode::NXDomain;
             let soa = zone.negative_soa.wire();
             plan.soa = Some(Rr::stored(soa, soa.ttl(), false));
+            plan.deny_existence(zone, owner, None, qtype);
             return false;
         };
         if let Some((cname, target)) = node.cname() {
             let cname = cname.wire();
             plan.answers.push(Rr::stored(cname, cname.ttl(), hop == 0));
+            plan.answered(zone, owner, RecordType::CNAME, cname.ttl(), 1);
             if qtype == RecordType::CNAME {
                 return false;
             }
             name = target;
+            owner = Some(target);
             continue;
         }
-        if let Some(ttl) = answer_at(table, node, zone, qtype, hop == 0, client, mode, plan) {
-            let soa = zone.negative_soa.wire();
-            plan.soa = Some(Rr::stored(soa, ttl.unwrap_or(soa.ttl()), false));
+        let before = plan.answers.len();
+        match answer_at(table, node, zone, qtype, hop == 0, client, mode, plan) {
+            Answered::Records { rtype, zone_ttl } => {
+                let len = plan.answers.len() - before;
+                plan.answered(zone, owner, rtype, zone_ttl, len);
+            }
+            Answered::Nothing(ttl) => {
+                let soa = zone.negative_soa.wire();
+                plan.soa = Some(Rr::stored(soa, ttl.unwrap_or(soa.ttl()), false));
+                plan.deny_existence(zone, owner, Some(node), qtype);
+            }
         }
         return false;
     }
     false
 }
 
-/// Answers from one node. `Some` when it has no data of the type: NODATA, with the SOA's
-/// TTL when it is not the zone's negative TTL.
+/// What a node answered.
+enum Answered {
+    /// An RRset of `rtype`, whose TTL in the zone is `zone_ttl`.
+    Records { rtype: RecordType, zone_ttl: u32 },
+    /// No data of the type: NODATA, with the SOA's TTL when it is not the zone's negative
+    /// TTL.
+    Nothing(Option<u32>),
+}
+
+/// Answers from one node.
 #[allow(clippy::too_many_arguments)]
 fn answer_at<'t>(
     table: &'t Table,
@@ -453,7 +565,7 @@ fn answer_at<'t>(
     client: Client,
     mode: Mode,
     plan: &mut Plan<'t>,
-) -> Option<Option<u32>> {
+) -> Answered {
     if let Some(name) = node.health_checked() {
         let pool = match qtype {
             RecordType::A => Some(&name.v4),
@@ -490,7 +602,18 @@ fn answer_at<'t>(
                 chosen,
             });
             // Failing closed: negative-cache no longer than the name's own TTL.
-            return failed_closed.then_some(Some(name.ttl));
+            if failed_closed {
+                return Answered::Nothing(Some(name.ttl));
+            }
+            let rtype = if std::ptr::eq(pool, &name.v4) {
+                RecordType::A
+            } else {
+                RecordType::AAAA
+            };
+            return Answered::Records {
+                rtype,
+                zone_ttl: name.ttl,
+            };
         }
     }
     let set = if qtype == RecordType::ANY {
@@ -505,8 +628,12 @@ fn answer_at<'t>(
                     .iter()
                     .map(|r| Rr::stored(r, r.ttl(), owner_is_qname)),
             );
-            None
+            let zone_ttl = set.records.iter().next().map_or(0, |r| r.ttl());
+            Answered::Records {
+                rtype: set.rtype,
+                zone_ttl,
+            }
         }
-        None => Some(None),
+        None => Answered::Nothing(None),
     }
 }

@@ -42,7 +42,10 @@ pub(super) fn serve(path: &Path, found: &str) -> ExitCode {
         "server file {} ({found})",
         path.display()
     );
-    let config = match config::load(path) {
+    let config = match config::load(path).and_then(|mut c| {
+        crate::state::create_keys(&mut c)?;
+        Ok(c)
+    }) {
         Ok(c) => c,
         Err(errors) => {
             for e in &errors.0 {

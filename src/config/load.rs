@@ -3,9 +3,10 @@
 
 use std::path::{Path, PathBuf};
 
+use super::dnssec::key_file_hash;
 use super::error::{ConfigError, ConfigErrors};
 use super::server::load_server;
-use super::types::{Config, Known, UnchangedZone, ZoneConfig};
+use super::types::{Config, Known, KnownZone, UnchangedZone, ZoneConfig};
 use super::yaml::{ZoneRaw, parse_yaml, read_file, source_hash};
 use super::zone::validate_zone;
 
@@ -93,7 +94,7 @@ const MAX_ERRORS: usize = 1000;
 
 fn load_zones(
     dir: &Path,
-    known: &std::collections::HashMap<PathBuf, (u64, hickory_proto::rr::Name)>,
+    known: &std::collections::HashMap<PathBuf, KnownZone>,
 ) -> Result<(Vec<ZoneConfig>, Vec<UnchangedZone>), ConfigErrors> {
     let files = zone_files(dir).map_err(|e| {
         ConfigErrors(vec![ConfigError::whole_file(
@@ -113,17 +114,20 @@ fn load_zones(
             }
         };
         let source = source_hash(&text);
-        if let Some((_, origin)) = known.get(file).filter(|(hash, _)| *hash == source) {
+        let known_zone = known
+            .get(file)
+            .filter(|k| k.source == with_key(source, k.key_file.as_deref().map(key_file_hash)));
+        if let Some(k) = known_zone {
             unchanged.push(UnchangedZone {
                 file: file.clone(),
-                origin: origin.clone(),
+                origin: k.origin.clone(),
             });
             continue;
         }
         match parse_yaml::<ZoneRaw>(file, &text) {
             Ok(raw) => match validate_zone(file, raw) {
                 Ok(mut zone) => {
-                    zone.source = source;
+                    zone.source = with_key(source, key_hash(&zone));
                     zones.push(zone);
                 }
                 Err(mut e) => errors.append(&mut e),
@@ -193,6 +197,23 @@ fn load_zones(
 pub fn parse_zone(file: &Path, text: &str) -> Result<ZoneConfig, ConfigErrors> {
     let raw: ZoneRaw = parse_yaml(file, text).map_err(|e| ConfigErrors(vec![e]))?;
     let mut zone = validate_zone(file, raw).map_err(ConfigErrors)?;
-    zone.source = source_hash(text);
+    zone.source = with_key(source_hash(text), key_hash(&zone));
     Ok(zone)
+}
+
+/// A zone's source hash: its file's text, and its key file's bytes when it is signed (a
+/// key changed under an unchanged zone file is compiled again).
+pub fn with_key(text: u64, key: Option<u64>) -> u64 {
+    key.map_or(text, |k| text ^ k.rotate_left(17) ^ 0x5a5a)
+}
+
+/// The source hash of a zone whose key was missing (hashed as 0), now that it has one.
+pub(super) fn with_new_key(source: u64, key: u64) -> u64 {
+    source ^ key.rotate_left(17)
+}
+
+/// The key hash `with_key` takes for a validated zone.
+pub fn key_hash(zone: &ZoneConfig) -> Option<u64> {
+    let d = zone.dnssec.as_ref()?;
+    Some(d.key.as_ref().map_or(0, |k| k.hash))
 }

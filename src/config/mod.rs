@@ -9,6 +9,7 @@
 
 mod budget;
 mod check;
+mod dnssec;
 mod error;
 mod load;
 mod roles;
@@ -19,6 +20,10 @@ mod yaml;
 mod zone;
 
 pub use budget::Budget;
+pub use dnssec::{
+    CreatedKey, DnssecConfig, ZoneKey, algorithm_name, algorithm_named, create_key,
+    create_missing_keys, read_key,
+};
 pub use error::{ConfigError, ConfigErrors};
 pub use load::{load, load_reusing, parse_zone, zone_files};
 pub use server::{DEFAULT_LISTEN, load_server};

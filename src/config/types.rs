@@ -199,6 +199,8 @@ pub struct ZoneConfig {
     pub health_checked: Vec<HealthCheckedNameConfig>,
     /// Who may query this zone.
     pub access: AccessConfig,
+    /// Online signing, when the zone has a `dnssec:` section.
+    pub dnssec: Option<super::DnssecConfig>,
     /// What `meridian check` and the log warn about.
     pub warnings: Vec<super::ConfigError>,
 }
@@ -208,8 +210,17 @@ pub struct ZoneConfig {
 pub struct Known {
     /// The server file's [`ServerConfig::source`]; zones are reused only while it holds.
     pub server: u64,
-    /// Each zone file's [`ZoneConfig::source`] and origin.
-    pub zones: std::collections::HashMap<PathBuf, (u64, Name)>,
+    /// Each zone file's [`ZoneConfig::source`], origin and DNSSEC key file.
+    pub zones: std::collections::HashMap<PathBuf, KnownZone>,
+}
+
+/// What a zone was compiled from.
+#[derive(Clone, Debug)]
+pub struct KnownZone {
+    pub source: u64,
+    pub origin: Name,
+    /// The zone's key file: it counts in `source`, so a changed key is compiled again.
+    pub key_file: Option<PathBuf>,
 }
 
 /// A zone file whose text is what the serving table was compiled from: not parsed again.

@@ -184,6 +184,19 @@ pub(super) struct ZoneRaw {
     #[serde(default)]
     pub(super) fqdns: BTreeMap<String, Spanned<FqdnRaw>>,
     pub(super) access: Option<Spanned<AccessRaw>>,
+    pub(super) dnssec: Option<Spanned<DnssecRaw>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub(super) struct DnssecRaw {
+    pub(super) algorithm: Option<Spanned<String>>,
+    pub(super) key: Option<Spanned<String>>,
+    pub(super) dnskey_ttl: Option<Spanned<u32>>,
+    pub(super) signature_validity: Option<Spanned<String>>,
+    pub(super) signature_refresh: Option<Spanned<String>>,
+    pub(super) inception_offset: Option<Spanned<String>>,
+    pub(super) cds: Option<Spanned<bool>>,
 }
 
 #[derive(Deserialize)]

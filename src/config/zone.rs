@@ -117,6 +117,10 @@ pub(super) fn validate_zone(file: &Path, mut raw: ZoneRaw) -> Result<ZoneConfig,
     check_conflicts(&mut r, &raw, &origin, &records, &names);
     let access =
         super::server::validate_access(&mut r, raw.access.as_ref().map(|a| &a.value), "access");
+    let dnssec = raw
+        .dnssec
+        .as_ref()
+        .and_then(|d| super::dnssec::validate_dnssec(&mut r, d, file, &origin));
 
     if !r.failed() {
         Ok(ZoneConfig {
@@ -130,6 +134,7 @@ pub(super) fn validate_zone(file: &Path, mut raw: ZoneRaw) -> Result<ZoneConfig,
             sites,
             health_checked: names,
             access,
+            dnssec,
             warnings: std::mem::take(&mut r.warnings),
         })
     } else {

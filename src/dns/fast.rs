@@ -13,10 +13,12 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use hickory_proto::op::OpCode;
 use hickory_proto::rr::{DNSClass, RecordType};
 
+use super::signed::Signatures;
 use crate::cookie::Cookies;
 use crate::model::name::KeyBuf;
 use crate::resolve::{self, Ecs, EdnsQuery, Mode, Plan, Question};
 use crate::rrl::Verdict;
+use crate::sign::SignatureCache;
 use crate::zone::Table;
 
 /// The general path must answer this one.
@@ -102,6 +104,8 @@ fn parse(msg: &[u8]) -> Result<Parsed<'_>, Slow> {
         version: opt[6],
         ecs: None,
         cookie: None,
+        dnssec_ok: opt[7] & 0x80 != 0,
+        compact_ok: opt[7] & 0x40 != 0,
     };
     let mut i = 0;
     while i < options.len() {
@@ -157,9 +161,11 @@ fn parse_ecs(data: &[u8]) -> Result<Ecs, Slow> {
 /// Answers `msg` from `src` into `out` (left empty when `judge` drops the response), after
 /// showing the plan and the asked name to `judge`, which counts it and may limit it; or
 /// says the general path must answer it.
+#[allow(clippy::too_many_arguments)]
 pub fn answer(
     table: &Table,
     cookies: &Cookies,
+    signatures: &SignatureCache,
     msg: &[u8],
     src: IpAddr,
     transport: Transport,
@@ -198,9 +204,18 @@ pub fn answer(
             Transport::Udp => plan.udp_limit(),
             Transport::Tcp => usize::from(u16::MAX),
         };
+        let response = Response {
+            msg,
+            question_end: parsed.question_end,
+            plan,
+            limit,
+        };
         match verdict {
-            Verdict::Send => encode(msg, parsed.question_end, plan, out, false, limit),
-            Verdict::Slip => encode(msg, parsed.question_end, plan, out, true, limit),
+            Verdict::Send => {
+                let signed = super::signed::signatures(plan, parsed.name.as_bytes(), signatures);
+                response.encode(out, false, &signed)
+            }
+            Verdict::Slip => response.encode(out, true, &Signatures::default()),
             Verdict::Drop => out.clear(),
         }
         // Larger than a TCP message can be: the general path says what to do.
@@ -211,73 +226,114 @@ pub fn answer(
     })
 }
 
-/// Writes the response: the query's id, RD and CD; the plan's AA, rcode and records; or,
-/// when `truncate` or larger than `limit`, none of the records.
-fn encode(
-    msg: &[u8],
+/// A response to write: the query it answers and the plan.
+struct Response<'a, 't> {
+    msg: &'a [u8],
     question_end: usize,
-    plan: &Plan,
-    out: &mut Vec<u8>,
-    truncate: bool,
+    plan: &'a Plan<'t>,
+    /// Larger than this, it goes out truncated.
     limit: usize,
-) {
-    let rcode = u16::from(plan.rcode);
-    out.clear();
-    out.extend_from_slice(&msg[..2]);
-    let aa = if plan.authoritative { 0x04 } else { 0 };
-    out.push(0x80 | aa | (msg[2] & 0x01));
-    out.push((msg[3] & 0x10) | (rcode & 0x0f) as u8);
-    let counts = [
-        1,
-        plan.answers.len() as u16,
-        u16::from(plan.soa.is_some()),
-        u16::from(plan.edns.is_some()),
-    ];
-    for count in counts {
-        out.extend_from_slice(&count.to_be_bytes());
-    }
-    // The question exactly as sent; answers whose owner is the asked name point back to it.
-    out.extend_from_slice(&msg[12..question_end]);
-    for rr in &plan.answers {
-        rr.write(out, Some(12));
-    }
-    if let Some(soa) = &plan.soa {
-        soa.write(out, None);
-    }
-    // What is written so far and the OPT record make `plan.wire_len`: measured here rather
-    // than summed first. Too big for the client's buffer: TC=1 and the question alone.
-    if truncate || out.len() + plan.opt_len() > limit {
-        out.truncate(question_end);
-        out[2] |= 0x02;
-        out[6..10].fill(0);
-    }
-    if let Some(edns) = plan.edns {
-        out.extend_from_slice(&[0, 0, 41]);
-        out.extend_from_slice(&edns.payload.to_be_bytes());
-        // Extended rcode (its upper 8 bits), version 0, no flags.
-        out.extend_from_slice(&[(rcode >> 4) as u8, 0, 0, 0]);
-        let ecs_len = edns.ecs.map_or(0, |e| 8 + e.address_len());
-        let cookie_len = edns.cookie.map_or(0, |c| 4 + c.len());
-        out.extend_from_slice(&((ecs_len + cookie_len) as u16).to_be_bytes());
-        if let Some(ecs) = edns.ecs {
-            out.extend_from_slice(&8u16.to_be_bytes());
-            out.extend_from_slice(&(4 + ecs.address_len() as u16).to_be_bytes());
-            let (family, octets) = match ecs.addr {
-                IpAddr::V4(a) => {
-                    let mut octets = [0u8; 16];
-                    octets[..4].copy_from_slice(&a.octets());
-                    (1u16, octets)
-                }
-                IpAddr::V6(a) => (2u16, a.octets()),
-            };
-            out.extend_from_slice(&family.to_be_bytes());
-            out.extend_from_slice(&[ecs.source_prefix, ecs.scope_prefix]);
-            out.extend_from_slice(&octets[..ecs.address_len()]);
+}
+
+impl Response<'_, '_> {
+    /// Writes the response: the query's id, RD and CD; the plan's AA, rcode and records
+    /// (with `signed`'s after the RRsets they cover); or, when `truncate` or larger than
+    /// the limit, none of the records.
+    fn encode(&self, out: &mut Vec<u8>, truncate: bool, signed: &Signatures) {
+        let (msg, plan, question_end) = (self.msg, self.plan, self.question_end);
+        let rcode = u16::from(plan.rcode);
+        out.clear();
+        out.extend_from_slice(&msg[..2]);
+        let aa = if plan.authoritative { 0x04 } else { 0 };
+        out.push(0x80 | aa | (msg[2] & 0x01));
+        out.push((msg[3] & 0x10) | (rcode & 0x0f) as u8);
+        let counts = [
+            1,
+            (plan.answers.len() + signed.answer_count()) as u16,
+            (usize::from(plan.soa.is_some()) + signed.authority_count()) as u16,
+            u16::from(plan.edns.is_some()),
+        ];
+        for count in counts {
+            out.extend_from_slice(&count.to_be_bytes());
         }
-        if let Some(cookie) = edns.cookie {
-            out.extend_from_slice(&10u16.to_be_bytes());
-            out.extend_from_slice(&(cookie.len() as u16).to_be_bytes());
-            out.extend_from_slice(&cookie);
+        // The question exactly as sent; records whose owner is the asked name point back to
+        // it.
+        out.extend_from_slice(&msg[12..question_end]);
+        if signed.answers.is_empty() {
+            for rr in &plan.answers {
+                rr.write(out, Some(12));
+            }
+        } else {
+            let mut rrs = plan.answers.iter();
+            for (set, rrsig) in plan.rrsets.iter().zip(&signed.answers) {
+                let mut ttl = 0;
+                for rr in rrs.by_ref().take(set.len) {
+                    rr.write(out, Some(12));
+                    ttl = rr.ttl;
+                }
+                if let Some(rrsig) = rrsig {
+                    let pointer = set.owner.is_none().then_some(12);
+                    rrsig.rrsig.wire().write(out, ttl, pointer);
+                }
+            }
+        }
+        if let Some(soa) = &plan.soa {
+            soa.write(out, None);
+            if let Some(rrsig) = &signed.soa {
+                rrsig.rrsig.wire().write(out, soa.ttl, None);
+            }
+        }
+        if let (Some(denial), Some(signed)) = (&plan.denial, &signed.denial)
+            && let Some(nsec) = &signed.nsec
+        {
+            let pointer = denial.owner.is_none().then_some(12);
+            let nsec = nsec.wire();
+            nsec.write(out, nsec.ttl(), pointer);
+            signed.rrsig.wire().write(out, nsec.ttl(), pointer);
+        }
+        // What is written so far and the OPT record make the response's size: measured
+        // here rather than summed first. Too big for the client's buffer: TC=1 and the
+        // question alone.
+        if truncate || out.len() + plan.opt_len() > self.limit {
+            out.truncate(question_end);
+            out[2] |= 0x02;
+            out[6..10].fill(0);
+        }
+        self.write_opt(out, rcode);
+    }
+
+    fn write_opt(&self, out: &mut Vec<u8>, rcode: u16) {
+        let plan = self.plan;
+        if let Some(edns) = plan.edns {
+            out.extend_from_slice(&[0, 0, 41]);
+            out.extend_from_slice(&edns.payload.to_be_bytes());
+            // Extended rcode (its upper 8 bits), version 0, then the flags: DO and CO echoed.
+            let flags =
+                if edns.dnssec_ok { 0x80 } else { 0 } | if edns.compact_ok { 0x40 } else { 0 };
+            out.extend_from_slice(&[(rcode >> 4) as u8, 0, flags, 0]);
+            let ecs_len = edns.ecs.map_or(0, |e| 8 + e.address_len());
+            let cookie_len = edns.cookie.map_or(0, |c| 4 + c.len());
+            out.extend_from_slice(&((ecs_len + cookie_len) as u16).to_be_bytes());
+            if let Some(ecs) = edns.ecs {
+                out.extend_from_slice(&8u16.to_be_bytes());
+                out.extend_from_slice(&(4 + ecs.address_len() as u16).to_be_bytes());
+                let (family, octets) = match ecs.addr {
+                    IpAddr::V4(a) => {
+                        let mut octets = [0u8; 16];
+                        octets[..4].copy_from_slice(&a.octets());
+                        (1u16, octets)
+                    }
+                    IpAddr::V6(a) => (2u16, a.octets()),
+                };
+                out.extend_from_slice(&family.to_be_bytes());
+                out.extend_from_slice(&[ecs.source_prefix, ecs.scope_prefix]);
+                out.extend_from_slice(&octets[..ecs.address_len()]);
+            }
+            if let Some(cookie) = edns.cookie {
+                out.extend_from_slice(&10u16.to_be_bytes());
+                out.extend_from_slice(&(cookie.len() as u16).to_be_bytes());
+                out.extend_from_slice(&cookie);
+            }
         }
     }
 }

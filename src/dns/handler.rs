@@ -16,12 +16,16 @@ use hickory_server::zone_handler::{MessageResponseBuilder, Queries};
 use smallvec::SmallVec;
 use tracing::{info, warn};
 
+use super::signed::Signatures;
 use crate::cookie::Cookies;
 use crate::forward::Source;
 use crate::model::name::KeyBuf;
 use crate::resolve::{self, Ecs, EdnsQuery, Mode, Plan, Question};
 use crate::rrl::Verdict;
 use crate::state::Meridian;
+
+/// The CO flag (RFC 9824 4) among the EDNS flags hickory keeps as `z` (DO apart).
+const COMPACT_OK: u16 = 0x4000;
 
 /// A response, ready to encode.
 pub(super) struct Reply {
@@ -69,6 +73,8 @@ fn query_of<'r>(
             }
             _ => None,
         },
+        dnssec_ok: e.flags().dnssec_ok,
+        compact_ok: e.flags().z & COMPACT_OK != 0,
     });
     resolve::Query {
         op_code: request.metadata.op_code,
@@ -92,14 +98,21 @@ pub(super) async fn respond(state: &Meridian, request: &Request) -> Reply {
     let mut metadata = Metadata::response_from_request(&request.metadata);
     metadata.response_code = plan.rcode;
     metadata.authoritative = plan.authoritative;
+    let qname = name.as_ref().map_or(&[][..], KeyBuf::as_bytes);
+    let signed = super::signed::signatures(&plan, qname, &state.signatures);
+    let (answers, authorities) = sections(&plan, &signed, request);
     let mut reply = Reply {
         metadata,
-        answers: plan.answers.iter().map(|rr| rr.record()).collect(),
-        authorities: plan.soa.iter().map(|rr| rr.record()).collect(),
+        answers,
+        authorities,
         additionals: Vec::new(),
         edns: plan.edns.map(|e| {
             let mut edns = Edns::new();
             edns.set_max_payload(e.payload);
+            edns.set_dnssec_ok(e.dnssec_ok);
+            if e.compact_ok {
+                edns.flags_mut().z |= COMPACT_OK;
+            }
             if let Some(ecs) = e.ecs {
                 edns.options_mut()
                     .insert(EdnsOption::Subnet(ClientSubnet::new(
@@ -133,6 +146,56 @@ pub(super) async fn respond(state: &Meridian, request: &Request) -> Reply {
         log_query(request, &plan, &reply, started);
     }
     reply
+}
+
+/// The answer and authority sections of `plan` as hickory's records, with the signatures
+/// after the RRsets they cover. Records owned by the asked name take its spelling.
+fn sections(
+    plan: &Plan,
+    signed: &Signatures,
+    request: &Request,
+) -> (SmallVec<[Record; 8]>, SmallVec<[Record; 2]>) {
+    let asked = request
+        .queries
+        .queries()
+        .first()
+        .map(|q| q.original().name());
+    let owned = |mut record: Record, ttl: u32, by_question: bool| {
+        if let (true, Some(asked)) = (by_question, asked) {
+            record.name = asked.clone();
+        }
+        record.ttl = ttl;
+        record
+    };
+    let mut answers: SmallVec<[Record; 8]> = SmallVec::new();
+    if signed.answers.is_empty() {
+        answers.extend(plan.answers.iter().map(|rr| rr.record()));
+    } else {
+        let mut rrs = plan.answers.iter();
+        for (set, rrsig) in plan.rrsets.iter().zip(&signed.answers) {
+            let mut ttl = 0;
+            for rr in rrs.by_ref().take(set.len) {
+                answers.push(rr.record());
+                ttl = rr.ttl;
+            }
+            if let Some(rrsig) = rrsig {
+                answers.push(owned(rrsig.rrsig.wire().record(), ttl, set.owner.is_none()));
+            }
+        }
+    }
+    let mut authorities: SmallVec<[Record; 2]> = plan.soa.iter().map(|rr| rr.record()).collect();
+    if let (Some(soa), Some(rrsig)) = (&plan.soa, &signed.soa) {
+        authorities.push(owned(rrsig.rrsig.wire().record(), soa.ttl, false));
+    }
+    if let (Some(denial), Some(signed)) = (&plan.denial, &signed.denial)
+        && let Some(nsec) = &signed.nsec
+    {
+        let by_question = denial.owner.is_none();
+        let ttl = nsec.ttl();
+        authorities.push(owned(nsec.wire().record(), ttl, by_question));
+        authorities.push(owned(signed.rrsig.wire().record(), ttl, by_question));
+    }
+    (answers, authorities)
 }
 
 /// Replaces the REFUSED for a name outside our zones with the upstream's answer.

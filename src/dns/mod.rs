@@ -9,6 +9,7 @@
 mod fast;
 mod handler;
 mod listen;
+mod signed;
 pub mod tcp;
 pub mod udp;
 
@@ -55,6 +56,7 @@ fn fast_path_over(
     fast::answer(
         table,
         &state.cookies,
+        &state.signatures,
         msg,
         src,
         transport,

@@ -77,6 +77,11 @@ impl<'a> WireRef<'a> {
         owner + self.tail().len()
     }
 
+    /// The record's data (after type, class, TTL and length).
+    pub fn rdata(&self) -> &'a [u8] {
+        &self.tail()[10..]
+    }
+
     /// The TTL the record was loaded with.
     pub fn ttl(&self) -> u32 {
         let t = self.tail();

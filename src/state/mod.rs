@@ -66,6 +66,8 @@ pub struct Meridian {
     pub recipients: OnceLock<Recipients>,
     /// Sampled answers of health-checked names; made at the first answer.
     pub history: OnceLock<History>,
+    /// Signatures of signed zones' answers, kept across reloads.
+    pub signatures: crate::sign::SignatureCache,
     /// The DNS addresses bound at start-up.
     pub listen: Vec<SocketAddr>,
     /// Recent changes of member state.
@@ -80,6 +82,28 @@ pub struct Meridian {
     /// Held while a table compiles and is swapped in, and while a maintenance flag
     /// changes: compiling copies the flags from the serving table, so none is lost.
     swapping: tokio::sync::Mutex<()>,
+}
+
+/// Creates the keys of signed zones whose key files do not exist yet, and says so in the
+/// log with the DS record the parent zone needs: a new key breaks validation until the
+/// parent publishes it.
+pub fn create_keys(config: &mut Config) -> Result<(), ConfigErrors> {
+    for created in crate::config::create_missing_keys(config)? {
+        let zone = config.zones.iter().find(|z| z.origin == created.origin);
+        let signer = zone.and_then(|z| {
+            let d = z.dnssec.as_ref()?;
+            crate::sign::ZoneSigner::new(&z.origin, d, d.key.as_ref()?).ok()
+        });
+        let ds = signer.as_ref().and_then(|s| s.ds_record().ok());
+        warn!(
+            zone = %created.origin,
+            key = %created.path.display(),
+            key_tag = signer.as_ref().map_or(0, |s| s.key_tag),
+            "created a DNSSEC key: give the parent zone its DS record ({}), or see `meridian dnssec`",
+            ds.map_or_else(|| "-".to_string(), |r| r.to_string())
+        );
+    }
+    Ok(())
 }
 
 pub fn unix_now() -> u64 {
@@ -106,6 +130,7 @@ impl Meridian {
             sticky: OnceLock::new(),
             recipients: OnceLock::new(),
             history: OnceLock::new(),
+            signatures: crate::sign::SignatureCache::new(crate::sign::DEFAULT_CACHE_SLOTS),
             listen,
             events: Events::default(),
             state_file: Mutex::new(config.server.state_file.clone()),
@@ -248,14 +273,18 @@ impl Meridian {
         // Zone files whose text did not change (with the server file unchanged) are not
         // parsed or compiled again.
         let known = self.table.load().known();
-        let loaded = tokio::task::spawn_blocking(move || config::load_reusing(&file, &known))
-            .await
-            .unwrap_or_else(|e| {
-                Err(ConfigErrors(vec![ConfigError::whole_file(
-                    &self.config_file,
-                    e.to_string(),
-                )]))
-            });
+        let loaded = tokio::task::spawn_blocking(move || {
+            let (mut config, unchanged) = config::load_reusing(&file, &known)?;
+            create_keys(&mut config)?;
+            Ok((config, unchanged))
+        })
+        .await
+        .unwrap_or_else(|e| {
+            Err(ConfigErrors(vec![ConfigError::whole_file(
+                &self.config_file,
+                e.to_string(),
+            )]))
+        });
         let (config, unchanged) = match loaded {
             Ok(loaded) => loaded,
             Err(errors) => {

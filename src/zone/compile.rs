@@ -17,6 +17,7 @@ use crate::model::health::vote_of;
 use crate::model::name::{KeyBuf, key_of};
 use crate::model::{Counters, MemberHealth, PackedRecords, Policy, ProbeSet, StoredRecord};
 use crate::select::{Member, Pool, Rules, StickyTable};
+use crate::sign::ZoneSigner;
 
 /// What a compiled table takes from the running server.
 pub struct Inputs<'a> {
@@ -123,6 +124,15 @@ impl ZoneTable {
                 .collect(),
         ));
 
+        // The key at the apex: DNSKEY, and CDS and CDNSKEY for parents that poll.
+        let keys = self.zone.signer.as_ref().map(|s| {
+            s.apex_records()
+                .expect("the DNSKEY of a key read from its file digests")
+        });
+        for (rtype, record) in keys.into_iter().flatten() {
+            self.node(&origin).rrsets.push(rrset(rtype, vec![record]));
+        }
+
         for set in &zc.records {
             let records: Vec<Record> = set
                 .rdata
@@ -219,6 +229,15 @@ fn zone_of(zc: &ZoneConfig, inputs: &Inputs) -> Zone {
         sites: site_map(zc),
         access: zc.access.clone(),
         queries: inputs.counters.zone(&origin.to_string()),
+        // A key not made yet (`meridian serve` makes it before compiling) leaves the zone
+        // unsigned, as `meridian diff` compiles it.
+        signer: zc.dnssec.as_ref().and_then(|d| {
+            let key = d.key.as_ref()?;
+            Some(Box::new(
+                ZoneSigner::new(origin, d, key).expect("a key read from its file has a key tag"),
+            ))
+        }),
+        key_file: zc.dnssec.as_ref().map(|d| d.key_file.clone()),
     }
 }
 

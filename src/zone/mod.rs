@@ -22,6 +22,7 @@ use crate::geo::{GeoDb, SiteMap};
 use crate::model::name::{self as key, KeyBuf};
 use crate::model::{PackedRecords, QueryCounters, StoredRecord};
 use crate::select::{Member, Pool, Rules};
+use crate::sign::ZoneSigner;
 
 /// Keyed by the lower-cased wire form of the owner ([`crate::model::name`]), which the
 /// fast path reads straight out of the packet. FxHash: the keys come from the operator's
@@ -93,6 +94,10 @@ pub struct Zone {
     pub access: AccessConfig,
     /// Queries for names in this zone (counted by the DNS front end).
     pub queries: Arc<QueryCounters>,
+    /// The zone's key, when it is signed (`dnssec:` with its key file in place).
+    pub signer: Option<Box<ZoneSigner>>,
+    /// The key file named by `dnssec:`, whose changes a reload looks for.
+    pub key_file: Option<PathBuf>,
 }
 
 /// Everything at one owner name. An empty node is an empty non-terminal.
@@ -153,6 +158,21 @@ impl Node {
         self.rrsets.iter().find(|s| s.rtype == rtype)
     }
 
+    /// The types that have data here: static records, and the address families of a
+    /// health-checked name.
+    pub fn types(&self) -> impl Iterator<Item = RecordType> + '_ {
+        let name = self.health_checked.as_deref();
+        let families = [
+            (RecordType::A, name.is_some_and(|n| !n.v4.is_empty())),
+            (RecordType::AAAA, name.is_some_and(|n| !n.v6.is_empty())),
+        ];
+        self.rrsets.iter().map(|s| s.rtype).chain(
+            families
+                .into_iter()
+                .filter_map(|(t, present)| present.then_some(t)),
+        )
+    }
+
     /// The first static RRset (the apex: the SOA), the one answer to ANY.
     pub fn first_rrset(&self) -> Option<&RrSet> {
         self.rrsets.first()
@@ -193,7 +213,14 @@ impl Table {
             zones: self
                 .zones
                 .iter()
-                .map(|z| (z.zone.file.clone(), (z.zone.source, z.zone.origin.clone())))
+                .map(|z| {
+                    let known = crate::config::KnownZone {
+                        source: z.zone.source,
+                        origin: z.zone.origin.clone(),
+                        key_file: z.zone.key_file.clone(),
+                    };
+                    (z.zone.file.clone(), known)
+                })
                 .collect(),
         }
     }
