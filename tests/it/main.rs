@@ -11,6 +11,7 @@ mod contrib;
 mod cookies;
 mod differential;
 mod dns_core;
+mod dnssec;
 mod geo;
 mod hardening;
 mod health;
