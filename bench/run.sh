@@ -21,7 +21,9 @@
 #   scale  every server loading the same 100,000 names, then 1,000,000 (bench/scale.sh;
 #          SCALE=0 skips both, SCALE_BIG=0 the second)
 # Settings (environment): DURATION (s per run, default 10), ROUNDS (3), CLIENTS (8),
-# OUTSTANDING (200), SERVER_CPU (0), CLIENT_CPU (1), SERVERS ("meridian gdnsd knot").
+# OUTSTANDING (200), SERVER_CPU (0), CLIENT_CPU (1), SERVERS ("meridian gdnsd knot"),
+# MERIDIAN_BIN (a meridian binary to measure instead of building this checkout, e.g. an
+# earlier commit's for a before/after ratio).
 # Everything started is stopped on exit, and every load run is bounded by DURATION.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -55,9 +57,11 @@ done
 case " $SERVERS " in *" gdnsd "*) command -v gdnsd >/dev/null || { echo "missing gdnsd: run $0 --install" >&2; exit 1; } ;; esac
 case " $SERVERS " in *" knot "*) command -v knotd >/dev/null || { echo "missing knotd: run $0 --install" >&2; exit 1; } ;; esac
 
-echo "building Meridian (release)..." >&2
-(cd "$ROOT" && cargo build --release --quiet)
-MERIDIAN=$ROOT/target/release/meridian
+if [ -z "${MERIDIAN_BIN:-}" ]; then
+  echo "building Meridian (release)..." >&2
+  (cd "$ROOT" && cargo build --release --quiet)
+fi
+MERIDIAN=${MERIDIAN_BIN:-$ROOT/target/release/meridian}
 
 RUNDIR=$(mktemp -d /tmp/meridian-bench.XXXXXX)
 RESULTS=$RUNDIR/results.tsv

@@ -3,6 +3,7 @@
 //! admin API, and `generate` writes the man page and shell completions.
 
 mod diff;
+mod dnssec;
 mod remote;
 mod serve;
 
@@ -110,6 +111,16 @@ enum Command {
         #[arg(long, value_name = "ADMIN_ADDRESS")]
         health_from: Option<String>,
     },
+    /// Print what the parent zone needs for each signed zone (DS, and the DNSKEY, CDS and
+    /// CDNSKEY the zone publishes), creating keys not made yet with --create-keys.
+    Dnssec {
+        /// Only these zones (e.g. kemp.local); default: every zone with `dnssec:`.
+        zones: Vec<String>,
+        /// Create the key files that do not exist yet (as `serve` does at start), e.g. to
+        /// give the parent the DS before the first start.
+        #[arg(long)]
+        create_keys: bool,
+    },
     /// Write the man page or a shell completion script to stdout.
     Generate {
         #[arg(value_enum)]
@@ -154,6 +165,7 @@ pub fn main() -> ExitCode {
     };
     match cli.command {
         Command::Check => check(&config),
+        Command::Dnssec { zones, create_keys } => dnssec::dnssec(&config, &zones, create_keys),
         Command::Serve => serve::serve(&config, found),
         Command::Explain {
             name,
@@ -226,6 +238,19 @@ fn check(path: &Path) -> ExitCode {
         Ok(config) => {
             for w in config.warnings() {
                 eprintln!("warning: {w}");
+            }
+            for zone in &config.zones {
+                let Some(d) = &zone.dnssec else { continue };
+                let not_made = std::iter::once((&d.key_file, &d.key))
+                    .chain(d.publish.iter().map(|(p, k)| (p, k)))
+                    .filter(|(_, k)| k.is_none());
+                for (file, _) in not_made {
+                    println!(
+                        "{}: no key file {} yet: `meridian serve` creates it at start, or `meridian dnssec --create-keys` now",
+                        zone.origin,
+                        file.display()
+                    );
+                }
             }
             for name in config.zones.iter().flat_map(|z| &z.health_checked) {
                 if let (Some(within), Some(b)) = (name.failover_within, &name.budget) {

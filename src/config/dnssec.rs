@@ -27,6 +27,9 @@ pub struct DnssecConfig {
     pub key_file: PathBuf,
     /// The key, or `None` when the file does not exist yet: `meridian serve` creates it.
     pub key: Option<ZoneKey>,
+    /// Keys published in the DNSKEY RRset (and CDS, CDNSKEY) that do not sign: the next
+    /// key before a rollover, the previous one after it. Same algorithm as `key`.
+    pub publish: Vec<(PathBuf, Option<ZoneKey>)>,
     /// TTL of the DNSKEY, CDS and CDNSKEY records.
     pub dnskey_ttl: u32,
     /// How long a signature is valid from when it is made.
@@ -126,6 +129,23 @@ pub(super) fn validate_dnssec(
             return None;
         }
     };
+    let mut publish: Vec<(PathBuf, Option<ZoneKey>)> = Vec::new();
+    for (i, (loc, text)) in raw_.publish.iter().flat_map(super::yaml::items).enumerate() {
+        let field = format!("dnssec.publish[{i}]");
+        let path = dir.join(text.trim());
+        if path == key_file || publish.iter().any(|(p, _)| *p == path) {
+            r.at(loc, field, "this key is already in `key` or `publish`");
+            continue;
+        }
+        match read_key(&path, algorithm) {
+            Ok(key) => publish.push((path, key)),
+            Err(e) => r.at(
+                loc,
+                field,
+                format!("{e} (published keys have the zone's algorithm: an algorithm rollover needs signatures by both, which Meridian does not make)"),
+            ),
+        }
+    }
     let mut duration = |v: &Option<Spanned<String>>, field: &str, default: Duration| {
         let Some(v) = v else { return default };
         match humantime::parse_duration(v.value.trim()) {
@@ -182,6 +202,7 @@ pub(super) fn validate_dnssec(
         algorithm,
         key_file,
         key,
+        publish,
         dnskey_ttl,
         validity,
         refresh,
@@ -216,6 +237,29 @@ pub fn read_key(path: &Path, algorithm: Algorithm) -> Result<Option<ZoneKey>, St
         public,
         hash: key_file_hash(path),
     }))
+}
+
+impl DnssecConfig {
+    /// Every key file: the signing key's, then the published ones.
+    pub fn key_files(&self) -> Vec<PathBuf> {
+        std::iter::once(self.key_file.clone())
+            .chain(self.publish.iter().map(|(p, _)| p.clone()))
+            .collect()
+    }
+
+    /// The hash of every key file, as [`combine`] makes it (0 for a file not made yet).
+    pub fn keys_hash(&self) -> u64 {
+        combine(
+            std::iter::once(&self.key)
+                .chain(self.publish.iter().map(|(_, k)| k))
+                .map(|k| k.as_ref().map_or(0, |k| k.hash)),
+        )
+    }
+}
+
+/// Key file hashes, in order, as one.
+pub(super) fn combine(hashes: impl Iterator<Item = u64>) -> u64 {
+    hashes.fold(0, |acc, h| acc.rotate_left(5) ^ h)
 }
 
 /// A hash of the key file at `path` (with the `.key` file beside a BIND private key), 0
@@ -364,22 +408,26 @@ pub fn create_missing_keys(
     let mut created = Vec::new();
     let mut errors = Vec::new();
     for zone in &mut config.zones {
-        let Some(d) = zone.dnssec.as_mut().filter(|d| d.key.is_none()) else {
+        let Some(d) = zone.dnssec.as_mut() else {
             continue;
         };
-        match create_key(&d.key_file, d.algorithm) {
-            Ok(key) => {
-                zone.source = super::load::with_new_key(zone.source, key.hash);
-                d.key = Some(key);
-                created.push(CreatedKey {
-                    origin: zone.origin.clone(),
-                    path: d.key_file.clone(),
-                });
+        let algorithm = d.algorithm;
+        let slots = std::iter::once((&d.key_file, &mut d.key))
+            .chain(d.publish.iter_mut().map(|(p, k)| (&*p, k)));
+        for (path, key) in slots.filter(|(_, k)| k.is_none()) {
+            match create_key(path, algorithm) {
+                Ok(new) => {
+                    *key = Some(new);
+                    created.push(CreatedKey {
+                        origin: zone.origin.clone(),
+                        path: path.clone(),
+                    });
+                }
+                Err(e) => errors.push(super::ConfigError::whole_file(
+                    &zone.file,
+                    format!("dnssec: {e}: create the directory, or make the key elsewhere and point the zone at it"),
+                )),
             }
-            Err(e) => errors.push(super::ConfigError::whole_file(
-                &zone.file,
-                format!("dnssec.key: {e}: create the directory, or make the key elsewhere and point `key:` at it"),
-            )),
         }
     }
     if errors.is_empty() {

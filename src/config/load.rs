@@ -116,7 +116,7 @@ fn load_zones(
         let source = source_hash(&text);
         let known_zone = known
             .get(file)
-            .filter(|k| k.source == with_key(source, k.key_file.as_deref().map(key_file_hash)));
+            .filter(|k| k.source == with_keys(source, key_files_hash(&k.key_files)));
         if let Some(k) = known_zone {
             unchanged.push(UnchangedZone {
                 file: file.clone(),
@@ -127,7 +127,7 @@ fn load_zones(
         match parse_yaml::<ZoneRaw>(file, &text) {
             Ok(raw) => match validate_zone(file, raw) {
                 Ok(mut zone) => {
-                    zone.source = with_key(source, key_hash(&zone));
+                    zone.source = source;
                     zones.push(zone);
                 }
                 Err(mut e) => errors.append(&mut e),
@@ -197,23 +197,18 @@ fn load_zones(
 pub fn parse_zone(file: &Path, text: &str) -> Result<ZoneConfig, ConfigErrors> {
     let raw: ZoneRaw = parse_yaml(file, text).map_err(|e| ConfigErrors(vec![e]))?;
     let mut zone = validate_zone(file, raw).map_err(ConfigErrors)?;
-    zone.source = with_key(source_hash(text), key_hash(&zone));
+    zone.source = source_hash(text);
     Ok(zone)
 }
 
-/// A zone's source hash: its file's text, and its key file's bytes when it is signed (a
-/// key changed under an unchanged zone file is compiled again).
-pub fn with_key(text: u64, key: Option<u64>) -> u64 {
-    key.map_or(text, |k| text ^ k.rotate_left(17) ^ 0x5a5a)
+/// What a compiled zone is known by: its file's text hash, and for a signed zone the
+/// hash of its key files (a key changed under an unchanged zone file is compiled again).
+pub fn with_keys(text: u64, keys: Option<u64>) -> u64 {
+    keys.map_or(text, |k| text ^ k.rotate_left(17) ^ 0x5a5a)
 }
 
-/// The source hash of a zone whose key was missing (hashed as 0), now that it has one.
-pub(super) fn with_new_key(source: u64, key: u64) -> u64 {
-    source ^ key.rotate_left(17)
-}
-
-/// The key hash `with_key` takes for a validated zone.
-pub fn key_hash(zone: &ZoneConfig) -> Option<u64> {
-    let d = zone.dnssec.as_ref()?;
-    Some(d.key.as_ref().map_or(0, |k| k.hash))
+/// The key files' hash `with_keys` takes, from the files as they are now; `None` for a
+/// zone without keys.
+fn key_files_hash(files: &[PathBuf]) -> Option<u64> {
+    (!files.is_empty()).then(|| super::dnssec::combine(files.iter().map(|f| key_file_hash(f))))
 }

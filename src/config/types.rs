@@ -219,8 +219,9 @@ pub struct Known {
 pub struct KnownZone {
     pub source: u64,
     pub origin: Name,
-    /// The zone's key file: it counts in `source`, so a changed key is compiled again.
-    pub key_file: Option<PathBuf>,
+    /// The zone's key files (signing, then published): they count in `source`, so a
+    /// changed key is compiled again.
+    pub key_files: Vec<PathBuf>,
 }
 
 /// A zone file whose text is what the serving table was compiled from: not parsed again.

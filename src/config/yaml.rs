@@ -192,6 +192,7 @@ pub(super) struct ZoneRaw {
 pub(super) struct DnssecRaw {
     pub(super) algorithm: Option<Spanned<String>>,
     pub(super) key: Option<Spanned<String>>,
+    pub(super) publish: Option<Spanned<TextList>>,
     pub(super) dnskey_ttl: Option<Spanned<u32>>,
     pub(super) signature_validity: Option<Spanned<String>>,
     pub(super) signature_refresh: Option<Spanned<String>>,

@@ -38,10 +38,12 @@ struct Scrape {
     /// Members being drained: name, address, and whether it is safe to stop them.
     drains: Vec<(String, std::net::IpAddr, bool)>,
     forward_cache_entries: usize,
+    signatures: crate::sign::CacheStats,
     last_reload_ok: bool,
 }
 
 /// The metrics text for the current counters, table and probes.
+#[allow(clippy::too_many_arguments)]
 pub fn render(
     counters: Arc<Counters>,
     table: Arc<Table>,
@@ -49,6 +51,7 @@ pub fn render(
     sticky: Option<Arc<StickyTable>>,
     drains: Vec<(String, std::net::IpAddr, bool)>,
     forward_cache_entries: usize,
+    signatures: crate::sign::CacheStats,
     last_reload_ok: bool,
 ) -> String {
     let mut probes = probes;
@@ -61,6 +64,7 @@ pub fn render(
         sticky,
         drains,
         forward_cache_entries,
+        signatures,
         last_reload_ok,
     }));
     let mut out = String::new();
@@ -395,6 +399,26 @@ impl Collector for Scrape {
             MetricType::Gauge,
         )?;
         ConstGauge::new(self.forward_cache_entries as i64).encode(m)?;
+
+        let s = &self.signatures;
+        let mut m = enc.encode_descriptor(
+            "meridian_dnssec_signatures",
+            "RRSIGs for answers of signed zones: taken from the cache, made (a miss or a refresh), or failed to make.",
+            None,
+            MetricType::Counter,
+        )?;
+        counter(&mut m, &[("result", "cached")], s.hits)?;
+        counter(&mut m, &[("result", "made")], s.misses - s.failures)?;
+        counter(&mut m, &[("result", "failed")], s.failures)?;
+        let mut m = enc.encode_descriptor(
+            "meridian_dnssec_signature_cache",
+            "The signature cache: its slots, the signatures in them and the bytes they hold.",
+            None,
+            MetricType::Gauge,
+        )?;
+        gauge(&mut m, &[("size", "slots")], s.slots as i64)?;
+        gauge(&mut m, &[("size", "entries")], s.entries as i64)?;
+        gauge(&mut m, &[("size", "bytes")], s.bytes as i64)?;
 
         let mut m = enc.encode_descriptor(
             "meridian_query_duration_seconds",

@@ -39,6 +39,8 @@ const CSK_FLAGS: u16 = 257;
 pub struct ZoneSigner {
     key: Arc<dyn SigningKey>,
     pub dnskey: DNSKEY,
+    /// Keys published beside it that do not sign (before or after a rollover).
+    pub published: Vec<DNSKEY>,
     pub key_tag: u16,
     /// The zone's origin: the signer's name in every RRSIG.
     signer_name: Name,
@@ -105,9 +107,16 @@ impl ZoneSigner {
             std::hash::Hasher::write_u32(&mut id, secs(t));
         }
         std::hash::Hasher::write(&mut id, origin.to_lowercase().to_string().as_bytes());
+        let published = config
+            .publish
+            .iter()
+            .filter_map(|(_, k)| k.as_ref())
+            .map(|k| DNSKEY::with_flags(CSK_FLAGS, k.public.clone()))
+            .collect();
         Ok(ZoneSigner {
             key: Arc::clone(&key.signing),
             dnskey,
+            published,
             key_tag,
             signer_name: origin.to_lowercase(),
             validity: secs(config.validity),
@@ -123,23 +132,30 @@ impl ZoneSigner {
         self.dnskey.public_key().algorithm()
     }
 
-    /// The DS record for the parent zone (SHA-256, RFC 4509).
-    pub fn ds(&self) -> Result<DS, String> {
-        let digest = self
-            .dnskey
+    /// The signing key, then the published ones.
+    pub fn keys(&self) -> impl Iterator<Item = &DNSKEY> {
+        std::iter::once(&self.dnskey).chain(&self.published)
+    }
+
+    /// The DS record of `key` for the parent zone (SHA-256, RFC 4509).
+    pub fn ds(&self, key: &DNSKEY) -> Result<DS, String> {
+        let digest = key
             .to_digest(&self.signer_name, DigestType::SHA256)
             .map_err(|e| format!("cannot digest the DNSKEY: {e}"))?;
+        let tag = key
+            .calculate_key_tag()
+            .map_err(|e| format!("cannot compute the key tag: {e}"))?;
         Ok(DS::new(
-            self.key_tag,
-            self.algorithm(),
+            tag,
+            key.public_key().algorithm(),
             DigestType::SHA256,
             digest.as_ref().to_vec(),
         ))
     }
 
-    /// The DS record for the parent zone, as it goes in the parent's zone file.
-    pub fn ds_record(&self) -> Result<Record, String> {
-        let ds = RData::DNSSEC(DNSSECRData::DS(self.ds()?));
+    /// The DS record of `key`, as it goes in the parent's zone file.
+    pub fn ds_record(&self, key: &DNSKEY) -> Result<Record, String> {
+        let ds = RData::DNSSEC(DNSSECRData::DS(self.ds(key)?));
         Ok(Record::from_rdata(
             self.signer_name.clone(),
             self.dnskey_ttl,
@@ -147,33 +163,38 @@ impl ZoneSigner {
         ))
     }
 
-    /// The records the apex publishes: DNSKEY, and CDS and CDNSKEY unless `cds: false`.
-    pub fn apex_records(&self) -> Result<Vec<(RecordType, Record)>, String> {
+    /// The RRsets the apex publishes, every key in each: DNSKEY, and CDS and CDNSKEY
+    /// unless `cds: false` (the DS set the parent should hold, RFC 7344).
+    pub fn apex_records(&self) -> Result<Vec<(RecordType, Vec<Record>)>, String> {
         let origin = &self.signer_name;
         let record = |data| Record::from_rdata(origin.clone(), self.dnskey_ttl, data);
         let mut out = vec![(
             RecordType::DNSKEY,
-            record(RData::DNSSEC(DNSSECRData::DNSKEY(self.dnskey.clone()))),
+            self.keys()
+                .map(|k| record(RData::DNSSEC(DNSSECRData::DNSKEY(k.clone()))))
+                .collect(),
         )];
         if self.cds {
-            let ds = self.ds()?;
-            out.push((
-                RecordType::CDS,
-                record(RData::DNSSEC(DNSSECRData::CDS(CDS::new(
+            let mut cds = Vec::new();
+            let mut cdnskey = Vec::new();
+            for key in self.keys() {
+                let ds = self.ds(key)?;
+                cds.push(record(RData::DNSSEC(DNSSECRData::CDS(CDS::new(
                     ds.key_tag(),
                     Some(ds.algorithm()),
                     ds.digest_type(),
                     ds.digest().to_vec(),
-                )))),
-            ));
-            out.push((
-                RecordType::CDNSKEY,
-                record(RData::DNSSEC(DNSSECRData::CDNSKEY(CDNSKEY::with_flags(
-                    CSK_FLAGS,
-                    Some(self.algorithm()),
-                    self.dnskey.public_key().public_bytes().to_vec(),
-                )))),
-            ));
+                )))));
+                cdnskey.push(record(RData::DNSSEC(DNSSECRData::CDNSKEY(
+                    CDNSKEY::with_flags(
+                        key.flags(),
+                        Some(key.public_key().algorithm()),
+                        key.public_key().public_bytes().to_vec(),
+                    ),
+                ))));
+            }
+            out.push((RecordType::CDS, cds));
+            out.push((RecordType::CDNSKEY, cdnskey));
         }
         Ok(out)
     }
@@ -331,6 +352,7 @@ mod tests {
             algorithm: alg,
             key_file: path,
             key: Some(key.clone()),
+            publish: Vec::new(),
             dnskey_ttl: 3600,
             validity: std::time::Duration::from_secs(14 * 86400),
             refresh: std::time::Duration::from_secs(7 * 86400),

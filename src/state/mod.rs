@@ -90,15 +90,16 @@ pub struct Meridian {
 pub fn create_keys(config: &mut Config) -> Result<(), ConfigErrors> {
     for created in crate::config::create_missing_keys(config)? {
         let zone = config.zones.iter().find(|z| z.origin == created.origin);
-        let signer = zone.and_then(|z| {
+        let ds = zone.and_then(|z| {
             let d = z.dnssec.as_ref()?;
-            crate::sign::ZoneSigner::new(&z.origin, d, d.key.as_ref()?).ok()
+            let signer = crate::sign::ZoneSigner::new(&z.origin, d, d.key.as_ref()?).ok()?;
+            // After creating, every key file has its key: the signer's keys are in file order.
+            let at = d.key_files().iter().position(|p| *p == created.path)?;
+            signer.ds_record(signer.keys().nth(at)?).ok()
         });
-        let ds = signer.as_ref().and_then(|s| s.ds_record().ok());
         warn!(
             zone = %created.origin,
             key = %created.path.display(),
-            key_tag = signer.as_ref().map_or(0, |s| s.key_tag),
             "created a DNSSEC key: give the parent zone its DS record ({}), or see `meridian dnssec`",
             ds.map_or_else(|| "-".to_string(), |r| r.to_string())
         );
@@ -168,6 +169,7 @@ impl Meridian {
             self.sticky.get().cloned(),
             drains,
             self.forwarder.cache_entries(),
+            self.signatures.stats(),
             self.status().last_error.is_none(),
         )
     }

@@ -129,8 +129,8 @@ impl ZoneTable {
             s.apex_records()
                 .expect("the DNSKEY of a key read from its file digests")
         });
-        for (rtype, record) in keys.into_iter().flatten() {
-            self.node(&origin).rrsets.push(rrset(rtype, vec![record]));
+        for (rtype, records) in keys.into_iter().flatten() {
+            self.node(&origin).rrsets.push(rrset(rtype, records));
         }
 
         for set in &zc.records {
@@ -218,7 +218,7 @@ fn zone_of(zc: &ZoneConfig, inputs: &Inputs) -> Zone {
     Zone {
         origin: origin.clone(),
         file: zc.file.clone(),
-        source: zc.source,
+        source: crate::config::with_keys(zc.source, zc.dnssec.as_ref().map(|d| d.keys_hash())),
         serial: zc.soa.serial,
         key: key_of(origin),
         negative_soa: StoredRecord::new(&Record::from_rdata(
@@ -237,7 +237,7 @@ fn zone_of(zc: &ZoneConfig, inputs: &Inputs) -> Zone {
                 ZoneSigner::new(origin, d, key).expect("a key read from its file has a key tag"),
             ))
         }),
-        key_file: zc.dnssec.as_ref().map(|d| d.key_file.clone()),
+        key_files: zc.dnssec.as_ref().map_or_else(Vec::new, |d| d.key_files()),
     }
 }
 

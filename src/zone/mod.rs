@@ -96,8 +96,8 @@ pub struct Zone {
     pub queries: Arc<QueryCounters>,
     /// The zone's key, when it is signed (`dnssec:` with its key file in place).
     pub signer: Option<Box<ZoneSigner>>,
-    /// The key file named by `dnssec:`, whose changes a reload looks for.
-    pub key_file: Option<PathBuf>,
+    /// The key files named by `dnssec:`, whose changes a reload looks for.
+    pub key_files: Vec<PathBuf>,
 }
 
 /// Everything at one owner name. An empty node is an empty non-terminal.
@@ -217,7 +217,7 @@ impl Table {
                     let known = crate::config::KnownZone {
                         source: z.zone.source,
                         origin: z.zone.origin.clone(),
-                        key_file: z.zone.key_file.clone(),
+                        key_files: z.zone.key_files.clone(),
                     };
                     (z.zone.file.clone(), known)
                 })

@@ -147,23 +147,43 @@ fn delv(meridian: SocketAddr, anchor: &Path, name: &str, rtype: &str) -> String 
     String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
 }
 
+/// A trust anchor file for delv holding `dnskey` (a parent with its DS).
 fn anchor_file(dir: &Path, dnskey: &str, file: &str) -> PathBuf {
-    let mut words = dnskey.split_whitespace();
-    let (flags, protocol, alg) = (
-        words.next().unwrap(),
-        words.next().unwrap(),
-        words.next().unwrap(),
-    );
-    let key: String = words.collect();
+    anchors_file(dir, &[dnskey], file)
+}
+
+/// A trust anchor file holding each of `keys` (a parent with their DS records).
+fn anchors_file(dir: &Path, keys: &[&str], file: &str) -> PathBuf {
+    let mut text = String::from("trust-anchors {\n");
+    for dnskey in keys {
+        let mut words = dnskey.split_whitespace();
+        let (flags, protocol, alg) = (
+            words.next().unwrap(),
+            words.next().unwrap(),
+            words.next().unwrap(),
+        );
+        let key: String = words.collect();
+        text.push_str(&format!(
+            "  signed.test. static-key {flags} {protocol} {alg} \"{key}\";\n"
+        ));
+    }
+    text.push_str("};\n");
     let path = dir.join(file);
-    std::fs::write(
-        &path,
-        format!(
-            "trust-anchors {{ signed.test. static-key {flags} {protocol} {alg} \"{key}\"; }};\n"
-        ),
-    )
-    .unwrap();
+    std::fs::write(&path, text).unwrap();
     path
+}
+
+/// The DNSKEYs the zone publishes, as "257 3 13 <base64>".
+fn dnskeys(meridian: SocketAddr) -> Vec<String> {
+    let keys = udp_exchange(
+        meridian,
+        &do_query("signed.test.", RecordType::DNSKEY, false),
+    );
+    keys.answers
+        .iter()
+        .filter(|r| r.record_type() == RecordType::DNSKEY)
+        .map(|r| r.data.to_string())
+        .collect()
 }
 
 #[test]
@@ -184,7 +204,9 @@ fn unbound_and_delv_validate_every_kind_of_answer_across_a_step_down() {
     // Positive, CNAME, NODATA, a name that does not exist, an empty non-terminal.
     let www = through(&unbound, "www.signed.test.", RecordType::A);
     assert!(validated(&www), "www A: {www:?}");
-    assert_eq!(addresses(&www), ["192.0.2.1", "192.0.2.2"]);
+    let mut got = addresses(&www);
+    got.sort();
+    assert_eq!(got, ["192.0.2.1", "192.0.2.2"]);
     let alias = through(&unbound, "alias.signed.test.", RecordType::A);
     assert!(validated(&alias), "alias A: {alias:?}");
     assert_eq!(types(&alias.answers)[0], RecordType::CNAME);
@@ -387,4 +409,135 @@ fn kdig_shows_the_signatures() {
         text.contains("EDNS PSEUDOSECTION:") && text.contains("DO"),
         "{text}"
     );
+}
+
+#[test]
+fn keys_are_created_once_checked_and_their_ds_printed() {
+    let (dir, config) = write_config(&[(
+        "signed.yaml",
+        "zone: signed.test\nns: [ns1]\ndnssec: { algorithm: ed25519, key: keys/signed.pem }\nrecords:\n  ns1: { A: 192.0.2.53 }\n",
+    )]);
+    let run = |args: &[&str]| {
+        let mut all: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_ref()).collect();
+        all.extend(["--config".as_ref(), config.as_os_str()]);
+        run_meridian(&all)
+    };
+    // No key directory yet: check says what serve will do, and creating the key fails
+    // with what to do.
+    let (code, out, _) = run(&["check"]);
+    assert_eq!(code, Some(0));
+    assert!(
+        out.contains("no key file") && out.contains("keys/signed.pem"),
+        "{out}"
+    );
+    let (code, _, err) = run(&["dnssec", "--create-keys"]);
+    assert_eq!(code, Some(1));
+    assert!(
+        err.contains("signed.yaml") && err.contains("create the directory"),
+        "{err}"
+    );
+
+    std::fs::create_dir(dir.path().join("zones/keys")).unwrap();
+    let (code, first, err) = run(&["dnssec", "--create-keys"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(err.contains("created"), "{err}");
+    let ds = first
+        .lines()
+        .find(|l| l.starts_with("signed.test. 3600 IN DS "))
+        .unwrap_or_else(|| panic!("{first}"))
+        .to_string();
+    assert!(
+        ds.starts_with("signed.test. 3600 IN DS ") && ds.contains(" 15 2 "),
+        "{first}"
+    );
+    // The key stays: the same DS every time, from the printing and from the server.
+    let (_, again, _) = run(&["dnssec"]);
+    assert_eq!(again, first);
+    let served = serve(&config);
+    assert!(!served.log_contains("created a DNSSEC key"));
+    let cds = udp_exchange(
+        served.addr,
+        &do_query("signed.test.", RecordType::CDS, false),
+    );
+    let tag = ds.split_whitespace().nth(4).unwrap();
+    assert!(
+        cds.answers[0]
+            .data
+            .to_string()
+            .starts_with(&format!("{tag} 15 2 ")),
+        "{cds:?}"
+    );
+
+    // A key file that is not a key: an error at the zone file's `key:` line.
+    std::fs::write(dir.path().join("zones/keys/signed.pem"), "not a key\n").unwrap();
+    let (code, _, err) = run(&["check"]);
+    assert_eq!(code, Some(1));
+    assert!(
+        err.contains("signed.yaml:3:")
+            && err.contains("dnssec.key")
+            && err.contains("neither a PEM private key nor a BIND private key"),
+        "{err}"
+    );
+}
+
+/// A rollover of the zone's key as the README tells it (a pre-published CSK with both DS
+/// at the parent): validation against the two keys holds at every step, and each step
+/// publishes what it should.
+#[test]
+fn a_key_rolls_over_without_breaking_validation() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("zones")).unwrap();
+    let zone_file = dir.path().join("zones/signed.yaml");
+    let zone = |dnssec: &str| {
+        format!(
+            "zone: signed.test\nns: [ns1]\ndnssec: {dnssec}\nrecords:\n  ns1: {{ A: {MERIDIAN} }}\n  www: {{ A: 192.0.2.1 }}\n"
+        )
+    };
+    std::fs::write(&zone_file, zone("{ key: old.pem }")).unwrap();
+    let config = dir.path().join("meridian.yaml");
+    std::fs::write(&config, format!("listen: [{MERIDIAN}:0]\nzones: zones\n")).unwrap();
+    let served = serve(&config);
+    let meridian = served.addr;
+    let old = dnskeys(meridian);
+    assert_eq!(old.len(), 1);
+    let validates = |keys: &[&str]| {
+        let anchor = anchors_file(dir.path(), keys, "anchors.conf");
+        delv(meridian, &anchor, "www.signed.test", "A").contains("; fully validated")
+    };
+    assert!(validates(&[&old[0]]));
+
+    // 1. The next key is published (made by the server on reload), and signs nothing.
+    replace_file(&zone_file, &zone("{ key: old.pem, publish: [new.pem] }"));
+    eventually(
+        Duration::from_secs(10),
+        "the new key to be published",
+        || dnskeys(meridian).len() == 2,
+    );
+    let both = dnskeys(meridian);
+    let new = both.iter().find(|k| **k != old[0]).unwrap().clone();
+    let cds = udp_exchange(meridian, &do_query("signed.test.", RecordType::CDS, false));
+    assert_eq!(
+        types(&cds.answers),
+        [RecordType::CDS, RecordType::CDS, RecordType::RRSIG],
+        "CDS asks the parent for both DS"
+    );
+    assert!(validates(&[&old[0]]), "the old key still signs");
+    assert!(!validates(&[&new]), "the new key signs nothing yet");
+    assert!(validates(&[&old[0], &new]));
+
+    // 2. With both DS at the parent, the new key takes over; the old one stays published.
+    replace_file(&zone_file, &zone("{ key: new.pem, publish: [old.pem] }"));
+    eventually(Duration::from_secs(10), "the new key to sign", || {
+        validates(&[&new])
+    });
+    assert!(validates(&[&old[0], &new]));
+    assert_eq!(dnskeys(meridian).len(), 2);
+
+    // 3. Once the old DS is gone from the parent and caches, the old key goes.
+    replace_file(&zone_file, &zone("{ key: new.pem }"));
+    eventually(Duration::from_secs(10), "the old key to go", || {
+        dnskeys(meridian) == [new.clone()]
+    });
+    assert!(validates(&[&new]));
+    assert!(!validates(&[&old[0]]));
 }
