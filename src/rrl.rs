@@ -6,7 +6,8 @@
 //!
 //! Kinds of response, each with its own bucket per network:
 //! - an answer (or NODATA) to one name and type: the reflection a spoofed flood wants;
-//! - NXDOMAIN in one zone: random names under a zone share one bucket;
+//! - NXDOMAIN in one zone (or its compact DNSSEC denial, which says NOERROR): random
+//!   names under a zone share one bucket;
 //! - an error (REFUSED, FORMERR, NOTIMP, SERVFAIL...), whatever the name.
 //!
 //! The table is a fixed array of slots, shared by every UDP worker without a lock: a slot
@@ -75,9 +76,16 @@ fn bucket_of<'a>(
     rcode: ResponseCode,
     qname: &'a [u8],
 ) -> (u8, Option<&'a [u8]>, RecordType) {
+    // A compact denial (DNSSEC, RFC 9824) says NOERROR for a name that does not exist:
+    // it is the NXDOMAIN kind all the same, or random names would each get a bucket.
+    let no_such_name = plan.denial.is_some_and(|d| d.node.is_none());
     match rcode {
-        ResponseCode::NoError => (1, Some(qname), plan.qtype.unwrap_or(RecordType::Unknown(0))),
-        ResponseCode::NXDomain => (2, plan.zone.map(|z| z.key()), RecordType::Unknown(0)),
+        ResponseCode::NoError if !no_such_name => {
+            (1, Some(qname), plan.qtype.unwrap_or(RecordType::Unknown(0)))
+        }
+        ResponseCode::NoError | ResponseCode::NXDomain => {
+            (2, plan.zone.map(|z| z.key()), RecordType::Unknown(0))
+        }
         _ => (3, None, RecordType::Unknown(0)),
     }
 }

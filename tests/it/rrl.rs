@@ -24,11 +24,21 @@ fn server(extra: &str) -> TestServer {
 
 /// Replies to a burst of `n` queries sent at once from `src`: (whole answers, truncated).
 fn flood(s: &TestServer, src: &str, names: impl Fn(usize) -> String, n: usize) -> (usize, usize) {
+    flood_of(s, src, |i| query(&names(i), RecordType::A), n)
+}
+
+/// Like `flood`, with each query as `make` builds it.
+fn flood_of(
+    s: &TestServer,
+    src: &str,
+    make: impl Fn(usize) -> Message,
+    n: usize,
+) -> (usize, usize) {
     let sock = UdpSocket::bind((ip(src), 0)).unwrap();
     sock.set_read_timeout(Some(Duration::from_millis(500)))
         .unwrap();
     for i in 0..n {
-        let mut q = query(&names(i), RecordType::A);
+        let mut q = make(i);
         q.metadata.id = i as u16;
         sock.send_to(&q.to_vec().unwrap(), s.addr).unwrap();
     }
@@ -119,6 +129,29 @@ fn a_flood_from_one_network_is_limited_and_nobody_else_notices() {
 fn random_names_share_one_nxdomain_bucket_per_zone() {
     let s = server("");
     let (whole, truncated) = flood(&s, "127.0.72.1", |i| format!("r{i}.rrl.test."), 100);
+    assert!((10..=15).contains(&whole), "{whole}");
+    assert!(truncated >= 40, "{truncated}");
+}
+
+#[test]
+fn random_names_in_a_signed_zone_share_the_nxdomain_bucket_too() {
+    // With DO, a signed zone answers a name that does not exist NOERROR with a compact
+    // denial (RFC 9824); it must not get a bucket per name.
+    let (dir, file) = write_config_with(
+        "rate-limit: { responses-per-second: 10, slip: 2 }\n",
+        &[("rrl.yaml", &format!("{ZONE}dnssec: {{}}\n"))],
+    );
+    let s = start_with(dir, &file);
+    let with_do = |i: usize| {
+        let mut q = query(&format!("r{i}.rrl.test."), RecordType::A);
+        q.edns.as_mut().unwrap().set_dnssec_ok(true);
+        q
+    };
+    let first = s.udp(&with_do(1000));
+    assert_rcode(&first, hickory_proto::op::ResponseCode::NoError);
+    assert!(!first.authorities.is_empty(), "a compact denial: {first:?}");
+    std::thread::sleep(Duration::from_millis(1100));
+    let (whole, truncated) = flood_of(&s, "127.0.73.1", with_do, 100);
     assert!((10..=15).contains(&whole), "{whole}");
     assert!(truncated >= 40, "{truncated}");
 }

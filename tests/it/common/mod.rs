@@ -57,7 +57,9 @@ pub fn start(zones: &[(&str, &str)]) -> TestServer {
 }
 
 pub fn start_with(dir: tempfile::TempDir, server_file: &Path) -> TestServer {
-    let config = meridian::config::load(server_file).unwrap_or_else(|e| panic!("config: {e}"));
+    let mut config = meridian::config::load(server_file).unwrap_or_else(|e| panic!("config: {e}"));
+    // As `meridian serve` does: signed zones get their keys.
+    meridian::state::create_keys(&mut config).unwrap_or_else(|e| panic!("keys: {e}"));
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -84,7 +86,8 @@ pub struct InProcess {
 
 pub fn in_process(zones: &[(&str, &str)]) -> InProcess {
     let (dir, file) = write_config(zones);
-    let config = meridian::config::load(&file).unwrap_or_else(|e| panic!("config: {e}"));
+    let mut config = meridian::config::load(&file).unwrap_or_else(|e| panic!("config: {e}"));
+    meridian::state::create_keys(&mut config).unwrap_or_else(|e| panic!("keys: {e}"));
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
