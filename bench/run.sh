@@ -16,6 +16,10 @@
 #   rrl, cookie   Meridian only, the mixed load on a second instance with response rate
 #          limiting on (at a rate nothing reaches, so that every response is counted):
 #          plain queries, then queries with a valid DNS Cookie (exempt from the limit)
+#   signed the mixed load with DO set, on a second Meridian with the zone signed
+#          (`dnssec: {}`) and on Knot with mod-onlinesign (ECDSA P-256, one key); then, once,
+#          a cold run on the signed Meridian: names that do not exist, each asked once, so
+#          that every answer needs a signature made (its cost per signature, in µs)
 #   fixed  Meridian, then gdnsd, at 50% and 80% of Meridian's saturation rate: latency
 #          percentiles
 #   scale  every server loading the same 100,000 names, then 1,000,000 (bench/scale.sh;
@@ -37,7 +41,7 @@ OUTSTANDING=${OUTSTANDING:-200}
 SERVER_CPU=${SERVER_CPU:-0}
 CLIENT_CPU=${CLIENT_CPU:-1}
 SERVERS=${SERVERS:-meridian gdnsd knot}
-PORT_MERIDIAN=5401 PORT_GDNSD=5402 PORT_KNOT=5403 PORT_GUARDED=5405
+PORT_MERIDIAN=5401 PORT_GDNSD=5402 PORT_KNOT=5403 PORT_GUARDED=5405 PORT_SIGNED=5406 PORT_KNOT_SIGNED=5407
 
 install() {
   apt-get update -q
@@ -77,7 +81,7 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 fill() { sed -e "s|@RUNDIR@|$1|g" -e "s|@PORT@|$2|g" -e "s|@GEOIP@|$ROOT/geoip/maxmind-test-data/GeoIP2-City-Test.mmdb|g" "$3"; }
-port_of() { case $1 in meridian) echo $PORT_MERIDIAN ;; guarded) echo $PORT_GUARDED ;; gdnsd) echo $PORT_GDNSD ;; knot) echo $PORT_KNOT ;; esac; }
+port_of() { case $1 in meridian) echo $PORT_MERIDIAN ;; guarded) echo $PORT_GUARDED ;; gdnsd) echo $PORT_GDNSD ;; knot) echo $PORT_KNOT ;; signed) echo $PORT_SIGNED ;; knot-signed) echo $PORT_KNOT_SIGNED ;; esac; }
 
 python3 "$BENCH/tcp-listeners.py" --lifetime 3600 127.0.1.1 127.0.1.2 127.0.1.3 &
 PIDS+=("$!")
@@ -97,6 +101,16 @@ start() {
       { fill "$d" "$port" conf/meridian.yaml; echo "rate-limit: { responses-per-second: 1000000 }"; } > "$d/meridian.yaml"
       cp conf/kemp.local.yaml "$d/zones/"
       RUST_LOG=warn taskset -c "$SERVER_CPU" "$MERIDIAN" serve -c "$d/meridian.yaml" > "$d/log" 2>&1 & ;;
+    signed)
+      mkdir -p "$d/zones"
+      fill "$d" "$port" conf/meridian.yaml > "$d/meridian.yaml"
+      { cat conf/kemp.local.yaml; echo "dnssec: {}"; } > "$d/zones/kemp.local.yaml"
+      RUST_LOG=error taskset -c "$SERVER_CPU" "$MERIDIAN" serve -c "$d/meridian.yaml" > "$d/log" 2>&1 & ;;
+    knot-signed)
+      mkdir -p "$d/run" "$d/db"
+      fill "$d" "$port" conf/knot-signed.conf > "$d/knot.conf"
+      cp conf/knot.zone "$d/kemp.local.zone"
+      taskset -c "$SERVER_CPU" knotd -c "$d/knot.conf" > "$d/log" 2>&1 & ;;
     gdnsd)
       mkdir -p "$d/zones" "$d/run" "$d/state"
       fill "$d" "$port" conf/gdnsd.config > "$d/config"
@@ -156,8 +170,13 @@ PY
 ecs() { python3 -c "import ipaddress,sys; n=ipaddress.ip_network(sys.argv[1]); f=1 if n.version==4 else 2; b=n.network_address.packed[:(n.prefixlen+7)//8]; print('8:%04x%02x00%s' % (f, n.prefixlen, b.hex()))" "$1"; }
 SUBNETS="10.1.7.0/24 10.2.7.0/24 10.3.7.0/24 81.2.69.142/32 89.160.20.112/32 216.160.83.56/32 175.16.199.0/24 214.0.0.1/32"
 
-# The instance with RRL comes with Meridian.
-case " $SERVERS " in *" meridian "*) STARTED="$SERVERS guarded" ;; *) STARTED=$SERVERS ;; esac
+# The instance with RRL, and the signed one, come with Meridian; signed Knot with Knot.
+STARTED=$SERVERS
+case " $SERVERS " in *" meridian "*) STARTED="$STARTED guarded" ;; esac
+if [ "${SIGNED:-1}" = 1 ]; then
+  case " $SERVERS " in *" meridian "*) STARTED="$STARTED signed" ;; esac
+  case " $SERVERS " in *" knot "*) STARTED="$STARTED knot-signed" ;; esac
+fi
 for s in $STARTED; do start "$s"; done
 for s in $STARTED; do wait_ready "$s"; done
 # A valid DNS Cookie for 127.0.0.1 (dnsperf's source): dig's client cookie and the server's.
@@ -169,6 +188,9 @@ esac
 printf 'label\tcompleted\tlost\tqps\truntime\tcpu\tavg_ms\tmax_ms\n' > "$RESULTS"
 echo "warming up..." >&2
 for s in $SERVERS; do run "warmup-$s" "$s" queries.txt 2 > /dev/null; done
+for s in signed knot-signed; do
+  case " $STARTED " in *" $s "*) run "warmup-$s" "$s" queries.txt 2 -D > /dev/null ;; esac
+done
 sed -i '/^warmup/d' "$RESULTS"
 for r in $(seq "$ROUNDS"); do
   for s in $SERVERS; do
@@ -198,7 +220,26 @@ PY
     run "meridian+rrl mixed" guarded queries.txt "$DURATION"
     run "meridian+cookie mixed" guarded queries.txt "$DURATION" -E "10:$COOKIE" ;;
   esac
+  # The mixed load with DO (dnsperf -D) on the signed zones.
+  for s in signed knot-signed; do
+    case " $STARTED " in *" $s "*) ;; *) continue ;; esac
+    echo "round $r/$ROUNDS: $s, mixed load with DO, ${DURATION}s" >&2
+    run "$s mixed-do" "$s" queries.txt "$DURATION" -D
+  done
 done
+
+# Cold signatures: names that do not exist, each asked once (more than a run can send),
+# so that every answer needs its compact denial signed.
+case " $STARTED " in *" signed "*)
+  python3 -c "
+import sys
+with open(sys.argv[1], 'w') as f:
+    for i in range(2000000):
+        f.write(f'cold{i}.kemp.local A\\n')
+" "$RUNDIR/queries-cold.txt"
+  echo "signed meridian, cold: each name once, ${DURATION}s" >&2
+  run "signed cold" signed "$RUNDIR/queries-cold.txt" "$DURATION" -D ;;
+esac
 
 for s in $STARTED; do
   echo -e "$s\t$(awk '/VmHWM/ {print $2}' "/proc/$(cat "$RUNDIR/$s/pid")/status")" >> "$RUNDIR/rss.tsv"
@@ -250,6 +291,13 @@ for peer in ("gdnsd mixed", "knot mixed"):
 for peer in ("gdnsd tcp", "knot tcp"):
     if peer in by and "meridian tcp" in by:
         print(f"- meridian tcp / {peer}: answers per CPU-s ratio **{per_cpu('meridian tcp')/per_cpu(peer):.2f}**")
+if "signed mixed-do" in by and "meridian mixed" in by:
+    print(f"- signed mixed-do / meridian mixed (DO, signatures cached / unsigned): answers per CPU-s ratio **{per_cpu('signed mixed-do')/per_cpu('meridian mixed'):.2f}**")
+if "signed mixed-do" in by and "knot-signed mixed-do" in by:
+    print(f"- signed mixed-do / knot-signed mixed-do (both signing online): answers per CPU-s ratio **{per_cpu('signed mixed-do')/per_cpu('knot-signed mixed-do'):.2f}**")
+if "signed cold" in by and "signed mixed-do" in by:
+    cost = 1e6 / per_cpu("signed cold") - 1e6 / per_cpu("signed mixed-do")
+    print(f"- a signature made (cold) costs **{cost:.1f} µs** of server CPU beyond a cached answer ({per_cpu('signed cold'):,.0f} cold answers per CPU-s)")
 for k in ("meridian+rrl mixed", "meridian+cookie mixed"):
     if k in by and "meridian mixed" in by:
         cost = 1 - per_cpu(k) / per_cpu("meridian mixed")

@@ -93,6 +93,53 @@ for kind in fqdns records; do
   rm -rf "$m"
 done
 
+# Signed: the health-checked names in a signed zone, then one query with DO for each name
+# (every answer signed once): the signature cache's entries and bytes (from the metrics)
+# and the RSS it adds, at N names. Up to 100,000 names (the cache holds 131,072).
+if command -v dnsperf >/dev/null && [ "$N" -le 100000 ]; then
+  m=$d/meridian-signed; mkdir -p "$m/zones"
+  printf 'listen: [127.0.0.1:5412]\nzones: zones\nwatch: false\nadmin: { listen: "127.0.0.1:5418" }\n' > "$m/meridian.yaml"
+  gen meridian-fqdns "$m/zones/scale.yaml"
+  echo "dnssec: {}" >> "$m/zones/scale.yaml"
+  start_ns=$(date +%s%N)
+  RUST_LOG=error taskset -c "$SERVER_CPU" "$MERIDIAN" serve -c "$m/meridian.yaml" > "$d/meridian-signed.log" 2>&1 &
+  pid=$!
+  until dig +short +norec +time=1 +tries=1 @127.0.0.1 -p 5412 "n$((N - 1)).scale.test" A 2>/dev/null | grep -q '^127\.'; do
+    kill -0 "$pid" 2>/dev/null || { echo "signed meridian died:" >&2; tail "$d/meridian-signed.log" >&2; exit 1; }
+    [ $(( ($(date +%s%N) - start_ns) / 1000000000 )) -lt 300 ] || { echo "signed meridian not ready in 300 s" >&2; exit 1; }
+    sleep 0.05
+  done
+  sleep 2
+  rss_before=$(awk '/^VmRSS/ {print $2}' "/proc/$pid/status")
+  python3 -c "
+import sys
+with open(sys.argv[2], 'w') as f:
+    for i in range(int(sys.argv[1])):
+        f.write(f'n{i}.scale.test A\\n')
+" "$N" "$d/signed-queries.txt"
+  t0=$(date +%s%N)
+  taskset -c "${CLIENT_CPU:-1}" dnsperf -s 127.0.0.1 -p 5412 -d "$d/signed-queries.txt" -n 1 -D -q 100 -t 2 > "$d/signed-dnsperf.out" 2>&1
+  took=$(( ($(date +%s%N) - t0) / 1000000 ))
+  rss_after=$(awk '/^VmRSS/ {print $2}' "/proc/$pid/status")
+  python3 - "$N" "$rss_before" "$rss_after" "$took" "$d/signed-dnsperf.out" <<'PY'
+import re, sys, urllib.request
+n, before, after, took, out = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
+text = urllib.request.urlopen("http://127.0.0.1:5418/metrics", timeout=5).read().decode()
+def metric(name, labels):
+    m = re.search(re.escape(name) + r"\{" + re.escape(labels) + r"\} (\d+)", text)
+    return int(m.group(1)) if m else 0
+entries = metric("meridian_dnssec_signature_cache", 'size="entries"')
+size = metric("meridian_dnssec_signature_cache", 'size="bytes"')
+made = metric("meridian_dnssec_signatures_total", 'result="made"')
+done = re.search(r"Queries completed:\s+(\d+)", open(out).read())
+print(f"\nSigned, {n:,} health-checked names, one query with DO each ({done.group(1) if done else '?'} answered in {took / 1000:.1f} s): "
+      f"{made:,} signatures made, {entries:,} in the cache holding {size / 1048576:.1f} MiB; "
+      f"RSS {before / 1024:.0f} -> {after / 1024:.0f} MiB (+{(after - before) / 1024:.0f} MiB, {(after - before) * 1024 / max(entries, 1):.0f} bytes per cached signature)")
+PY
+  kill "$pid"; wait "$pid" 2>/dev/null || true; pid=
+  rm -rf "$m"
+fi
+
 if command -v gdnsd >/dev/null; then
   kinds="dyna records"; [ "$N" -le 100000 ] || kinds=records
   for kind in $kinds; do

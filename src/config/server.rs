@@ -153,6 +153,18 @@ pub fn load_server(file: &Path) -> Result<ServerConfig, ConfigError> {
             .as_ref()
             .map_or(DEFAULT_STATE_FILE, |f| f.value.as_str()),
     );
+    let signature_cache = match &raw.signature_cache {
+        None => DEFAULT_SIGNATURE_CACHE,
+        Some(n) if (1..=1 << 24).contains(&n.value) => n.value,
+        Some(n) => {
+            report.at(
+                n.referenced,
+                "signature-cache",
+                "must be between 1 and 16777216 slots",
+            );
+            DEFAULT_SIGNATURE_CACHE
+        }
+    };
     if let Some(e) = report.errors.into_iter().next() {
         return Err(e);
     }
@@ -175,8 +187,13 @@ pub fn load_server(file: &Path) -> Result<ServerConfig, ConfigError> {
         run_as,
         log_format,
         state_file,
+        signature_cache,
     })
 }
+
+/// Slots of the DNSSEC signature cache unless `signature-cache:` says otherwise: some
+/// 25 MiB when every slot holds a signature.
+pub const DEFAULT_SIGNATURE_CACHE: usize = 1 << 17;
 
 /// A user's id and primary group from the system's user database.
 fn user_ids(name: &str) -> Option<(u32, u32)> {

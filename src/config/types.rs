@@ -51,6 +51,9 @@ pub struct ServerConfig {
     pub log_format: LogFormat,
     /// Where maintenance flags are kept across restarts.
     pub state_file: PathBuf,
+    /// Slots of the DNSSEC signature cache (rounded up to a power of two); a restart
+    /// applies a change.
+    pub signature_cache: usize,
 }
 
 /// How log lines are written (`log-format:`).

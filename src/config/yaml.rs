@@ -121,6 +121,7 @@ pub(super) struct ServerRaw {
     pub(super) group: Option<Spanned<String>>,
     pub(super) log_format: Option<Spanned<String>>,
     pub(super) state_file: Option<Spanned<String>>,
+    pub(super) signature_cache: Option<Spanned<usize>>,
 }
 
 #[derive(Deserialize)]

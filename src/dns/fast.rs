@@ -276,6 +276,10 @@ impl Response<'_, '_> {
                     rrsig.rrsig.wire().write(out, ttl, pointer);
                 }
             }
+            // Every answer belongs to a set; were one left, it would still go out.
+            for rr in rrs {
+                rr.write(out, Some(12));
+            }
         }
         if let Some(soa) = &plan.soa {
             soa.write(out, None);

@@ -182,6 +182,7 @@ fn sections(
                 answers.push(owned(rrsig.rrsig.wire().record(), ttl, set.owner.is_none()));
             }
         }
+        answers.extend(rrs.map(|rr| rr.record()));
     }
     let mut authorities: SmallVec<[Record; 2]> = plan.soa.iter().map(|rr| rr.record()).collect();
     if let (Some(soa), Some(rrsig)) = (&plan.soa, &signed.soa) {

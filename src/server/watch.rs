@@ -29,6 +29,9 @@ pub(super) struct Watched {
     server_file: PathBuf,
     zones_dir: PathBuf,
     geoip: Option<PathBuf>,
+    /// Signed zones' key files (at start; key files in the zones directory are
+    /// recognised whenever they appear).
+    key_files: Vec<PathBuf>,
 }
 
 pub(super) fn watched_paths(config: &Config) -> Watched {
@@ -36,7 +39,15 @@ pub(super) fn watched_paths(config: &Config) -> Watched {
     let server_file = abs(&config.server.file);
     let zones_dir = abs(&config.server.zones_dir);
     let geoip = config.server.geoip.as_ref().map(|g| abs(&g.path));
+    let key_files: Vec<PathBuf> = config
+        .zones
+        .iter()
+        .filter_map(|z| z.dnssec.as_ref())
+        .flat_map(|d| d.key_files())
+        .map(|p| abs(&p))
+        .collect();
     let mut dirs = vec![zones_dir.clone()];
+    dirs.extend(key_files.iter().filter_map(|k| k.parent()).map(Path::to_path_buf));
     dirs.extend(server_file.parent().map(Path::to_path_buf));
     dirs.extend(
         geoip
@@ -52,6 +63,7 @@ pub(super) fn watched_paths(config: &Config) -> Watched {
         server_file,
         zones_dir,
         geoip,
+        key_files,
     }
 }
 
@@ -69,6 +81,7 @@ impl Watched {
         let mut files: Vec<PathBuf> = config::zone_files(&self.zones_dir).unwrap_or_default();
         files.push(self.server_file.clone());
         files.extend(self.geoip.clone());
+        files.extend(self.key_files.iter().cloned());
         files.into_iter().map(stat).collect()
     }
 
@@ -77,7 +90,15 @@ impl Watched {
         let zone_file = path.parent() == Some(&self.zones_dir)
             && (name.ends_with(".yaml") || name.ends_with(".yml"))
             && !name.starts_with('.');
-        zone_file || path == self.server_file || Some(path) == self.geoip.as_deref()
+        // Key files as `meridian serve` and BIND name them.
+        let key_file = path.parent() == Some(&self.zones_dir)
+            && [".pem", ".private", ".key"].iter().any(|e| name.ends_with(e))
+            && !name.starts_with('.');
+        zone_file
+            || key_file
+            || path == self.server_file
+            || Some(path) == self.geoip.as_deref()
+            || self.key_files.iter().any(|k| k == path)
     }
 }
 

@@ -27,10 +27,6 @@ use crate::model::StoredRecord;
 /// (RFC 9824 3.1): it tells such an answer from NODATA.
 pub const NXNAME: RecordType = RecordType::Unknown(128);
 
-/// Slots of the signature cache unless the server file says otherwise: some 25 MiB when
-/// every slot is full.
-pub const DEFAULT_CACHE_SLOTS: usize = 1 << 17;
-
 /// DNSKEY flags of the zone's one key: a zone key with the SEP bit, a combined signing key
 /// (it signs the DNSKEY RRset and everything else).
 const CSK_FLAGS: u16 = 257;

@@ -131,7 +131,7 @@ impl Meridian {
             sticky: OnceLock::new(),
             recipients: OnceLock::new(),
             history: OnceLock::new(),
-            signatures: crate::sign::SignatureCache::new(crate::sign::DEFAULT_CACHE_SLOTS),
+            signatures: crate::sign::SignatureCache::new(config.server.signature_cache),
             listen,
             events: Events::default(),
             state_file: Mutex::new(config.server.state_file.clone()),
@@ -257,6 +257,13 @@ impl Meridian {
                     "rate-limit.table-size changed: restart Meridian to apply it"
                 );
             }
+        }
+        let slots = self.signatures.stats().slots;
+        if slots != config.server.signature_cache.next_power_of_two() {
+            warn!(
+                slots,
+                "signature-cache changed: restart Meridian to apply it"
+            );
         }
         *self.state_file.lock().expect("state file lock") = config.server.state_file.clone();
         let now = unix_now();

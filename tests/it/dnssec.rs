@@ -541,3 +541,98 @@ fn a_key_rolls_over_without_breaking_validation() {
     assert!(validates(&[&new]));
     assert!(!validates(&[&old[0]]));
 }
+
+/// A name failing closed (NODATA while every member is down) and a name chosen by the
+/// client's subnet (ECS) are signed like the rest: delv validates both, the NODATA's
+/// denial lists no A at the name, and the ECS option comes back with its scope.
+#[test]
+fn failing_closed_and_ecs_answers_are_signed_and_validate() {
+    // Nothing listens on this port: the one member of `closed` is down.
+    let port = free_port(ip("127.0.90.21"));
+    let zone = format!(
+        "zone: signed.test\nns: [ns1]\ndnssec: {{}}\nrecords:\n  ns1: {{ A: {MERIDIAN} }}\nsites:\n  lon: {{ networks: [10.1.0.0/16] }}\n  nyc: {{ networks: [10.2.0.0/16] }}\nfqdns:\n  closed:\n    when-all-down: none\n    check: {{ type: tcp, port: {port}, interval: 200ms, timeout: 100ms, rise: 1, fall: 1 }}\n    members: [{{ address: 127.0.90.21 }}]\n  near:\n    selection: location\n    members:\n      - {{ address: 192.0.2.1, site: lon }}\n      - {{ address: 192.0.2.2, site: nyc }}\n"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("zones")).unwrap();
+    std::fs::write(dir.path().join("zones/signed.yaml"), zone).unwrap();
+    let config = dir.path().join("meridian.yaml");
+    std::fs::write(&config, format!("listen: [{MERIDIAN}:0]\nzones: zones\n")).unwrap();
+    let served = serve(&config);
+    let meridian = served.addr;
+    let dnskey = dnskeys(meridian).remove(0);
+    let anchor = anchor_file(dir.path(), &dnskey, "anchor.conf");
+
+    let closed = eventually(Duration::from_secs(5), "the member to be down", || {
+        udp_exchange(
+            meridian,
+            &do_query("closed.signed.test.", RecordType::A, false),
+        )
+        .answers
+        .is_empty()
+    });
+    let _ = closed;
+    let nodata = udp_exchange(
+        meridian,
+        &do_query("closed.signed.test.", RecordType::A, false),
+    );
+    assert_rcode(&nodata, ResponseCode::NoError);
+    let nsec = nodata
+        .authorities
+        .iter()
+        .find_map(|r| match &r.data {
+            RData::DNSSEC(hickory_proto::dnssec::rdata::DNSSECRData::NSEC(n)) => Some(n),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("{nodata:?}"));
+    let bitmap: Vec<RecordType> = nsec.type_bit_maps().collect();
+    assert!(!bitmap.contains(&RecordType::A), "{bitmap:?}");
+    let out = delv(meridian, &anchor, "closed.signed.test", "A");
+    assert!(
+        out.contains("; negative response, fully validated"),
+        "{out}"
+    );
+
+    for (subnet, want) in [("10.1.7.0/24", "192.0.2.1"), ("10.2.7.0/24", "192.0.2.2")] {
+        let mut q = ecs_query("near.signed.test.", RecordType::A, subnet);
+        q.edns.as_mut().unwrap().set_dnssec_ok(true);
+        let answer = udp_exchange(meridian, &q);
+        assert_eq!(addresses(&answer), [want], "{subnet}");
+        assert_eq!(types(&answer.answers), [RecordType::A, RecordType::RRSIG]);
+        let (_, source, scope) = ecs_of(&answer).expect("ECS echoed");
+        assert_eq!((source, scope), (24, 16), "{subnet}");
+        // delv sends no ECS: it gets (and validates) the answer for its own address.
+    }
+    let out = delv(meridian, &anchor, "near.signed.test", "A");
+    assert!(out.contains("; fully validated"), "{out}");
+}
+
+/// A key file broken under a running server: the reload is rejected, the zone keeps
+/// serving with the key it had, and the error names the zone file's `dnssec.key`.
+#[test]
+fn a_broken_key_file_is_rejected_on_reload() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("zones")).unwrap();
+    std::fs::write(
+        dir.path().join("zones/signed.yaml"),
+        format!("zone: signed.test\nns: [ns1]\ndnssec: {{ key: k.pem }}\nrecords:\n  ns1: {{ A: {MERIDIAN} }}\n  www: {{ A: 192.0.2.1 }}\n"),
+    )
+    .unwrap();
+    let config = dir.path().join("meridian.yaml");
+    std::fs::write(&config, format!("listen: [{MERIDIAN}:0]\nzones: zones\n")).unwrap();
+    let served = serve(&config);
+    let meridian = served.addr;
+    let dnskey = dnskeys(meridian).remove(0);
+    let anchor = anchor_file(dir.path(), &dnskey, "anchor.conf");
+    assert!(delv(meridian, &anchor, "www.signed.test", "A").contains("; fully validated"));
+
+    replace_file(
+        &dir.path().join("zones/k.pem"),
+        "-----BEGIN PRIVATE KEY-----\nbroken\n-----END PRIVATE KEY-----\n",
+    );
+    eventually(Duration::from_secs(10), "the reload to be rejected", || {
+        served.log_contains("reload rejected")
+    });
+    assert!(served.log_contains("signed.yaml:3:") && served.log_contains("dnssec.key"));
+    assert_eq!(dnskeys(meridian), [dnskey]);
+    assert!(delv(meridian, &anchor, "www.signed.test", "A").contains("; fully validated"));
+}
