@@ -47,7 +47,12 @@ pub(super) fn watched_paths(config: &Config) -> Watched {
         .map(|p| abs(&p))
         .collect();
     let mut dirs = vec![zones_dir.clone()];
-    dirs.extend(key_files.iter().filter_map(|k| k.parent()).map(Path::to_path_buf));
+    dirs.extend(
+        key_files
+            .iter()
+            .filter_map(|k| k.parent())
+            .map(Path::to_path_buf),
+    );
     dirs.extend(server_file.parent().map(Path::to_path_buf));
     dirs.extend(
         geoip
@@ -92,7 +97,9 @@ impl Watched {
             && !name.starts_with('.');
         // Key files as `meridian serve` and BIND name them.
         let key_file = path.parent() == Some(&self.zones_dir)
-            && [".pem", ".private", ".key"].iter().any(|e| name.ends_with(e))
+            && [".pem", ".private", ".key"]
+                .iter()
+                .any(|e| name.ends_with(e))
             && !name.starts_with('.');
         zone_file
             || key_file

@@ -1,6 +1,8 @@
-//! The signature cache: a fixed number of slots, each holding the last signature made for
-//! the RRsets whose content key falls in it. Queries read it without a lock (one atomic
-//! load per RRset); a miss signs and replaces the slot. Its memory is bounded by the slot
+//! The signature cache: a fixed number of slots; an RRset's signature may sit in either of
+//! two, chosen by two halves of its content key (two choices fill a table far better than
+//! one: 100,000 RRsets in 131,072 slots kept 70 % of them with one choice). Queries read
+//! it without a lock (an atomic load per slot looked at); a miss signs and replaces the
+//! emptier or older of the two. Its memory is bounded by the slot
 //! count, whatever the zones' size or the clients ask: an attacker asking for a million
 //! names makes signatures churn, not grow.
 
@@ -61,13 +63,25 @@ impl SignatureCache {
         let slots = self
             .slots
             .get_or_init(|| (0..self.size).map(|_| ArcSwapOption::empty()).collect());
-        let slot = &slots[(key as usize) & (self.size - 1)];
-        if let Some(signed) = slot.load_full()
-            && signed.key == key
-            && now < signed.refresh_at
-        {
+        let mask = self.size - 1;
+        let (a, b) = (
+            &slots[(key as usize) & mask],
+            &slots[((key >> 64) as usize) & mask],
+        );
+        let fresh = |held: &Option<Arc<Signed>>| {
+            held.as_ref()
+                .is_some_and(|h| h.key == key && now < h.refresh_at)
+        };
+        // The second slot is read only when the first does not hold it.
+        let in_a = a.load_full();
+        if fresh(&in_a) {
             self.hits.fetch_add(1, Ordering::Relaxed);
-            return Some(signed);
+            return in_a;
+        }
+        let in_b = b.load_full();
+        if fresh(&in_b) {
+            self.hits.fetch_add(1, Ordering::Relaxed);
+            return in_b;
         }
         self.misses.fetch_add(1, Ordering::Relaxed);
         let Some(signed) = sign() else {
@@ -76,6 +90,14 @@ impl SignatureCache {
         };
         debug_assert_eq!(signed.key, key);
         let signed = Arc::new(signed);
+        // Into the slot that holds this RRset's old signature, else an empty one, else the
+        // one due for refresh sooner.
+        let age = |held: &Option<Arc<Signed>>| match held {
+            Some(h) if h.key == key => 0,
+            None => 1,
+            Some(h) => 2 + u64::from(h.refresh_at),
+        };
+        let slot = if age(&in_b) < age(&in_a) { b } else { a };
         self.bytes
             .fetch_add(signed.size() as i64, Ordering::Relaxed);
         self.entries.fetch_add(1, Ordering::Relaxed);
@@ -137,10 +159,17 @@ mod tests {
         assert_eq!(signings.get(), 1, "a hit");
         get(1, 110);
         assert_eq!(signings.get(), 2, "due for refresh");
-        // Key 5 shares key 1's slot: each replaces the other.
+        // Keys 1, 5 and 9 share both of their slots (1 and 0): two fit, the third
+        // replaces the one due for refresh sooner.
         get(5, 111);
         get(1, 112);
+        assert_eq!(signings.get(), 3, "1 and 5 both kept");
+        get(9, 113);
         assert_eq!(signings.get(), 4);
+        get(5, 114);
+        assert_eq!(signings.get(), 4, "1 was due for refresh before 5: 1 went");
+        get(1, 115);
+        assert_eq!(signings.get(), 5);
         for k in 0..100 {
             get(k, 120);
         }
