@@ -542,15 +542,18 @@ fn a_key_rolls_over_without_breaking_validation() {
     assert!(!validates(&[&old[0]]));
 }
 
-/// A name failing closed (NODATA while every member is down) and a name chosen by the
-/// client's subnet (ECS) are signed like the rest: delv validates both, the NODATA's
-/// denial lists no A at the name, and the ECS option comes back with its scope.
+/// A name failing closed (NODATA while every member is down), a name whose TTL is cut
+/// while a member is down, and a name chosen by the client's subnet (ECS) are signed like
+/// the rest: delv validates them, the NODATA's denial lists no A at the name, the cut TTL
+/// goes out under the zone TTL the RRSIG covers, and the ECS option keeps its scope.
 #[test]
-fn failing_closed_and_ecs_answers_are_signed_and_validate() {
-    // Nothing listens on this port: the one member of `closed` is down.
+fn failing_closed_health_aware_ttl_and_ecs_answers_are_signed_and_validate() {
+    // Nothing listens on this port at 127.0.90.21: the one member of `closed`, and one of
+    // `degraded`'s two, are down.
     let port = free_port(ip("127.0.90.21"));
+    let _up = crate::common::backend::TcpBackend::start(SocketAddr::new(ip("127.0.90.22"), port));
     let zone = format!(
-        "zone: signed.test\nns: [ns1]\ndnssec: {{}}\nrecords:\n  ns1: {{ A: {MERIDIAN} }}\nsites:\n  lon: {{ networks: [10.1.0.0/16] }}\n  nyc: {{ networks: [10.2.0.0/16] }}\nfqdns:\n  closed:\n    when-all-down: none\n    check: {{ type: tcp, port: {port}, interval: 200ms, timeout: 100ms, rise: 1, fall: 1 }}\n    members: [{{ address: 127.0.90.21 }}]\n  near:\n    selection: location\n    members:\n      - {{ address: 192.0.2.1, site: lon }}\n      - {{ address: 192.0.2.2, site: nyc }}\n"
+        "zone: signed.test\nns: [ns1]\ndnssec: {{}}\nrecords:\n  ns1: {{ A: {MERIDIAN} }}\nsites:\n  lon: {{ networks: [10.1.0.0/16] }}\n  nyc: {{ networks: [10.2.0.0/16] }}\nfqdns:\n  closed:\n    when-all-down: none\n    check: {{ type: tcp, port: {port}, interval: 200ms, timeout: 100ms, rise: 1, fall: 1 }}\n    members: [{{ address: 127.0.90.21 }}]\n  degraded:\n    ttl: 300\n    selection: all-available\n    check: {{ type: tcp, port: {port}, interval: 200ms, timeout: 100ms, rise: 1, fall: 1 }}\n    members: [{{ address: 127.0.90.21 }}, {{ address: 127.0.90.22 }}]\n  near:\n    selection: location\n    members:\n      - {{ address: 192.0.2.1, site: lon }}\n      - {{ address: 192.0.2.2, site: nyc }}\n"
     );
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(dir.path().join("zones")).unwrap();
