@@ -18,7 +18,7 @@ use smallvec::SmallVec;
 use crate::geo::ClientLocation;
 use crate::model::{WireRef, wire};
 use crate::select::{Chosen, Client, Member, Pool};
-use crate::zone::{HealthCheckedName, Node, Table, Zone};
+use crate::zone::{Found, HealthCheckedName, Node, Table, Zone};
 
 pub use crate::select::Mode;
 
@@ -120,6 +120,9 @@ pub struct Plan<'t> {
     pub rrsets: SmallVec<[AnswerSet<'t>; 2]>,
     /// With DO, in a signed zone: the name or type that does not exist, to prove so.
     pub denial: Option<Denial<'t>>,
+    /// The wildcard (its key) an answer was synthesized from, if one was: rate limiting
+    /// counts such answers by it, not by the many names it answers for.
+    pub wildcard: Option<&'t [u8]>,
 }
 
 /// One RRset of the answer section: the next `len` records of [`Plan::answers`].
@@ -146,14 +149,23 @@ pub struct Denial<'t> {
     pub qtype: RecordType,
 }
 
-/// A record to send and the TTL to send it with. Two pointers at most keep a plan small:
-/// it is built on every query.
+/// A record to send and the TTL to send it with.
 #[derive(Clone, Copy, Debug)]
 pub struct Rr<'t> {
     pub data: RrData<'t>,
     pub ttl: u32,
-    /// The owner is the name asked for (not a CNAME target), so it can point at the question.
-    pub owner_is_qname: bool,
+    pub owner: Owner<'t>,
+}
+
+/// The owner a record goes out under.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Owner<'t> {
+    /// The name asked for (not a CNAME target): a pointer to the question.
+    Question,
+    /// The record's own name, as loaded.
+    Stored,
+    /// This name (a key): a CNAME target that a wildcard answered (RFC 4592 synthesis).
+    Key(&'t [u8]),
 }
 
 /// Where a record to send comes from.
@@ -166,11 +178,11 @@ pub enum RrData<'t> {
 }
 
 impl<'t> Rr<'t> {
-    fn stored(stored: WireRef<'t>, ttl: u32, owner_is_qname: bool) -> Self {
+    fn stored(stored: WireRef<'t>, ttl: u32, owner: Owner<'t>) -> Self {
         Rr {
             data: RrData::Stored(stored),
             ttl,
-            owner_is_qname,
+            owner,
         }
     }
 
@@ -178,10 +190,14 @@ impl<'t> Rr<'t> {
     /// the asked name (and `question` is given).
     #[inline]
     pub fn write(&self, out: &mut Vec<u8>, question: Option<u16>) {
-        let pointer = question.filter(|_| self.owner_is_qname);
-        match self.data {
-            RrData::Stored(stored) => stored.write(out, self.ttl, pointer),
-            RrData::Member(name, m) => {
+        let pointer = question.filter(|_| self.owner == Owner::Question);
+        match (self.data, self.owner) {
+            (RrData::Stored(stored), Owner::Key(key)) => stored.write_as(out, key, self.ttl),
+            (RrData::Stored(stored), _) => stored.write(out, self.ttl, pointer),
+            (RrData::Member(_, m), Owner::Key(key)) => {
+                wire::write_address_as(out, key, self.ttl, m.address)
+            }
+            (RrData::Member(name, m), _) => {
                 wire::write_address(out, &name.name, pointer, self.ttl, m.address)
             }
         }
@@ -189,15 +205,17 @@ impl<'t> Rr<'t> {
 
     /// How many bytes `write` appends with a question to point at.
     pub fn written_len(&self) -> usize {
-        match self.data {
-            RrData::Stored(stored) => stored.written_len(self.owner_is_qname),
-            RrData::Member(name, m) => {
-                wire::address_len(&name.name, self.owner_is_qname, m.address)
-            }
+        let pointer = self.owner == Owner::Question;
+        match (self.data, self.owner) {
+            (RrData::Stored(stored), Owner::Key(key)) => stored.written_len_as(key),
+            (RrData::Stored(stored), _) => stored.written_len(pointer),
+            (RrData::Member(_, m), Owner::Key(key)) => wire::address_len_as(key, m.address),
+            (RrData::Member(name, m), _) => wire::address_len(&name.name, pointer, m.address),
         }
     }
 
-    /// The record as hickory's type, with the TTL to send.
+    /// The record as hickory's type, with the TTL to send (under its own name, or the
+    /// `Key` it is given; the caller names those owned by the question).
     pub fn record(&self) -> Record {
         let mut record = match self.data {
             RrData::Stored(stored) => stored.record(),
@@ -210,6 +228,9 @@ impl<'t> Rr<'t> {
             }
         };
         record.ttl = self.ttl;
+        if let Owner::Key(key) = self.owner {
+            record.name = crate::model::name::name_of(key);
+        }
         record
     }
 }
@@ -330,6 +351,7 @@ impl<'t> Plan<'t> {
             dnssec_ok: query.edns.is_some_and(|e| e.dnssec_ok),
             rrsets: SmallVec::new(),
             denial: None,
+            wildcard: None,
         }
     }
 
@@ -494,7 +516,7 @@ fn lookup<'t>(
     // The owner of this hop's records: `None` for the asked name.
     let mut owner: Option<&'t [u8]> = None;
     for hop in 0..MAX_CNAME_CHAIN {
-        let (zone, node) = match table.find(name) {
+        let (zone, found) = match table.lookup(name) {
             Some(found) => found,
             None if hop == 0 => {
                 plan.rcode = ResponseCode::Refused;
@@ -510,16 +532,26 @@ fn lookup<'t>(
         }
         plan.zone.get_or_insert(zone);
         plan.authoritative = true;
-        let Some(node) = node else {
-            plan.rcode = ResponseCode::NXDomain;
-            let soa = zone.negative_soa.wire();
-            plan.soa = Some(Rr::stored(soa, soa.ttl(), false));
-            plan.deny_existence(zone, owner, None, qtype);
-            return false;
+        // Where the records go out under: the question, the name a wildcard answers for
+        // (RFC 4592: the answer is synthesized at that name), or their own name.
+        let (node, rr_owner) = match found {
+            Found::Node(node) if hop == 0 => (node, Owner::Question),
+            Found::Node(node) => (node, Owner::Stored),
+            Found::Wildcard(node, wildcard) => {
+                plan.wildcard.get_or_insert(wildcard);
+                (node, owner.map_or(Owner::Question, Owner::Key))
+            }
+            Found::Nothing => {
+                plan.rcode = ResponseCode::NXDomain;
+                let soa = zone.negative_soa.wire();
+                plan.soa = Some(Rr::stored(soa, soa.ttl(), Owner::Stored));
+                plan.deny_existence(zone, owner, None, qtype);
+                return false;
+            }
         };
         if let Some((cname, target)) = node.cname() {
             let cname = cname.wire();
-            plan.answers.push(Rr::stored(cname, cname.ttl(), hop == 0));
+            plan.answers.push(Rr::stored(cname, cname.ttl(), rr_owner));
             plan.answered(zone, owner, RecordType::CNAME, cname.ttl(), 1);
             if qtype == RecordType::CNAME {
                 return false;
@@ -529,14 +561,14 @@ fn lookup<'t>(
             continue;
         }
         let before = plan.answers.len();
-        match answer_at(table, node, zone, qtype, hop == 0, client, mode, plan) {
+        match answer_at(table, node, zone, qtype, rr_owner, client, mode, plan) {
             Answered::Records { rtype, zone_ttl } => {
                 let len = plan.answers.len() - before;
                 plan.answered(zone, owner, rtype, zone_ttl, len);
             }
             Answered::Nothing(ttl) => {
                 let soa = zone.negative_soa.wire();
-                plan.soa = Some(Rr::stored(soa, ttl.unwrap_or(soa.ttl()), false));
+                plan.soa = Some(Rr::stored(soa, ttl.unwrap_or(soa.ttl()), Owner::Stored));
                 plan.deny_existence(zone, owner, Some(node), qtype);
             }
         }
@@ -561,7 +593,7 @@ fn answer_at<'t>(
     node: &'t Node,
     zone: &'t Zone,
     qtype: RecordType,
-    owner_is_qname: bool,
+    owner: Owner<'t>,
     client: Client,
     mode: Mode,
     plan: &mut Plan<'t>,
@@ -591,7 +623,7 @@ fn answer_at<'t>(
             plan.answers.extend(chosen.iter().map(|m| Rr {
                 data: RrData::Member(name, m),
                 ttl,
-                owner_is_qname,
+                owner,
             }));
             let failed_closed = chosen.is_empty();
             plan.selection = Some(Selection {
@@ -623,11 +655,8 @@ fn answer_at<'t>(
     };
     match set {
         Some(set) => {
-            plan.answers.extend(
-                set.records
-                    .iter()
-                    .map(|r| Rr::stored(r, r.ttl(), owner_is_qname)),
-            );
+            plan.answers
+                .extend(set.records.iter().map(|r| Rr::stored(r, r.ttl(), owner)));
             let zone_ttl = set.records.iter().next().map_or(0, |r| r.ttl());
             Answered::Records {
                 rtype: set.rtype,

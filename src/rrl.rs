@@ -5,7 +5,8 @@
 //! still get its answer over TCP. TCP is never limited: it cannot be spoofed.
 //!
 //! Kinds of response, each with its own bucket per network:
-//! - an answer (or NODATA) to one name and type: the reflection a spoofed flood wants;
+//! - an answer (or NODATA) to one name and type (or one wildcard, for the names it answers
+//!   for): the reflection a spoofed flood wants;
 //! - NXDOMAIN in one zone (or its compact DNSSEC denial, which says NOERROR): random
 //!   names under a zone share one bucket;
 //! - an error (REFUSED, FORMERR, NOTIMP, SERVFAIL...), whatever the name.
@@ -80,9 +81,13 @@ fn bucket_of<'a>(
     // it is the NXDOMAIN kind all the same, or random names would each get a bucket.
     let no_such_name = plan.denial.is_some_and(|d| d.node.is_none());
     match rcode {
-        ResponseCode::NoError if !no_such_name => {
-            (1, Some(qname), plan.qtype.unwrap_or(RecordType::Unknown(0)))
-        }
+        // Answers a wildcard synthesized count by the wildcard, as Knot and BIND count them:
+        // random names under it would each get a bucket otherwise.
+        ResponseCode::NoError if !no_such_name => (
+            1,
+            Some(plan.wildcard.unwrap_or(qname)),
+            plan.qtype.unwrap_or(RecordType::Unknown(0)),
+        ),
         ResponseCode::NoError | ResponseCode::NXDomain => {
             (2, plan.zone.map(|z| z.key()), RecordType::Unknown(0))
         }

@@ -20,7 +20,7 @@ use super::signed::Signatures;
 use crate::cookie::Cookies;
 use crate::forward::Source;
 use crate::model::name::KeyBuf;
-use crate::resolve::{self, Ecs, EdnsQuery, Mode, Plan, Question};
+use crate::resolve::{self, Ecs, EdnsQuery, Mode, Owner, Plan, Question, Rr};
 use crate::rrl::Verdict;
 use crate::state::Meridian;
 
@@ -167,22 +167,23 @@ fn sections(
         record.ttl = ttl;
         record
     };
+    let record = |rr: &Rr| owned(rr.record(), rr.ttl, rr.owner == Owner::Question);
     let mut answers: SmallVec<[Record; 8]> = SmallVec::new();
     if signed.answers.is_empty() {
-        answers.extend(plan.answers.iter().map(|rr| rr.record()));
+        answers.extend(plan.answers.iter().map(record));
     } else {
         let mut rrs = plan.answers.iter();
         for (set, rrsig) in plan.rrsets.iter().zip(&signed.answers) {
             let mut ttl = 0;
             for rr in rrs.by_ref().take(set.len) {
-                answers.push(rr.record());
+                answers.push(record(rr));
                 ttl = rr.ttl;
             }
             if let Some(rrsig) = rrsig {
                 answers.push(owned(rrsig.rrsig.wire().record(), ttl, set.owner.is_none()));
             }
         }
-        answers.extend(rrs.map(|rr| rr.record()));
+        answers.extend(rrs.map(record));
     }
     let mut authorities: SmallVec<[Record; 2]> = plan.soa.iter().map(|rr| rr.record()).collect();
     if let (Some(soa), Some(rrsig)) = (&plan.soa, &signed.soa) {

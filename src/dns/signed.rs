@@ -93,8 +93,18 @@ fn sign_rrset(
     }
     let key = key.finish();
     cache.get_or_sign(key, now, || {
-        let records: Vec<_> = records.iter().map(Rr::record).collect();
-        signer.sign(key, &name_of(owner), rtype, zone_ttl, &records, now)
+        // Under the owner they go out with: a wildcard's records are signed at the name
+        // they answer for.
+        let owner = name_of(owner);
+        let records: Vec<_> = records
+            .iter()
+            .map(|rr| {
+                let mut record = rr.record();
+                record.name = owner.clone();
+                record
+            })
+            .collect();
+        signer.sign(key, &owner, rtype, zone_ttl, &records, now)
     })
 }
 

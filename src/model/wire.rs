@@ -71,6 +71,21 @@ impl<'a> WireRef<'a> {
         out.extend_from_slice(&tail[8..]);
     }
 
+    /// Appends the record under another owner, written out from its key (lower-cased wire
+    /// form, which is wire form): a wildcard's record synthesized at a CNAME target.
+    pub fn write_as(&self, out: &mut Vec<u8>, owner: &[u8], ttl: u32) {
+        out.extend_from_slice(owner);
+        let tail = self.tail();
+        out.extend_from_slice(&tail[..4]);
+        out.extend_from_slice(&ttl.to_be_bytes());
+        out.extend_from_slice(&tail[8..]);
+    }
+
+    /// How many bytes `write_as` appends.
+    pub fn written_len_as(&self, owner: &[u8]) -> usize {
+        owner.len() + self.tail().len()
+    }
+
     /// How many bytes `write` appends.
     pub fn written_len(&self, pointer: bool) -> usize {
         let owner = if pointer { 2 } else { self.owner_len() };
@@ -187,6 +202,12 @@ pub fn write_address(
             out.push(0);
         }
     }
+    write_address_tail(out, ttl, address);
+}
+
+/// Type, class, TTL, length and address.
+#[inline]
+fn write_address_tail(out: &mut Vec<u8>, ttl: u32, address: IpAddr) {
     let (rtype, data): (u16, &[u8]) = match &address {
         IpAddr::V4(a) => (1, &a.octets()[..]),
         IpAddr::V6(a) => (28, &a.octets()[..]),
@@ -196,6 +217,17 @@ pub fn write_address(
     out.extend_from_slice(&ttl.to_be_bytes());
     out.extend_from_slice(&(data.len() as u16).to_be_bytes());
     out.extend_from_slice(data);
+}
+
+/// Like `write_address`, under an owner written out from its key.
+pub fn write_address_as(out: &mut Vec<u8>, owner: &[u8], ttl: u32, address: IpAddr) {
+    out.extend_from_slice(owner);
+    write_address_tail(out, ttl, address);
+}
+
+/// How many bytes `write_address_as` appends.
+pub fn address_len_as(owner: &[u8], address: IpAddr) -> usize {
+    owner.len() + 10 + if address.is_ipv4() { 4 } else { 16 }
 }
 
 /// How many bytes `write_address` appends.

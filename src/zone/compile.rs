@@ -103,8 +103,10 @@ impl ZoneTable {
         let mut zone = ZoneTable {
             zone: zone_of(zc, inputs),
             nodes: NodeMap::default(),
+            wildcards: false,
         };
         zone.add_names(zc, inputs);
+        zone.wildcards = zone.nodes.keys().any(|k| k.starts_with(b"\x01*"));
         zone
     }
 

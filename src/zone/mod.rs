@@ -54,6 +54,21 @@ const ZONES_SCANNED: usize = 8;
 pub struct ZoneTable {
     pub zone: Zone,
     nodes: NodeMap,
+    /// Whether any owner is a wildcard (`*.…`): only then does a name that is not found
+    /// look for one.
+    wildcards: bool,
+}
+
+/// What a name finds in its zone.
+#[derive(Clone, Copy, Debug)]
+pub enum Found<'t> {
+    /// The node at the name.
+    Node(&'t Node),
+    /// No node at the name, but one at the wildcard (whose key comes with it) below the
+    /// name's closest encloser: the answer is synthesized from it (RFC 4592 3.3.1).
+    Wildcard(&'t Node, &'t [u8]),
+    /// The name does not exist.
+    Nothing,
 }
 
 /// Settings from the server file that decide answers, swapped in with the zones.
@@ -275,6 +290,14 @@ impl Table {
         Some((&zone.zone, zone.nodes.get(name)))
     }
 
+    /// Like [`Table::find`], with wildcards: a name without a node finds the wildcard that
+    /// answers for it, if any.
+    #[inline]
+    pub fn lookup(&self, name: &[u8]) -> Option<(&Zone, Found<'_>)> {
+        let zone = self.zone_of(name)?;
+        Some((&zone.zone, zone.lookup(name)))
+    }
+
     /// The node at the name with key `name`, with its zone.
     pub fn get(&self, name: &[u8]) -> Option<(&Node, &Zone)> {
         let (zone, node) = self.find(name)?;
@@ -316,6 +339,38 @@ impl Table {
 }
 
 impl ZoneTable {
+    fn lookup(&self, name: &[u8]) -> Found<'_> {
+        if let Some(node) = self.nodes.get(name) {
+            return Found::Node(node);
+        }
+        if !self.wildcards {
+            return Found::Nothing;
+        }
+        // The closest encloser: the longest ancestor that exists (empty non-terminals do;
+        // the apex always does). Only `*.` under it can answer (RFC 4592 3.3.1): a
+        // wildcard further up does not match below an existing name.
+        let apex = self.zone.key.len();
+        let mut at = 0;
+        loop {
+            at += 1 + usize::from(name[at]);
+            let tail = &name[at..];
+            if tail.len() > apex && !self.nodes.contains_key(tail) {
+                continue;
+            }
+            let mut key = [0u8; key::MAX_WIRE_LEN + 2];
+            if tail.len() + 2 > key::MAX_WIRE_LEN {
+                return Found::Nothing;
+            }
+            key[0] = 1;
+            key[1] = b'*';
+            key[2..2 + tail.len()].copy_from_slice(tail);
+            return match self.nodes.get_key_value(&key[..2 + tail.len()]) {
+                Some((wildcard, node)) => Found::Wildcard(node, wildcard),
+                None => Found::Nothing,
+            };
+        }
+    }
+
     /// The zone's health-checked names.
     pub fn health_checked_names(&self) -> impl Iterator<Item = &HealthCheckedName> {
         self.nodes

@@ -639,3 +639,73 @@ fn a_broken_key_file_is_rejected_on_reload() {
     assert_eq!(dnskeys(meridian), [dnskey]);
     assert!(delv(meridian, &anchor, "www.signed.test", "A").contains("; fully validated"));
 }
+
+/// A health-checked wildcard (`"*.app"` under fqdns) answers every name below `app` with
+/// its members, signed at the asked name; delv validates it, and a name the wildcard does
+/// not cover is still a validated denial.
+#[test]
+fn a_health_checked_wildcard_is_signed_at_the_asked_name() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("zones")).unwrap();
+    std::fs::write(
+        dir.path().join("zones/signed.yaml"),
+        format!("zone: signed.test\nns: [ns1]\ndnssec: {{}}\nrecords:\n  ns1: {{ A: {MERIDIAN} }}\n  web: {{ CNAME: tenant42.app }}\nfqdns:\n  \"*.app\":\n    selection: all-available\n    members: [{{ address: 192.0.2.7 }}, {{ address: 192.0.2.8 }}]\n"),
+    )
+    .unwrap();
+    let config = dir.path().join("meridian.yaml");
+    std::fs::write(&config, format!("listen: [{MERIDIAN}:0]\nzones: zones\n")).unwrap();
+    let served = serve(&config);
+    let meridian = served.addr;
+    let dnskey = dnskeys(meridian).remove(0);
+    let anchor = anchor_file(dir.path(), &dnskey, "anchor.conf");
+
+    for exchange in [udp_exchange, tcp_exchange] {
+        let answer = exchange(
+            meridian,
+            &do_query("Tenant7.app.signed.test.", RecordType::A, false),
+        );
+        let mut got = addresses(&answer);
+        got.sort();
+        assert_eq!(got, ["192.0.2.7", "192.0.2.8"]);
+        assert!(
+            answer
+                .answers
+                .iter()
+                .all(|r| r.name.to_string() == "Tenant7.app.signed.test."),
+            "{answer:?}"
+        );
+        assert_eq!(types(&answer.answers)[2], RecordType::RRSIG);
+        // Through a CNAME, the wildcard answers at the CNAME's target.
+        let web = exchange(
+            meridian,
+            &do_query("web.signed.test.", RecordType::A, false),
+        );
+        assert_eq!(
+            types(&web.answers),
+            [
+                RecordType::CNAME,
+                RecordType::RRSIG,
+                RecordType::A,
+                RecordType::A,
+                RecordType::RRSIG
+            ]
+        );
+        assert_eq!(web.answers[2].name.to_string(), "tenant42.app.signed.test.");
+    }
+    for (name, want) in [
+        ("tenant7.app.signed.test", "; fully validated"),
+        ("web.signed.test", "; fully validated"),
+        (
+            "nothing.signed.test",
+            "; negative response, fully validated",
+        ),
+    ] {
+        let out = delv(meridian, &anchor, name, "A");
+        assert!(out.contains(want), "{name}:\n{out}");
+    }
+    let out = delv(meridian, &anchor, "tenant7.app.signed.test", "TXT");
+    assert!(
+        out.contains("; negative response, fully validated"),
+        "{out}"
+    );
+}

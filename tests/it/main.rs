@@ -16,6 +16,7 @@ mod geo;
 mod hardening;
 mod health;
 mod kemp;
+mod knot;
 mod mutations;
 mod operator;
 mod ops;

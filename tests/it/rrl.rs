@@ -157,6 +157,29 @@ fn random_names_in_a_signed_zone_share_the_nxdomain_bucket_too() {
 }
 
 #[test]
+fn random_names_under_a_wildcard_share_its_bucket() {
+    let (dir, file) = write_config_with(
+        "rate-limit: { responses-per-second: 10, slip: 2 }\n",
+        &[(
+            "rrl.yaml",
+            &format!("{ZONE}  \"*.w\": {{ A: 192.0.2.9 }}\n"),
+        )],
+    );
+    let s = start_with(dir, &file);
+    let (whole, truncated) = flood(&s, "127.0.74.1", |i| format!("r{i}.w.rrl.test."), 100);
+    assert!((10..=15).contains(&whole), "{whole}");
+    assert!(truncated >= 40, "{truncated}");
+    // Another name under it from another network: its own bucket, and the wildcard's
+    // answer.
+    let other = udp_exchange_from(
+        ip("127.0.76.1"),
+        s.addr,
+        &query("x.w.rrl.test.", RecordType::A),
+    );
+    assert_eq!(addresses(&other), ["192.0.2.9"]);
+}
+
+#[test]
 fn the_general_path_is_limited_alike() {
     // With the query log on, every UDP query takes the general path.
     let s = server("query-log: true\n");

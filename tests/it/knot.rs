@@ -1,0 +1,229 @@
+//! Meridian beside Knot (Debian's `knot` package) on the same zone content: every query of
+//! a corpus must get the same rcode, AA flag, answer and authority sections from both.
+//! The zone content is written twice, as a YAML zone for Meridian and as a master file for
+//! Knot; each corpus entry names the behaviour it checks.
+
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use hickory_proto::op::Message;
+use hickory_proto::rr::{Record, RecordType};
+
+use crate::common::backend::free_port;
+use crate::common::*;
+
+const KNOT: &str = "127.0.91.1";
+
+pub struct Knot {
+    child: Child,
+    pub addr: SocketAddr,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Knot {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Knot {
+    /// Starts knotd serving `origin` from the master file `zone`, and waits until it
+    /// answers for the apex.
+    pub fn start(origin: &str, zone: &str) -> Knot {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port(ip(KNOT));
+        std::fs::write(dir.path().join("zone.db"), zone).unwrap();
+        for sub in ["run", "db"] {
+            std::fs::create_dir(dir.path().join(sub)).unwrap();
+        }
+        let d = dir.path().display();
+        std::fs::write(
+            dir.path().join("knot.conf"),
+            format!(
+                "server:\n  rundir: \"{d}/run\"\n  listen: {KNOT}@{port}\n  udp-workers: 1\n  tcp-workers: 1\n  background-workers: 1\ndatabase:\n  storage: \"{d}/db\"\nlog:\n  - target: stderr\n    any: warning\nzone:\n  - domain: {origin}\n    storage: \"{d}\"\n    file: zone.db\n    zonefile-sync: -1\n    journal-content: none\n"
+            ),
+        )
+        .unwrap();
+        let child = Command::new("knotd")
+            .arg("-c")
+            .arg(dir.path().join("knot.conf"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("knotd is installed (Debian package knot)");
+        let addr = SocketAddr::new(ip(KNOT), port);
+        let knot = Knot {
+            child,
+            addr,
+            _dir: dir,
+        };
+        let probe = query(origin, RecordType::SOA).to_vec().unwrap();
+        eventually(Duration::from_secs(10), "knotd to serve the zone", || {
+            try_udp_from(ip("127.0.0.1"), addr, &probe, Duration::from_millis(300))
+                .and_then(|b| Message::from_vec(&b).ok())
+                .is_some_and(|m| !m.answers.is_empty())
+        });
+        knot
+    }
+}
+
+/// A section as text to compare, lower-cased (names compare without case, and a server
+/// may spell a name in the data as the question does, compressing it into the question),
+/// sorted.
+fn section(records: &[Record]) -> Vec<String> {
+    let mut out: Vec<String> = records
+        .iter()
+        .map(|r| r.to_string().to_lowercase())
+        .collect();
+    out.sort();
+    out
+}
+
+/// What a response says, for the comparison.
+fn shape(msg: &Message) -> String {
+    format!(
+        "rcode {:?}, aa {}\nanswer:\n  {}\nauthority:\n  {}",
+        msg.metadata.response_code,
+        msg.metadata.authoritative,
+        section(&msg.answers).join("\n  "),
+        section(&msg.authorities).join("\n  ")
+    )
+}
+
+/// Asks both servers every (name, type) of `corpus`; returns each difference.
+pub fn differences(
+    meridian: SocketAddr,
+    knot: SocketAddr,
+    corpus: &[(&str, RecordType, &str)],
+) -> Vec<String> {
+    let mut wrong = Vec::new();
+    for (name, rtype, why) in corpus {
+        let q = query(name, *rtype);
+        let (ours, theirs) = (udp_exchange(meridian, &q), udp_exchange(knot, &q));
+        if shape(&ours) != shape(&theirs) {
+            wrong.push(format!(
+                "{name} {rtype} ({why}):\nMeridian: {}\nKnot:     {}\n",
+                shape(&ours),
+                shape(&theirs)
+            ));
+        }
+    }
+    wrong
+}
+
+/// Starts Meridian on one YAML zone.
+fn meridian(zone: &str) -> TestServer {
+    start(&[("zone.yaml", zone)])
+}
+
+/// The zone of RFC 4592 2.2.1 (without its delegation, and with a CNAME into the
+/// wildcard and a wildcard CNAME added).
+const WILDCARD_YAML: &str = r#"zone: example
+ttl: 3600
+soa: { mname: ns.example.com., rname: hostmaster.example., serial: 1, refresh: 3600, retry: 600, expire: 604800, minimum: 60 }
+ns: [ns.example.com., ns.example.net.]
+records:
+  "*": { TXT: "this is a wildcard", MX: "10 host1" }
+  "sub.*": { TXT: "this is not a wildcard" }
+  host1: { A: 192.0.2.1 }
+  _ssh._tcp.host1: { SRV: "0 0 22 host1" }
+  _ssh._tcp.host2: { SRV: "0 0 22 host2" }
+  alias: { CNAME: foo.bar }
+  "*.cn": { CNAME: host1 }
+"#;
+
+const WILDCARD_ZONE: &str = r#"$ORIGIN example.
+$TTL 3600
+@ SOA ns.example.com. hostmaster.example. 1 3600 600 604800 60
+@ NS ns.example.com.
+@ NS ns.example.net.
+* TXT "this is a wildcard"
+* MX 10 host1.example.
+sub.* TXT "this is not a wildcard"
+host1 A 192.0.2.1
+_ssh._tcp.host1 SRV 0 0 22 host1.example.
+_ssh._tcp.host2 SRV 0 0 22 host2.example.
+alias CNAME foo.bar.example.
+*.cn CNAME host1.example.
+"#;
+
+#[test]
+fn wildcards_answer_as_knot_answers_the_rfc_4592_examples() {
+    let ours = meridian(WILDCARD_YAML);
+    let knot = Knot::start("example.", WILDCARD_ZONE);
+    use RecordType::*;
+    let corpus = [
+        (
+            "host3.example.",
+            MX,
+            "a wildcard answers for a name that does not exist",
+        ),
+        ("host3.example.", A, "the wildcard has no A: NODATA"),
+        (
+            "foo.bar.example.",
+            TXT,
+            "several labels below the closest encloser",
+        ),
+        (
+            "host1.example.",
+            MX,
+            "an existing name is not matched: NODATA",
+        ),
+        (
+            "sub.*.example.",
+            MX,
+            "a name below the wildcard exists: NODATA",
+        ),
+        (
+            "_telnet._tcp.host1.example.",
+            SRV,
+            "the closest encloser _tcp.host1 has no wildcard: NXDOMAIN",
+        ),
+        (
+            "_ssh._tcp.host3.example.",
+            SRV,
+            "matched by *.example, which has no SRV: NODATA",
+        ),
+        (
+            "ghost.*.example.",
+            MX,
+            "the closest encloser is *.example, with no *.*: NXDOMAIN",
+        ),
+        ("*.example.", TXT, "the wildcard asked for by name"),
+        (
+            "_tcp.host1.example.",
+            A,
+            "an empty non-terminal stops the wildcard: NODATA",
+        ),
+        (
+            "alias.example.",
+            TXT,
+            "a CNAME into the wildcard: synthesized at its target",
+        ),
+        ("x.cn.example.", A, "a wildcard CNAME"),
+        ("x.y.cn.example.", TXT, "a wildcard CNAME, two labels down"),
+        ("HOST3.Example.", MX, "case is the asker's"),
+        ("example.", SOA, "the apex"),
+    ];
+    let wrong = differences(ours.addr, knot.addr, &corpus);
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
+
+/// The corpus is run over TCP too, where answers take the general path (hickory's
+/// encoder), so that both of Meridian's answer paths agree with Knot.
+#[test]
+fn wildcard_answers_agree_over_tcp() {
+    let ours = meridian(WILDCARD_YAML);
+    for (name, rtype) in [
+        ("host3.example.", RecordType::MX),
+        ("alias.example.", RecordType::TXT),
+        ("x.y.cn.example.", RecordType::A),
+    ] {
+        let q = query(name, rtype);
+        let (udp, tcp) = (ours.udp(&q), ours.tcp(&q));
+        assert_eq!(shape(&udp), shape(&tcp), "{name} {rtype}");
+        assert!(!udp.answers.is_empty());
+    }
+}
