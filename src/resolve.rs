@@ -61,6 +61,8 @@ pub struct EdnsQuery {
     pub dnssec_ok: bool,
     /// CO (RFC 9824): the client takes NXDOMAIN with a compact denial.
     pub compact_ok: bool,
+    /// The query carries an NSID option (RFC 5001): the client asks who answers.
+    pub nsid: bool,
 }
 
 /// A query's DNS Cookie (RFC 7873), judged against the server secret (see `cookie`).
@@ -102,7 +104,7 @@ pub struct Plan<'t> {
     /// The zone the question falls in, if any.
     pub zone: Option<&'t Zone>,
     /// The OPT record to send back, when the query had one.
-    pub edns: Option<EdnsReply>,
+    pub edns: Option<EdnsReply<'t>>,
     /// The name is in none of our zones and the client may use forwarding: the caller
     /// answers from the upstream resolvers instead.
     pub forward: bool,
@@ -237,7 +239,7 @@ impl<'t> Rr<'t> {
 
 /// The OPT record of a response.
 #[derive(Clone, Copy, Debug)]
-pub struct EdnsReply {
+pub struct EdnsReply<'t> {
     /// Our UDP buffer size: the client's, between 512 and the server's `edns-udp-size`.
     pub payload: u16,
     /// The query's Client Subnet, with the scope that decided the answer (0 when the
@@ -249,6 +251,8 @@ pub struct EdnsReply {
     pub dnssec_ok: bool,
     /// CO, echoed (RFC 9824 4).
     pub compact_ok: bool,
+    /// The server's NSID, for a query that asked (and a server that has one).
+    pub nsid: Option<&'t [u8]>,
 }
 
 /// How a health-checked name chose, for the caller's counters and for explain.
@@ -280,11 +284,13 @@ impl Plan<'_> {
         12 + question_len + answers + soa + self.opt_len()
     }
 
-    /// The size of the OPT record: fixed fields, and the Client Subnet and COOKIE options
-    /// if echoed.
+    /// The size of the OPT record: fixed fields, and the Client Subnet, COOKIE and NSID
+    /// options if sent.
     pub fn opt_len(&self) -> usize {
         self.edns.map_or(0, |e| {
-            11 + e.ecs.map_or(0, |s| 8 + s.address_len()) + e.cookie.map_or(0, |_| 4 + 24)
+            11 + e.ecs.map_or(0, |s| 8 + s.address_len())
+                + e.cookie.map_or(0, |_| 4 + 24)
+                + e.nsid.map_or(0, |n| 4 + n.len())
         })
     }
 
@@ -312,7 +318,7 @@ pub fn with_plan<R>(table: &Table, query: &Query<'_>, mode: Mode, f: impl FnOnce
 
 impl<'t> Plan<'t> {
     /// A plan before any decision: NOERROR, nothing to answer, and the OPT record to echo.
-    fn start(table: &Table, query: &Query<'_>) -> Self {
+    fn start(table: &'t Table, query: &Query<'_>) -> Self {
         // Echoed as sent, with scope 0 until an answer depends on the client's location.
         let ecs = client_subnet(table, query);
         let cookie = query.edns.and_then(|e| e.cookie);
@@ -342,6 +348,7 @@ impl<'t> Plan<'t> {
                 },
                 dnssec_ok: e.dnssec_ok,
                 compact_ok: e.dnssec_ok && e.compact_ok,
+                nsid: table.options.identity.nsid.as_deref().filter(|_| e.nsid),
             }),
             forward: false,
             selection: None,
@@ -440,6 +447,10 @@ fn decide<'t>(table: &'t Table, query: &Query<'_>, mode: Mode, plan: &mut Plan<'
         return;
     };
     plan.qtype = Some(question.qtype);
+    if question.qclass == DNSClass::CH {
+        chaos(table, question, plan);
+        return;
+    }
     let outside = lookup(table, question, client, query.source, mode, plan);
     if let Some(echo) = plan.edns.as_mut().and_then(|e| e.ecs.as_mut()) {
         let decided_by = plan.selection.as_ref().and_then(|s| s.location);
@@ -468,7 +479,8 @@ fn check<'q>(query: &Query<'q>) -> Result<Question<'q>, ResponseCode> {
         return Err(ResponseCode::FormErr);
     }
     let question = query.question.ok_or(ResponseCode::FormErr)?;
-    if question.qclass != DNSClass::IN && question.qclass != DNSClass::ANY {
+    let chaos = question.qclass == DNSClass::CH;
+    if question.qclass != DNSClass::IN && question.qclass != DNSClass::ANY && !chaos {
         return Err(ResponseCode::Refused);
     }
     match question.qtype {
@@ -476,6 +488,22 @@ fn check<'q>(query: &Query<'q>) -> Result<Question<'q>, ResponseCode> {
         // NXNAME only ever sits in a compact denial's bitmap (RFC 9824 3.5).
         RecordType::OPT | crate::sign::NXNAME => Err(ResponseCode::FormErr),
         _ => Ok(question),
+    }
+}
+
+/// A CHAOS query: `version.bind`, `hostname.bind` and their kin, TXT (or ANY), when the
+/// server file's `identity:` gives them; the name with any other type is NODATA, any
+/// other name REFUSED, as Knot answers.
+fn chaos<'t>(table: &'t Table, question: Question<'_>, plan: &mut Plan<'t>) {
+    let Some(record) = table.options.identity.chaos(question.name) else {
+        plan.rcode = ResponseCode::Refused;
+        return;
+    };
+    plan.authoritative = true;
+    if matches!(question.qtype, RecordType::TXT | RecordType::ANY) {
+        let wire = record.wire();
+        plan.answers
+            .push(Rr::stored(wire, wire.ttl(), Owner::Question));
     }
 }
 

@@ -9,8 +9,8 @@ use ipnet::IpNet;
 
 use super::error::{ConfigError, Report};
 use super::types::{
-    AccessConfig, AdminConfig, CookiesConfig, ForwardConfig, LogFormat, RateLimitConfig, RunAs,
-    ServerConfig, TcpConfig,
+    AccessConfig, AdminConfig, CookiesConfig, ForwardConfig, IdentityConfig, LogFormat,
+    RateLimitConfig, RunAs, ServerConfig, TcpConfig,
 };
 use super::yaml::{
     AccessRaw, CookiesRaw, ForwardRaw, RateLimitRaw, ServerRaw, TcpRaw, items, parse_yaml,
@@ -165,6 +165,26 @@ pub fn load_server(file: &Path) -> Result<ServerConfig, ConfigError> {
             DEFAULT_SIGNATURE_CACHE
         }
     };
+    let identity = raw.identity.as_ref().map_or_else(Default::default, |i| {
+        let mut text = |v: &Option<serde_saphyr::Spanned<String>>, field: &str| {
+            let v = v.as_ref()?;
+            let t = v.value.trim();
+            if t.is_empty() || t.len() > 255 || !t.is_ascii() {
+                report.at(
+                    v.referenced,
+                    format!("identity.{field}"),
+                    "must be 1 to 255 ASCII characters (leave it out to say nothing)",
+                );
+                return None;
+            }
+            Some(t.to_string())
+        };
+        IdentityConfig {
+            nsid: text(&i.value.nsid, "nsid"),
+            version: text(&i.value.version, "version"),
+            hostname: text(&i.value.hostname, "hostname"),
+        }
+    });
     if let Some(e) = report.errors.into_iter().next() {
         return Err(e);
     }
@@ -188,6 +208,7 @@ pub fn load_server(file: &Path) -> Result<ServerConfig, ConfigError> {
         log_format,
         state_file,
         signature_cache,
+        identity,
     })
 }
 

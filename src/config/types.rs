@@ -54,6 +54,8 @@ pub struct ServerConfig {
     /// Slots of the DNSSEC signature cache (rounded up to a power of two); a restart
     /// applies a change.
     pub signature_cache: usize,
+    /// What the server says of itself, each off unless configured.
+    pub identity: IdentityConfig,
 }
 
 /// How log lines are written (`log-format:`).
@@ -206,6 +208,17 @@ pub struct ZoneConfig {
     pub dnssec: Option<super::DnssecConfig>,
     /// What `meridian check` and the log warn about.
     pub warnings: Vec<super::ConfigError>,
+}
+
+/// `identity:` in the server file: NSID (RFC 5001) and the CHAOS TXT names.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct IdentityConfig {
+    /// Sent in the NSID option to queries that carry one.
+    pub nsid: Option<String>,
+    /// Answered to `version.bind` and `version.server` (CH TXT).
+    pub version: Option<String>,
+    /// Answered to `hostname.bind` and `id.server` (CH TXT).
+    pub hostname: Option<String>,
 }
 
 /// What the serving table was compiled from, for a reload to skip what did not change.

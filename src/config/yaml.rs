@@ -122,6 +122,15 @@ pub(super) struct ServerRaw {
     pub(super) log_format: Option<Spanned<String>>,
     pub(super) state_file: Option<Spanned<String>>,
     pub(super) signature_cache: Option<Spanned<usize>>,
+    pub(super) identity: Option<Spanned<IdentityRaw>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub(super) struct IdentityRaw {
+    pub(super) nsid: Option<Spanned<String>>,
+    pub(super) version: Option<Spanned<String>>,
+    pub(super) hostname: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]

@@ -106,6 +106,7 @@ fn parse(msg: &[u8]) -> Result<Parsed<'_>, Slow> {
         cookie: None,
         dnssec_ok: opt[7] & 0x80 != 0,
         compact_ok: opt[7] & 0x40 != 0,
+        nsid: false,
     };
     let mut i = 0;
     while i < options.len() {
@@ -123,6 +124,10 @@ fn parse(msg: &[u8]) -> Result<Parsed<'_>, Slow> {
                 return Err(Slow);
             }
             parsed.cookie = Some(data);
+        }
+        // NSID asks with no data (RFC 5001 2.1).
+        if code == 3 {
+            edns.nsid = true;
         }
         i += 4 + len;
     }
@@ -317,7 +322,8 @@ impl Response<'_, '_> {
             out.extend_from_slice(&[(rcode >> 4) as u8, 0, flags, 0]);
             let ecs_len = edns.ecs.map_or(0, |e| 8 + e.address_len());
             let cookie_len = edns.cookie.map_or(0, |c| 4 + c.len());
-            out.extend_from_slice(&((ecs_len + cookie_len) as u16).to_be_bytes());
+            let nsid_len = edns.nsid.map_or(0, |n| 4 + n.len());
+            out.extend_from_slice(&((ecs_len + cookie_len + nsid_len) as u16).to_be_bytes());
             if let Some(ecs) = edns.ecs {
                 out.extend_from_slice(&8u16.to_be_bytes());
                 out.extend_from_slice(&(4 + ecs.address_len() as u16).to_be_bytes());
@@ -337,6 +343,11 @@ impl Response<'_, '_> {
                 out.extend_from_slice(&10u16.to_be_bytes());
                 out.extend_from_slice(&(cookie.len() as u16).to_be_bytes());
                 out.extend_from_slice(&cookie);
+            }
+            if let Some(nsid) = edns.nsid {
+                out.extend_from_slice(&3u16.to_be_bytes());
+                out.extend_from_slice(&(nsid.len() as u16).to_be_bytes());
+                out.extend_from_slice(nsid);
             }
         }
     }

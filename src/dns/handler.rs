@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use hickory_proto::op::{Edns, Metadata, ResponseCode};
 use hickory_proto::rr::Record;
-use hickory_proto::rr::rdata::opt::{ClientSubnet, EdnsCode, EdnsOption};
+use hickory_proto::rr::rdata::opt::{ClientSubnet, EdnsCode, EdnsOption, NSIDPayload};
 use hickory_proto::serialize::binary::{BinDecoder, BinEncoder};
 use hickory_server::net::xfer::Protocol;
 use hickory_server::server::Request;
@@ -75,6 +75,7 @@ fn query_of<'r>(
         },
         dnssec_ok: e.flags().dnssec_ok,
         compact_ok: e.flags().z & COMPACT_OK != 0,
+        nsid: e.option(EdnsCode::NSID).is_some(),
     });
     resolve::Query {
         op_code: request.metadata.op_code,
@@ -124,6 +125,9 @@ pub(super) async fn respond(state: &Meridian, request: &Request) -> Reply {
             if let Some(cookie) = e.cookie {
                 edns.options_mut()
                     .insert(EdnsOption::Unknown(10, cookie.to_vec()));
+            }
+            if let Some(nsid) = e.nsid.and_then(|n| NSIDPayload::new(n).ok()) {
+                edns.options_mut().insert(EdnsOption::NSID(nsid));
             }
             edns
         }),

@@ -115,7 +115,7 @@ impl<'a> WireRef<'a> {
 }
 
 /// A single record (a CNAME, a zone's negative-answer SOA), in one allocation.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct StoredRecord {
     bytes: Box<[u8]>,
 }

@@ -91,6 +91,7 @@ impl Table {
                     .unwrap_or_default(),
                 rate_limit: server.rate_limit.clone(),
                 access: server.access.clone(),
+                identity: identity(&server.identity),
             },
             server_source: server.source,
         }
@@ -196,6 +197,28 @@ impl ZoneTable {
             self.nodes.insert(key.as_bytes().into(), Node::default());
         }
         self.nodes.get_mut(key.as_bytes()).expect("just inserted")
+    }
+}
+
+/// NSID and the CHAOS TXT records, as Knot and NSD answer them: TTL 0, class CH.
+fn identity(config: &crate::config::IdentityConfig) -> super::Identity {
+    let mut chaos = Vec::new();
+    for (text, names) in [
+        (&config.version, ["version.bind.", "version.server."]),
+        (&config.hostname, ["hostname.bind.", "id.server."]),
+    ] {
+        let Some(text) = text else { continue };
+        for name in names {
+            let name = Name::from_ascii(name).expect("a valid name");
+            let txt = RData::TXT(hickory_proto::rr::rdata::TXT::new(vec![text.clone()]));
+            let mut record = Record::from_rdata(name.clone(), 0, txt);
+            record.dns_class = hickory_proto::rr::DNSClass::CH;
+            chaos.push((key_of(&name), StoredRecord::new(&record)));
+        }
+    }
+    super::Identity {
+        nsid: config.nsid.as_ref().map(|n| n.as_bytes().into()),
+        chaos,
     }
 }
 

@@ -91,6 +91,27 @@ pub struct QueryOptions {
     pub rate_limit: Option<RateLimitConfig>,
     /// Who may query the server at all.
     pub access: AccessConfig,
+    /// NSID and the CHAOS TXT names (`identity:`).
+    pub identity: Identity,
+}
+
+/// What the server says of itself, when configured.
+#[derive(Clone, Debug, Default)]
+pub struct Identity {
+    /// The NSID option's data (RFC 5001).
+    pub nsid: Option<Box<[u8]>>,
+    /// CH TXT records by their name's key: `version.bind`, `hostname.bind`…
+    pub chaos: Vec<(Box<[u8]>, StoredRecord)>,
+}
+
+impl Identity {
+    /// The CH TXT record at the name with key `name`, if configured.
+    pub fn chaos(&self, name: &[u8]) -> Option<&StoredRecord> {
+        self.chaos
+            .iter()
+            .find(|(k, _)| **k == *name)
+            .map(|(_, r)| r)
+    }
 }
 
 #[derive(Debug)]
@@ -210,6 +231,7 @@ impl Table {
                 forward_clients: Vec::new(),
                 rate_limit: None,
                 access: AccessConfig::default(),
+                identity: Identity::default(),
             },
             server_source: 0,
         }

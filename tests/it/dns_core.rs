@@ -489,3 +489,94 @@ fn when_all_down_all_answers_as_if_all_were_up() {
     assert_eq!(addresses(&resp), ["192.0.2.72"]);
     assert_eq!(resp.answers[0].ttl, 7);
 }
+
+/// `identity:` in the server file: NSID (RFC 5001) for queries that ask, and the CHAOS TXT
+/// names, as Knot and NSD answer them; none of it unless configured.
+#[test]
+fn identity_answers_nsid_and_chaos_names_only_when_configured() {
+    use hickory_proto::rr::DNSClass;
+    use hickory_proto::rr::rdata::opt::{EdnsCode, EdnsOption, NSIDPayload};
+    let zone = "zone: id.test\nns: [ns1]\nrecords:\n  ns1: { A: 192.0.2.53 }\n";
+    let chaos = |name: &str, rtype: RecordType| {
+        let mut q = query(name, rtype);
+        q.queries[0].set_query_class(DNSClass::CH);
+        q
+    };
+    let with_nsid = || {
+        let mut q = query("ns1.id.test.", RecordType::A);
+        q.edns
+            .as_mut()
+            .unwrap()
+            .options_mut()
+            .insert(EdnsOption::NSID(NSIDPayload::new(Vec::new()).unwrap()));
+        q
+    };
+    let nsid_of = |m: &Message| match m.edns.as_ref()?.option(EdnsCode::NSID)? {
+        EdnsOption::NSID(n) => Some(String::from_utf8_lossy(n.as_ref()).into_owned()),
+        _ => None,
+    };
+
+    // Not configured: REFUSED, and no NSID.
+    let s = start(&[("id.yaml", zone)]);
+    for exchange in [udp_exchange, tcp_exchange] {
+        let m = exchange(s.addr, &chaos("version.bind.", RecordType::TXT));
+        assert_rcode(&m, ResponseCode::Refused);
+        assert_eq!(nsid_of(&exchange(s.addr, &with_nsid())), None);
+    }
+    drop(s);
+
+    let (dir, file) = write_config_with(
+        "identity: { nsid: ns1.example, version: \"Meridian test\", hostname: ns1.example }\n",
+        &[("id.yaml", zone)],
+    );
+    let s = start_with(dir, &file);
+    for exchange in [udp_exchange, tcp_exchange] {
+        for (name, want) in [
+            ("version.bind.", "Meridian test"),
+            ("VERSION.server.", "Meridian test"),
+            ("hostname.bind.", "ns1.example"),
+            ("id.server.", "ns1.example"),
+        ] {
+            let m = exchange(s.addr, &chaos(name, RecordType::TXT));
+            assert_rcode(&m, ResponseCode::NoError);
+            assert!(m.metadata.authoritative);
+            assert_eq!(m.answers.len(), 1, "{name}: {m:?}");
+            let r = &m.answers[0];
+            assert_eq!((r.dns_class, r.ttl), (DNSClass::CH, 0));
+            assert_eq!(r.data.to_string(), want, "{name}");
+        }
+        // The name with another type: NODATA; another CH name: REFUSED.
+        let m = exchange(s.addr, &chaos("version.bind.", RecordType::A));
+        assert_rcode(&m, ResponseCode::NoError);
+        assert!(m.answers.is_empty());
+        assert_rcode(
+            &exchange(s.addr, &chaos("authors.bind.", RecordType::TXT)),
+            ResponseCode::Refused,
+        );
+        // NSID only to a query that asks.
+        let m = exchange(s.addr, &with_nsid());
+        assert_eq!(addresses(&m), ["192.0.2.53"]);
+        assert_eq!(nsid_of(&m).as_deref(), Some("ns1.example"));
+        assert_eq!(
+            nsid_of(&exchange(s.addr, &query("ns1.id.test.", RecordType::A))),
+            None
+        );
+    }
+    // What dig shows.
+    let out = std::process::Command::new("dig")
+        .args([
+            "+nsid",
+            "+norec",
+            "-p",
+            &s.addr.port().to_string(),
+            "@127.0.0.1",
+            "ns1.id.test",
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("NSID: 6e 73 31 2e 65 78 61 6d 70 6c 65 (\"ns1.example\")"),
+        "{text}"
+    );
+}
