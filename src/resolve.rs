@@ -125,6 +125,11 @@ pub struct Plan<'t> {
     /// The wildcard (its key) an answer was synthesized from, if one was: rate limiting
     /// counts such answers by it, not by the many names it answers for.
     pub wildcard: Option<&'t [u8]>,
+    /// Additional-section data: the addresses of in-zone names the answer's MX, SRV and NS
+    /// records point at, sent while they fit (they never cause truncation).
+    pub additional: SmallVec<[Rr<'t>; 4]>,
+    /// The RRsets of `additional`, in order (each owner is `Some`).
+    pub additional_sets: SmallVec<[AnswerSet<'t>; 2]>,
 }
 
 /// One RRset of the answer section: the next `len` records of [`Plan::answers`].
@@ -359,6 +364,8 @@ impl<'t> Plan<'t> {
             rrsets: SmallVec::new(),
             denial: None,
             wildcard: None,
+            additional: SmallVec::new(),
+            additional_sets: SmallVec::new(),
         }
     }
 
@@ -452,6 +459,7 @@ fn decide<'t>(table: &'t Table, query: &Query<'_>, mode: Mode, plan: &mut Plan<'
         return;
     }
     let outside = lookup(table, question, client, query.source, mode, plan);
+    add_additional(table, client, plan);
     if let Some(echo) = plan.edns.as_mut().and_then(|e| e.ecs.as_mut()) {
         let decided_by = plan.selection.as_ref().and_then(|s| s.location);
         echo.scope_prefix = decided_by.map_or(0, |l| l.scope).min(echo.source_prefix);
@@ -605,6 +613,102 @@ fn lookup<'t>(
     false
 }
 
+/// Additional-section processing (RFC 1034 4.3.2 step 6), as Knot does it: for each MX,
+/// SRV and NS record of the answer, the A and AAAA records of its target when the target
+/// is a name of our zones (a health-checked one answers its current choice, as the next
+/// query for it would get, without moving its rotation). Wildcards do not answer here.
+fn add_additional<'t>(table: &'t Table, client: Client, plan: &mut Plan<'t>) {
+    if plan.rcode != ResponseCode::NoError || plan.answers.is_empty() {
+        return;
+    }
+    let mut done: SmallVec<[&'t [u8]; 4]> = SmallVec::new();
+    for i in 0..plan.answers.len() {
+        let RrData::Stored(stored) = plan.answers[i].data else {
+            continue;
+        };
+        let rdata = stored.rdata();
+        let target = match stored.rtype_code() {
+            15 => rdata.get(2..), // MX: preference, exchange
+            33 => rdata.get(6..), // SRV: priority, weight, port, target
+            2 => Some(rdata),     // NS
+            _ => None,
+        };
+        let Some((key, _)) = target.and_then(|t| crate::model::name::KeyBuf::read(t, 0)) else {
+            continue;
+        };
+        let Some((zone, key, node)) = table.find_key(key.as_bytes()) else {
+            continue;
+        };
+        if done.contains(&key) {
+            continue;
+        }
+        done.push(key);
+        for rtype in [RecordType::A, RecordType::AAAA] {
+            let before = plan.additional.len();
+            let mut zone_ttl = 0;
+            if let Some(name) = node.health_checked() {
+                let pool = if rtype == RecordType::A {
+                    &name.v4
+                } else {
+                    &name.v6
+                };
+                if !pool.is_empty() {
+                    let (chosen, _) = choose(table, zone, name, pool, client, Mode::DryRun);
+                    let ttl = pool.ttl(name.ttl);
+                    plan.additional.extend(chosen.iter().map(|m| Rr {
+                        data: RrData::Member(name, m),
+                        ttl,
+                        owner: Owner::Stored,
+                    }));
+                    zone_ttl = name.ttl;
+                }
+            }
+            if let Some(set) = node.rrset(rtype) {
+                plan.additional.extend(
+                    set.records
+                        .iter()
+                        .map(|r| Rr::stored(r, r.ttl(), Owner::Stored)),
+                );
+                zone_ttl = set.records.iter().next().map_or(0, |r| r.ttl());
+            }
+            let len = plan.additional.len() - before;
+            if len > 0 {
+                plan.additional_sets.push(AnswerSet {
+                    zone,
+                    owner: Some(key),
+                    rtype,
+                    zone_ttl,
+                    len,
+                });
+            }
+        }
+    }
+}
+
+/// A health-checked name's choice from `pool` for `client`, and where the client was
+/// placed when the policy needed it.
+fn choose<'t>(
+    table: &'t Table,
+    zone: &'t Zone,
+    name: &'t HealthCheckedName,
+    pool: &'t Pool,
+    client: Client,
+    mode: Mode,
+) -> (Chosen<'t>, Option<ClientLocation>) {
+    let location = name.rules.policy.needs_client().then(|| {
+        zone.sites
+            .locate(client.addr, client.source_prefix, table.geoip())
+    });
+    let chosen = pool.select(
+        name.rules,
+        client,
+        location.as_ref(),
+        &zone.sites.sites,
+        mode,
+    );
+    (chosen, location)
+}
+
 /// What a node answered.
 enum Answered {
     /// An RRset of `rtype`, whose TTL in the zone is `zone_ttl`.
@@ -636,17 +740,7 @@ fn answer_at<'t>(
             _ => None,
         };
         if let Some(pool) = pool.filter(|p| !p.is_empty()) {
-            let location = name.rules.policy.needs_client().then(|| {
-                zone.sites
-                    .locate(client.addr, client.source_prefix, table.geoip())
-            });
-            let chosen = pool.select(
-                name.rules,
-                client,
-                location.as_ref(),
-                &zone.sites.sites,
-                mode,
-            );
+            let (chosen, location) = choose(table, zone, name, pool, client, mode);
             let ttl = pool.ttl(name.ttl);
             plan.answers.extend(chosen.iter().map(|m| Rr {
                 data: RrData::Member(name, m),

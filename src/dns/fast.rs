@@ -307,8 +307,38 @@ impl Response<'_, '_> {
             out.truncate(question_end);
             out[2] |= 0x02;
             out[6..10].fill(0);
+        } else {
+            let extra = self.write_additional(out, signed);
+            out[10..12].copy_from_slice(&(extra + u16::from(plan.edns.is_some())).to_be_bytes());
         }
         self.write_opt(out, rcode);
+    }
+
+    /// Appends the additional section's RRsets (each with its RRSIG when signed) while
+    /// they fit beside the OPT record: one that does not is left out with those after it.
+    /// Returns how many records went in.
+    fn write_additional(&self, out: &mut Vec<u8>, signed: &Signatures) -> u16 {
+        let plan = self.plan;
+        let mut written = 0u16;
+        let mut rrs = plan.additional.iter();
+        for (i, set) in plan.additional_sets.iter().enumerate() {
+            let mark = out.len();
+            let mut ttl = 0;
+            for rr in rrs.by_ref().take(set.len) {
+                rr.write(out, None);
+                ttl = rr.ttl;
+            }
+            let rrsig = signed.additional.get(i).and_then(Option::as_ref);
+            if let Some(rrsig) = rrsig {
+                rrsig.rrsig.wire().write(out, ttl, None);
+            }
+            if out.len() + plan.opt_len() > self.limit {
+                out.truncate(mark);
+                break;
+            }
+            written += (set.len + usize::from(rrsig.is_some())) as u16;
+        }
+        written
     }
 
     fn write_opt(&self, out: &mut Vec<u8>, rcode: u16) {

@@ -102,11 +102,12 @@ pub(super) async fn respond(state: &Meridian, request: &Request) -> Reply {
     let qname = name.as_ref().map_or(&[][..], KeyBuf::as_bytes);
     let signed = super::signed::signatures(&plan, qname, &state.signatures);
     let (answers, authorities) = sections(&plan, &signed, request);
+    let additionals = additional_section(&plan, &signed, request);
     let mut reply = Reply {
         metadata,
         answers,
         authorities,
-        additionals: Vec::new(),
+        additionals,
         edns: plan.edns.map(|e| {
             let mut edns = Edns::new();
             edns.set_max_payload(e.payload);
@@ -202,6 +203,44 @@ fn sections(
         authorities.push(owned(signed.rrsig.wire().record(), ttl, by_question));
     }
     (answers, authorities)
+}
+
+/// The additional section's RRsets that fit (each with its RRSIG when signed), measured as
+/// the fast path writes them: hickory compresses names, so what fits there fits here.
+fn additional_section(plan: &Plan, signed: &Signatures, request: &Request) -> Vec<Record> {
+    let limit = match request.protocol() {
+        Protocol::Udp => plan.udp_limit(),
+        _ => usize::from(u16::MAX),
+    };
+    let rrsig_len = |s: &Option<std::sync::Arc<crate::sign::Signed>>| {
+        s.as_ref().map_or(0, |s| s.rrsig.wire().written_len(false))
+    };
+    let mut size = plan.wire_len(request.queries.as_bytes().len())
+        + signed.answers.iter().map(rrsig_len).sum::<usize>()
+        + rrsig_len(&signed.soa)
+        + signed.denial.as_ref().map_or(0, |d| {
+            d.rrsig.wire().written_len(false)
+                + d.nsec.as_ref().map_or(0, |n| n.wire().written_len(false))
+        });
+    let mut out = Vec::new();
+    let mut rrs = plan.additional.iter();
+    for (i, set) in plan.additional_sets.iter().enumerate() {
+        let records: Vec<&Rr> = rrs.by_ref().take(set.len).collect();
+        let rrsig = signed.additional.get(i).and_then(Option::as_ref);
+        size += records.iter().map(|rr| rr.written_len()).sum::<usize>()
+            + rrsig.map_or(0, |s| s.rrsig.wire().written_len(false));
+        if size > limit {
+            break;
+        }
+        let ttl = records.last().map_or(0, |rr| rr.ttl);
+        out.extend(records.iter().map(|rr| rr.record()));
+        if let Some(rrsig) = rrsig {
+            let mut record = rrsig.rrsig.wire().record();
+            record.ttl = ttl;
+            out.push(record);
+        }
+    }
+    out
 }
 
 /// Replaces the REFUSED for a name outside our zones with the upstream's answer.

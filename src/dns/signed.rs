@@ -17,6 +17,8 @@ use crate::sign::{ContentKey, NXNAME, SignatureCache, Signed, ZoneSigner};
 pub(super) struct Signatures {
     /// For each of the plan's answer RRsets, in order: its RRSIG, when its zone is signed.
     pub answers: SmallVec<[Option<Arc<Signed>>; 2]>,
+    /// The same for the additional section's RRsets.
+    pub additional: SmallVec<[Option<Arc<Signed>>; 2]>,
     /// The negative answer's SOA RRSIG.
     pub soa: Option<Arc<Signed>>,
     /// The compact denial: its NSEC and that NSEC's RRSIG.
@@ -51,6 +53,16 @@ pub(super) fn signatures(plan: &Plan, qname: &[u8], cache: &SignatureCache) -> S
             sign_rrset(cache, signer, owner, set.rtype, set.zone_ttl, records, now)
         });
         out.answers.push(signed);
+    }
+    let mut at = 0;
+    for set in &plan.additional_sets {
+        let records = &plan.additional[at..at + set.len];
+        at += set.len;
+        let signed = set.zone.signer.as_deref().and_then(|signer| {
+            let owner = set.owner.unwrap_or(qname);
+            sign_rrset(cache, signer, owner, set.rtype, set.zone_ttl, records, now)
+        });
+        out.additional.push(signed);
     }
     if let Some(denial) = &plan.denial
         && let Some(signer) = denial.zone.signer.as_deref()

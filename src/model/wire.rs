@@ -92,6 +92,12 @@ impl<'a> WireRef<'a> {
         owner + self.tail().len()
     }
 
+    /// The record's type, as its number.
+    pub fn rtype_code(&self) -> u16 {
+        let t = self.tail();
+        u16::from_be_bytes([t[0], t[1]])
+    }
+
     /// The record's data (after type, class, TTL and length).
     pub fn rdata(&self) -> &'a [u8] {
         &self.tail()[10..]

@@ -320,6 +320,14 @@ impl Table {
         Some((&zone.zone, zone.lookup(name)))
     }
 
+    /// The zone of the name with key `name`, the table's own copy of the key (it lives as
+    /// long as the table), and the node at it; `None` when the name has no node.
+    pub fn find_key(&self, name: &[u8]) -> Option<(&Zone, &[u8], &Node)> {
+        let zone = self.zone_of(name)?;
+        let (key, node) = zone.nodes.get_key_value(name)?;
+        Some((&zone.zone, key, node))
+    }
+
     /// The node at the name with key `name`, with its zone.
     pub fn get(&self, name: &[u8]) -> Option<(&Node, &Zone)> {
         let (zone, node) = self.find(name)?;

@@ -24,7 +24,7 @@ records:
   dangling: { CNAME: missing }
   txt: { TXT: ["hello world", "second"] }
   "@": { MX: "10 mail" }
-  _svc._tcp: { SRV: "0 0 8200 app.case.test." }
+  _svc._tcp: { SRV: "0 0 8200 all.case.test." }
 fqdns:
   app:
     ttl: 10
@@ -50,6 +50,8 @@ struct Case {
     aa: bool,
     answer: &'static [&'static str],
     ns: &'static [&'static str],
+    /// The additional section, but the OPT record.
+    additional: &'static [&'static str],
 }
 
 const fn case(qname: &'static str, qtype: RecordType, answer: &'static [&'static str]) -> Case {
@@ -60,6 +62,7 @@ const fn case(qname: &'static str, qtype: RecordType, answer: &'static [&'static
         aa: true,
         answer,
         ns: &[],
+        additional: &[],
     }
 }
 
@@ -71,6 +74,7 @@ const fn negative(qname: &'static str, qtype: RecordType, rcode: ResponseCode) -
         aa: true,
         answer: &[],
         ns: &[SOA],
+        additional: &[],
     }
 }
 
@@ -134,14 +138,21 @@ const CASES: &[Case] = {
             MX,
             &["case.test. 300 IN MX 10 mail.case.test."],
         ),
-        case(
-            "case.test.",
-            NS,
-            &[
-                "case.test. 300 IN NS ns1.case.test.",
-                "case.test. 300 IN NS ns2.case.test.",
+        // The name servers' addresses come in the additional section.
+        Case {
+            additional: &[
+                "ns1.case.test. 300 IN A 192.0.2.53",
+                "ns2.case.test. 600 IN A 192.0.2.54",
             ],
-        ),
+            ..case(
+                "case.test.",
+                NS,
+                &[
+                    "case.test. 300 IN NS ns1.case.test.",
+                    "case.test. 300 IN NS ns2.case.test.",
+                ],
+            )
+        },
         case(
             "case.test.",
             SOA,
@@ -155,11 +166,18 @@ const CASES: &[Case] = {
                 "txt.case.test. 300 IN TXT second",
             ],
         ),
-        case(
-            "_svc._tcp.case.test.",
-            SRV,
-            &["_svc._tcp.case.test. 300 IN SRV 0 0 8200 app.case.test."],
-        ),
+        // A health-checked target's addresses: the members it answers with.
+        Case {
+            additional: &[
+                "all.case.test. 30 IN A 192.0.2.41",
+                "all.case.test. 30 IN A 192.0.2.43",
+            ],
+            ..case(
+                "_svc._tcp.case.test.",
+                SRV,
+                &["_svc._tcp.case.test. 300 IN SRV 0 0 8200 all.case.test."],
+            )
+        },
         negative("_tcp.case.test.", SRV, NoError),
         negative("ns1.case.test.", AAAA, NoError),
         negative("app.case.test.", MX, NoError),
@@ -188,7 +206,7 @@ fn check(c: &Case, got: &Message, path: &str) {
     assert_eq!(got.metadata.authoritative, c.aa, "{what}");
     assert_eq!(records(&got.answers), c.answer, "{what}");
     assert_eq!(records(&got.authorities), c.ns, "{what}");
-    assert!(got.additionals.is_empty(), "{what}");
+    assert_eq!(records(&got.additionals), c.additional, "{what}");
 }
 
 #[test]

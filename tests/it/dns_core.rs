@@ -580,3 +580,59 @@ fn identity_answers_nsid_and_chaos_names_only_when_configured() {
         "{text}"
     );
 }
+
+/// Additional-section data for a health-checked target: its current choice, without moving
+/// its rotation; and only while it fits, never truncating the answer for it.
+#[test]
+fn additional_addresses_of_a_health_checked_target_fit_or_are_left_out() {
+    let zone = "zone: add.test\nns: [ns1]\nrecords:\n  ns1: { A: 192.0.2.53 }\n  \"@\": { MX: \"10 mail\" }\n  big: { MX: [\"10 mail\"], TXT: [\"x\"] }\nfqdns:\n  mail:\n    selection: round-robin\n    members: [{ address: 192.0.2.1 }, { address: 192.0.2.2 }, { address: \"2001:db8::1\" }]\n";
+    let s = start(&[("add.yaml", zone)]);
+    let additional = |m: &Message| -> Vec<String> {
+        m.additionals
+            .iter()
+            .map(|r| format!("{} {}", r.name, r.data))
+            .collect()
+    };
+    for exchange in [udp_exchange, tcp_exchange] {
+        let m = exchange(s.addr, &query("add.test.", RecordType::MX));
+        assert_eq!(m.answers.len(), 1);
+        // Round-robin answers one member; the additional section shows what the next A
+        // query would get, and asking does not move the rotation.
+        let next = addresses(&exchange(s.addr, &query("mail.add.test.", RecordType::A)));
+        let m = exchange(s.addr, &query("add.test.", RecordType::MX));
+        let shown = additional(&m);
+        assert_eq!(shown.len(), 2, "{shown:?}");
+        assert!(
+            shown.contains(&"mail.add.test. 2001:db8::1".to_string()),
+            "{shown:?}"
+        );
+        let a = addresses(&exchange(s.addr, &query("mail.add.test.", RecordType::A)));
+        assert_ne!(
+            a, next,
+            "the rotation moved for queries, not for the additional section"
+        );
+        assert!(
+            shown.contains(&format!("mail.add.test. {}", a[0])),
+            "{shown:?} {a:?}"
+        );
+    }
+    // A target of 40 addresses has no room in 512 bytes: they are left out, and the
+    // answer is not truncated; over TCP they are all there.
+    let many: String = (1..=40)
+        .map(|i| format!("{{ address: 192.0.2.{i} }}, "))
+        .collect();
+    let zone = format!(
+        "zone: many.test\nns: [ns1]\nrecords:\n  ns1: {{ A: 192.0.2.53 }}\n  \"@\": {{ MX: \"10 many\" }}\nfqdns:\n  many:\n    selection: all-available\n    members: [{many}]\n"
+    );
+    let s = start(&[("many.yaml", &zone)]);
+    let mut q = Message::query();
+    q.add_query(hickory_proto::op::Query::query(
+        hickory_proto::rr::Name::from_ascii("many.test.").unwrap(),
+        RecordType::MX,
+    ));
+    let udp = udp_exchange(s.addr, &q);
+    assert!(!udp.metadata.truncation, "{udp:?}");
+    assert_eq!((udp.answers.len(), udp.additionals.len()), (1, 0));
+    let tcp = tcp_exchange(s.addr, &q);
+    assert_eq!((tcp.answers.len(), tcp.additionals.len()), (1, 40));
+}

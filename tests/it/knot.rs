@@ -71,24 +71,28 @@ impl Knot {
 
 /// A section as text to compare, lower-cased (names compare without case, and a server
 /// may spell a name in the data as the question does, compressing it into the question),
-/// sorted.
+/// sorted, each record once: Knot 3.2 repeats a target's addresses in the additional
+/// section when two records point at it, which Meridian does not (RFC 2181 5.5 has a
+/// receiver drop the copy anyway).
 fn section(records: &[Record]) -> Vec<String> {
     let mut out: Vec<String> = records
         .iter()
         .map(|r| r.to_string().to_lowercase())
         .collect();
     out.sort();
+    out.dedup();
     out
 }
 
 /// What a response says, for the comparison.
 fn shape(msg: &Message) -> String {
     format!(
-        "rcode {:?}, aa {}\nanswer:\n  {}\nauthority:\n  {}",
+        "rcode {:?}, aa {}\nanswer:\n  {}\nauthority:\n  {}\nadditional:\n  {}",
         msg.metadata.response_code,
         msg.metadata.authoritative,
         section(&msg.answers).join("\n  "),
-        section(&msg.authorities).join("\n  ")
+        section(&msg.authorities).join("\n  "),
+        section(&msg.additionals).join("\n  ")
     )
 }
 
@@ -226,4 +230,70 @@ fn wildcard_answers_agree_over_tcp() {
         assert_eq!(shape(&udp), shape(&tcp), "{name} {rtype}");
         assert!(!udp.answers.is_empty());
     }
+}
+
+const ADDITIONAL_YAML: &str = r#"zone: add.test
+ttl: 300
+soa: { mname: ns1.add.test., rname: hostmaster.add.test., serial: 1, refresh: 3600, retry: 600, expire: 604800, minimum: 60 }
+ns: [ns1, ns2, ns.elsewhere.example.]
+records:
+  ns1: { A: 192.0.2.53, AAAA: "2001:db8::53" }
+  ns2: { A: 192.0.2.54 }
+  "@": { MX: ["10 mail", "20 mx.elsewhere.example.", "30 mail"] }
+  mail: { A: [192.0.2.25, 192.0.2.26] }
+  _imap._tcp: { SRV: ["0 0 143 mail", "1 0 143 app"] }
+  app: { AAAA: "2001:db8::80" }
+  alias: { CNAME: add.test. }
+  empty-target: { MX: "10 nowhere" }
+"#;
+
+const ADDITIONAL_ZONE: &str = r#"$ORIGIN add.test.
+$TTL 300
+@ SOA ns1.add.test. hostmaster.add.test. 1 3600 600 604800 60
+@ NS ns1
+@ NS ns2
+@ NS ns.elsewhere.example.
+ns1 A 192.0.2.53
+ns1 AAAA 2001:db8::53
+ns2 A 192.0.2.54
+@ MX 10 mail
+@ MX 20 mx.elsewhere.example.
+@ MX 30 mail
+mail A 192.0.2.25
+mail A 192.0.2.26
+_imap._tcp SRV 0 0 143 mail
+_imap._tcp SRV 1 0 143 app
+app AAAA 2001:db8::80
+alias CNAME @
+empty-target MX 10 nowhere
+"#;
+
+#[test]
+fn additional_sections_hold_what_knot_adds() {
+    let ours = meridian(ADDITIONAL_YAML);
+    let knot = Knot::start("add.test.", ADDITIONAL_ZONE);
+    use RecordType::*;
+    let corpus = [
+        (
+            "add.test.",
+            NS,
+            "the apex NS: in-zone name servers' addresses, not the others",
+        ),
+        (
+            "add.test.",
+            MX,
+            "MX exchanges: one target twice, added once; one outside",
+        ),
+        ("_imap._tcp.add.test.", SRV, "SRV targets of each family"),
+        ("alias.add.test.", MX, "through a CNAME"),
+        (
+            "empty-target.add.test.",
+            MX,
+            "a target that does not exist adds nothing",
+        ),
+        ("mail.add.test.", A, "an address answer adds nothing"),
+        ("add.test.", SOA, "SOA adds nothing"),
+    ];
+    let wrong = differences(ours.addr, knot.addr, &corpus);
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
 }
