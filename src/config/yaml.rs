@@ -239,8 +239,8 @@ pub(super) struct RecordSetRaw {
     pub(super) sets: Vec<(RecordType, Spanned<TextList>)>,
 }
 
-/// The record types `records:` takes, by their key.
-pub(super) const RECORD_TYPES: [(&str, RecordType); 9] = [
+/// The record types `records:` takes by name; any other type is `TYPE<number>` (RFC 3597).
+pub(super) const RECORD_TYPES: [(&str, RecordType); 16] = [
     ("A", RecordType::A),
     ("AAAA", RecordType::AAAA),
     ("CNAME", RecordType::CNAME),
@@ -250,12 +250,45 @@ pub(super) const RECORD_TYPES: [(&str, RecordType); 9] = [
     ("SRV", RecordType::SRV),
     ("CAA", RecordType::CAA),
     ("PTR", RecordType::PTR),
+    ("TLSA", RecordType::TLSA),
+    ("SSHFP", RecordType::SSHFP),
+    ("NAPTR", RecordType::NAPTR),
+    ("SVCB", RecordType::SVCB),
+    ("HTTPS", RecordType::HTTPS),
+    ("LOC", super::rdata::LOC),
+    ("URI", super::rdata::URI),
 ];
+
+/// The type a `records:` key names: one of [`RECORD_TYPES`], or `TYPE<number>`.
+fn record_type(key: &str) -> Option<RecordType> {
+    if let Some(&(_, rtype)) = RECORD_TYPES.iter().find(|(n, _)| *n == key) {
+        return Some(rtype);
+    }
+    let code: u16 = key.strip_prefix("TYPE")?.parse().ok()?;
+    Some(RecordType::from(code))
+}
 
 impl<'de> Deserialize<'de> for RecordSetRaw {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         const FIELDS: &[&str] = &[
-            "ttl", "A", "AAAA", "CNAME", "NS", "MX", "TXT", "SRV", "CAA", "PTR",
+            "ttl",
+            "A",
+            "AAAA",
+            "CNAME",
+            "NS",
+            "MX",
+            "TXT",
+            "SRV",
+            "CAA",
+            "PTR",
+            "TLSA",
+            "SSHFP",
+            "NAPTR",
+            "SVCB",
+            "HTTPS",
+            "LOC",
+            "URI",
+            "TYPE<number>",
         ];
         struct V;
         impl<'de> Visitor<'de> for V {
@@ -276,11 +309,13 @@ impl<'de> Deserialize<'de> for RecordSetRaw {
                         out.ttl = Some(map.next_value()?);
                         continue;
                     }
-                    let Some(&(name, rtype)) = RECORD_TYPES.iter().find(|(n, _)| *n == key) else {
+                    let Some(rtype) = record_type(&key) else {
                         return Err(de::Error::unknown_field(&key, FIELDS));
                     };
                     if out.sets.iter().any(|(t, _)| *t == rtype) {
-                        return Err(de::Error::duplicate_field(name));
+                        return Err(de::Error::custom(format_args!(
+                            "duplicate field `{key}` (type {rtype} is given twice)"
+                        )));
                     }
                     out.sets.push((rtype, map.next_value()?));
                 }

@@ -312,7 +312,15 @@ fn validate_rrsets(
 
 fn parse_rdata(rtype: RecordType, text: &str, origin: &Name) -> Result<RData, String> {
     let text = text.trim();
+    if text.starts_with("\\#") {
+        return super::rdata::generic(rtype, text);
+    }
     match rtype {
+        super::rdata::LOC => super::rdata::loc(text),
+        super::rdata::URI => super::rdata::uri(text),
+        RecordType::Unknown(code) => Err(format!(
+            "TYPE{code} takes the generic form of RFC 3597: `\\# <length> <hex>`, e.g. \\# 4 0a000001"
+        )),
         RecordType::A => text
             .parse()
             .map(|ip: std::net::Ipv4Addr| RData::A(ip.into()))

@@ -297,3 +297,68 @@ fn additional_sections_hold_what_knot_adds() {
     let wrong = differences(ours.addr, knot.addr, &corpus);
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
 }
+
+const TYPES_YAML: &str = r#"zone: types.test
+ttl: 300
+soa: { mname: ns1.types.test., rname: hostmaster.types.test., serial: 1, refresh: 3600, retry: 600, expire: 604800, minimum: 60 }
+ns: [ns1]
+records:
+  ns1: { A: 192.0.2.53 }
+  _443._tcp.www: { TLSA: "3 1 1 0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef" }
+  host: { SSHFP: "4 2 fedcba9876543210fedcba9876543210fedcba9876543210fedcba9876543210" }
+  sip: { NAPTR: '100 10 "S" "SIP+D2U" "" _sip._udp.types.test.' }
+  _dns.resolver: { SVCB: "1 dns.types.test. alpn=dot port=853" }
+  www: { HTTPS: "1 . alpn=h2,h3 ipv4hint=192.0.2.1 ipv6hint=2001:db8::1" }
+  geo: { LOC: "42 21 54 N 71 06 18 W -24m 30m" }
+  _http._tcp.uri: { URI: '10 1 "https://www.types.test/"' }
+  generic: { TYPE65534: '\# 4 0a000001', A: '\# 4 C0000201' }
+"#;
+
+const TYPES_ZONE: &str = r#"$ORIGIN types.test.
+$TTL 300
+@ SOA ns1.types.test. hostmaster.types.test. 1 3600 600 604800 60
+@ NS ns1
+ns1 A 192.0.2.53
+_443._tcp.www TLSA 3 1 1 0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef
+host SSHFP 4 2 fedcba9876543210fedcba9876543210fedcba9876543210fedcba9876543210
+sip NAPTR 100 10 "S" "SIP+D2U" "" _sip._udp.types.test.
+_dns.resolver SVCB 1 dns.types.test. alpn=dot port=853
+www HTTPS 1 . alpn=h2,h3 ipv4hint=192.0.2.1 ipv6hint=2001:db8::1
+geo LOC 42 21 54 N 71 06 18 W -24m 30m
+_http._tcp.uri URI 10 1 "https://www.types.test/"
+generic TYPE65534 \# 4 0a000001
+generic A 192.0.2.1
+"#;
+
+#[test]
+fn record_types_encode_as_knot_encodes_them() {
+    let ours = meridian(TYPES_YAML);
+    let knot = Knot::start("types.test.", TYPES_ZONE);
+    use RecordType::*;
+    let corpus = [
+        ("_443._tcp.www.types.test.", TLSA, "TLSA (RFC 6698)"),
+        ("host.types.test.", SSHFP, "SSHFP (RFC 4255)"),
+        ("sip.types.test.", NAPTR, "NAPTR (RFC 3403)"),
+        (
+            "_dns.resolver.types.test.",
+            SVCB,
+            "SVCB with alpn and port (RFC 9460)",
+        ),
+        (
+            "www.types.test.",
+            HTTPS,
+            "HTTPS with ipv4hint and ipv6hint (RFC 9460)",
+        ),
+        ("geo.types.test.", Unknown(29), "LOC (RFC 1876)"),
+        ("_http._tcp.uri.types.test.", Unknown(256), "URI (RFC 7553)"),
+        (
+            "generic.types.test.",
+            Unknown(65534),
+            "an unknown type in the generic form (RFC 3597)",
+        ),
+        ("generic.types.test.", A, "a known type in the generic form"),
+        ("www.types.test.", A, "NODATA beside an HTTPS record"),
+    ];
+    let wrong = differences(ours.addr, knot.addr, &corpus);
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
