@@ -18,7 +18,7 @@ use smallvec::SmallVec;
 use crate::geo::ClientLocation;
 use crate::model::{WireRef, wire};
 use crate::select::{Chosen, Client, Member, Pool};
-use crate::zone::{Found, HealthCheckedName, Node, Table, Zone};
+use crate::zone::{Found, HealthCheckedName, Node, RrSet, Table, Zone};
 
 pub use crate::select::Mode;
 
@@ -130,6 +130,31 @@ pub struct Plan<'t> {
     pub additional: SmallVec<[Rr<'t>; 4]>,
     /// The RRsets of `additional`, in order (each owner is `Some`).
     pub additional_sets: SmallVec<[AnswerSet<'t>; 2]>,
+    /// The name is delegated: a referral to the child zone.
+    pub referral: Option<Referral<'t>>,
+}
+
+/// A referral (RFC 1034 4.3.2 step 3b): the delegation's NS records, which the child zone
+/// vouches for (no AA, no signature), its DS records if it has any, and their glue in the
+/// additional section.
+#[derive(Clone, Copy, Debug)]
+pub struct Referral<'t> {
+    pub zone: &'t Zone,
+    /// The delegation point's key.
+    pub cut: &'t [u8],
+    pub ns: &'t RrSet,
+    pub ds: Option<&'t RrSet>,
+}
+
+impl Referral<'_> {
+    /// How many NS and DS records it sends.
+    pub fn record_count(&self) -> usize {
+        [Some(self.ns), self.ds]
+            .iter()
+            .flatten()
+            .map(|set| set.records.iter().count())
+            .sum()
+    }
 }
 
 /// One RRset of the answer section: the next `len` records of [`Plan::answers`].
@@ -142,6 +167,9 @@ pub struct AnswerSet<'t> {
     /// The RRset's TTL in the zone (its RRSIG's original TTL): the most it is sent with.
     pub zone_ttl: u32,
     pub len: usize,
+    /// Glue: addresses at or below a delegation, which the child vouches for (never
+    /// signed).
+    pub glue: bool,
 }
 
 /// What a negative answer from a signed zone proves does not exist (RFC 9824): at the
@@ -185,7 +213,7 @@ pub enum RrData<'t> {
 }
 
 impl<'t> Rr<'t> {
-    fn stored(stored: WireRef<'t>, ttl: u32, owner: Owner<'t>) -> Self {
+    pub fn stored(stored: WireRef<'t>, ttl: u32, owner: Owner<'t>) -> Self {
         Rr {
             data: RrData::Stored(stored),
             ttl,
@@ -286,7 +314,15 @@ impl Plan<'_> {
     pub fn wire_len(&self, question_len: usize) -> usize {
         let answers: usize = self.answers.iter().map(Rr::written_len).sum();
         let soa = self.soa.map_or(0, |rr| rr.written_len());
-        12 + question_len + answers + soa + self.opt_len()
+        let referral = self.referral.map_or(0, |r| {
+            let sets = [Some(r.ns), r.ds];
+            sets.iter()
+                .flatten()
+                .flat_map(|set| set.records.iter())
+                .map(|w| w.written_len(false))
+                .sum()
+        });
+        12 + question_len + answers + soa + referral + self.opt_len()
     }
 
     /// The size of the OPT record: fixed fields, and the Client Subnet, COOKIE and NSID
@@ -366,6 +402,7 @@ impl<'t> Plan<'t> {
             wildcard: None,
             additional: SmallVec::new(),
             additional_sets: SmallVec::new(),
+            referral: None,
         }
     }
 
@@ -386,6 +423,7 @@ impl<'t> Plan<'t> {
                 rtype,
                 zone_ttl,
                 len,
+                glue: false,
             });
         }
     }
@@ -577,6 +615,36 @@ fn lookup<'t>(
                 plan.wildcard.get_or_insert(wildcard);
                 (node, owner.map_or(Owner::Question, Owner::Key))
             }
+            // DS at a delegation point is the parent's: answered here, with AA.
+            Found::Delegation {
+                cut, at_cut: true, ..
+            } if qtype == RecordType::DS => (
+                cut,
+                if hop == 0 {
+                    Owner::Question
+                } else {
+                    Owner::Stored
+                },
+            ),
+            Found::Delegation { cut, key, .. } => {
+                // AA only for the CNAMEs of ours that led here.
+                plan.authoritative = hop > 0;
+                let ds = cut.rrset(RecordType::DS);
+                plan.referral = Some(Referral {
+                    zone,
+                    cut: key,
+                    ns: cut
+                        .rrset(RecordType::NS)
+                        .expect("a delegation has NS records"),
+                    // DS goes with a referral for DO queries only (RFC 4035 3.1.4).
+                    ds: ds.filter(|_| plan.dnssec_ok),
+                });
+                // An insecure delegation, proven so for DO queries to a signed zone.
+                if ds.is_none() {
+                    plan.deny_existence(zone, Some(key), Some(cut), RecordType::DS);
+                }
+                return false;
+            }
             Found::Nothing => {
                 plan.rcode = ResponseCode::NXDomain;
                 let soa = zone.negative_soa.wire();
@@ -618,13 +686,25 @@ fn lookup<'t>(
 /// is a name of our zones (a health-checked one answers its current choice, as the next
 /// query for it would get, without moving its rotation). Wildcards do not answer here.
 fn add_additional<'t>(table: &'t Table, client: Client, plan: &mut Plan<'t>) {
-    if plan.rcode != ResponseCode::NoError || plan.answers.is_empty() {
+    if plan.rcode != ResponseCode::NoError || (plan.answers.is_empty() && plan.referral.is_none()) {
         return;
     }
     let mut done: SmallVec<[&'t [u8]; 4]> = SmallVec::new();
-    for i in 0..plan.answers.len() {
-        let RrData::Stored(stored) = plan.answers[i].data else {
-            continue;
+    // The answer's records, then a referral's NS records (whose addresses are its glue).
+    let referral = plan.referral.map(|r| r.ns);
+    let answers = plan.answers.len();
+    let delegated = referral.map_or(0, |ns| ns.records.iter().count());
+    for i in 0..answers + delegated {
+        let stored = if i < answers {
+            let RrData::Stored(stored) = plan.answers[i].data else {
+                continue;
+            };
+            stored
+        } else {
+            let Some(stored) = referral.and_then(|ns| ns.records.iter().nth(i - answers)) else {
+                continue;
+            };
+            stored
         };
         let rdata = stored.rdata();
         let target = match stored.rtype_code() {
@@ -639,6 +719,7 @@ fn add_additional<'t>(table: &'t Table, client: Client, plan: &mut Plan<'t>) {
         let Some((zone, key, node)) = table.find_key(key.as_bytes()) else {
             continue;
         };
+        let glue = matches!(table.lookup(key), Some((_, Found::Delegation { .. })));
         if done.contains(&key) {
             continue;
         }
@@ -679,6 +760,7 @@ fn add_additional<'t>(table: &'t Table, client: Client, plan: &mut Plan<'t>) {
                     rtype,
                     zone_ttl,
                     len,
+                    glue,
                 });
             }
         }

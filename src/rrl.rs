@@ -81,11 +81,16 @@ fn bucket_of<'a>(
     // it is the NXDOMAIN kind all the same, or random names would each get a bucket.
     let no_such_name = plan.denial.is_some_and(|d| d.node.is_none());
     match rcode {
-        // Answers a wildcard synthesized count by the wildcard, as Knot and BIND count them:
-        // random names under it would each get a bucket otherwise.
+        // Answers a wildcard synthesized count by the wildcard, and referrals by their
+        // delegation, as Knot and BIND count them: random names under either would each
+        // get a bucket otherwise.
         ResponseCode::NoError if !no_such_name => (
             1,
-            Some(plan.wildcard.unwrap_or(qname)),
+            Some(
+                plan.wildcard
+                    .or(plan.referral.map(|r| r.cut))
+                    .unwrap_or(qname),
+            ),
             plan.qtype.unwrap_or(RecordType::Unknown(0)),
         ),
         ResponseCode::NoError | ResponseCode::NXDomain => {

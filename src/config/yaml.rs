@@ -240,7 +240,7 @@ pub(super) struct RecordSetRaw {
 }
 
 /// The record types `records:` takes by name; any other type is `TYPE<number>` (RFC 3597).
-pub(super) const RECORD_TYPES: [(&str, RecordType); 16] = [
+pub(super) const RECORD_TYPES: [(&str, RecordType); 17] = [
     ("A", RecordType::A),
     ("AAAA", RecordType::AAAA),
     ("CNAME", RecordType::CNAME),
@@ -257,6 +257,7 @@ pub(super) const RECORD_TYPES: [(&str, RecordType); 16] = [
     ("HTTPS", RecordType::HTTPS),
     ("LOC", super::rdata::LOC),
     ("URI", super::rdata::URI),
+    ("DS", RecordType::DS),
 ];
 
 /// The type a `records:` key names: one of [`RECORD_TYPES`], or `TYPE<number>`.
@@ -288,6 +289,7 @@ impl<'de> Deserialize<'de> for RecordSetRaw {
             "HTTPS",
             "LOC",
             "URI",
+            "DS",
             "TYPE<number>",
         ];
         struct V;

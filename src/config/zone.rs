@@ -63,6 +63,15 @@ pub(super) fn validate_zone(file: &Path, mut raw: ZoneRaw) -> Result<ZoneConfig,
 
     let soa = validate_soa(&mut r, raw.soa.as_ref(), &origin, ns.first(), file);
 
+    // Delegations: the names below the apex with NS records. Below one, only glue (A and
+    // AAAA of the name servers) may be given: anything else would be hidden by the cut.
+    let cuts: Vec<Name> = raw
+        .records
+        .iter()
+        .filter(|(_, set)| set.value.sets.iter().any(|(t, _)| *t == RecordType::NS))
+        .filter_map(|(owner, _)| parse_owner(owner, &origin).ok())
+        .filter(|owner| *owner != origin)
+        .collect();
     let mut records = Vec::new();
     // Taken, so that each owner's raw form is freed once validated: a large zone is not
     // held twice.
@@ -75,6 +84,10 @@ pub(super) fn validate_zone(file: &Path, mut raw: ZoneRaw) -> Result<ZoneConfig,
                 continue;
             }
         };
+        if let Some(message) = occluded(&owner, &set.value, &cuts) {
+            r.at(set.referenced, field, message);
+            continue;
+        }
         validate_rrsets(&mut r, &field, &owner, &origin, ttl, &set, &mut records);
     }
 
@@ -104,6 +117,16 @@ pub(super) fn validate_zone(file: &Path, mut raw: ZoneRaw) -> Result<ZoneConfig,
                 continue;
             }
         };
+        if let Some(cut) = cuts.iter().find(|c| c.zone_of(&name)) {
+            r.at(
+                fqdn.referenced,
+                field,
+                format!(
+                    "{name} is at or below the delegation {cut}: the child zone answers for it"
+                ),
+            );
+            continue;
+        }
         let zone = ZoneFacts {
             sites: &sites,
             site_index: &site_index,
@@ -253,11 +276,19 @@ fn validate_rrsets(
             );
             continue;
         }
-        if rtype == RecordType::NS && owner != origin {
+        if rtype == RecordType::DS && !present.contains(&RecordType::NS) {
             r.at(
                 values.referenced,
                 &tfield,
-                "NS records are only supported at the zone apex (delegations are not supported)",
+                "DS records belong at a delegation point: give the name NS records too",
+            );
+            continue;
+        }
+        if rtype == RecordType::DS && owner == origin {
+            r.at(
+                values.referenced,
+                &tfield,
+                "the apex's DS records belong in the parent zone (`meridian dnssec` prints them)",
             );
             continue;
         }
@@ -308,6 +339,35 @@ fn validate_rrsets(
             });
         }
     }
+}
+
+/// Why records at `owner` would be hidden by a delegation in `cuts`, if they would: below
+/// a cut only glue (A, AAAA) is served, in referrals; at a cut, NS, DS and glue.
+fn occluded(owner: &Name, set: &RecordSetRaw, cuts: &[Name]) -> Option<String> {
+    let glue = |t: &RecordType| matches!(t, RecordType::A | RecordType::AAAA);
+    if let Some(cut) = cuts.iter().find(|c| c.zone_of(owner) && *c != owner) {
+        if cuts.contains(owner) {
+            return Some(format!(
+                "a delegation below the delegation {cut}: delegate it from the child zone"
+            ));
+        }
+        if let Some((t, _)) = set.sets.iter().find(|(t, _)| !glue(t)) {
+            return Some(format!(
+                "{t} records below the delegation {cut} would never be served: only glue (A, AAAA) is given there"
+            ));
+        }
+    }
+    if cuts.contains(owner)
+        && let Some((t, _)) = set
+            .sets
+            .iter()
+            .find(|(t, _)| !glue(t) && !matches!(t, RecordType::NS | RecordType::DS))
+    {
+        return Some(format!(
+            "{t} records at the delegation point {owner} would never be served: it holds NS, DS and glue only"
+        ));
+    }
+    None
 }
 
 fn parse_rdata(rtype: RecordType, text: &str, origin: &Name) -> Result<RData, String> {

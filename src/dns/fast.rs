@@ -255,7 +255,9 @@ impl Response<'_, '_> {
         let counts = [
             1,
             (plan.answers.len() + signed.answer_count()) as u16,
-            (usize::from(plan.soa.is_some()) + signed.authority_count()) as u16,
+            (usize::from(plan.soa.is_some())
+                + plan.referral.map_or(0, |r| r.record_count())
+                + signed.authority_count()) as u16,
             u16::from(plan.edns.is_some()),
         ];
         for count in counts {
@@ -284,6 +286,19 @@ impl Response<'_, '_> {
             // Every answer belongs to a set; were one left, it would still go out.
             for rr in rrs {
                 rr.write(out, Some(12));
+            }
+        }
+        if let Some(referral) = &plan.referral {
+            for record in referral.ns.records.iter() {
+                record.write(out, record.ttl(), None);
+            }
+            if let Some(ds) = referral.ds {
+                for record in ds.records.iter() {
+                    record.write(out, record.ttl(), None);
+                }
+                if let (Some(rrsig), Some(first)) = (&signed.ds, ds.records.iter().next()) {
+                    rrsig.rrsig.wire().write(out, first.ttl(), None);
+                }
             }
         }
         if let Some(soa) = &plan.soa {

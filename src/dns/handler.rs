@@ -190,7 +190,20 @@ fn sections(
         }
         answers.extend(rrs.map(record));
     }
-    let mut authorities: SmallVec<[Record; 2]> = plan.soa.iter().map(|rr| rr.record()).collect();
+    let mut authorities: SmallVec<[Record; 2]> = SmallVec::new();
+    if let Some(referral) = &plan.referral {
+        let sets = [Some(referral.ns), referral.ds];
+        authorities.extend(
+            sets.iter()
+                .flatten()
+                .flat_map(|set| set.records.iter().map(|w| w.record())),
+        );
+        if let (Some(rrsig), Some(ds)) = (&signed.ds, referral.ds) {
+            let ttl = ds.records.iter().next().map_or(0, |w| w.ttl());
+            authorities.push(owned(rrsig.rrsig.wire().record(), ttl, false));
+        }
+    }
+    authorities.extend(plan.soa.iter().map(|rr| rr.record()));
     if let (Some(soa), Some(rrsig)) = (&plan.soa, &signed.soa) {
         authorities.push(owned(rrsig.rrsig.wire().record(), soa.ttl, false));
     }

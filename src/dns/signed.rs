@@ -9,7 +9,7 @@ use hickory_proto::rr::RecordType;
 use smallvec::SmallVec;
 
 use crate::model::name::name_of;
-use crate::resolve::{Denial, Plan, Rr, RrData};
+use crate::resolve::{Denial, Owner, Plan, Rr, RrData};
 use crate::sign::{ContentKey, NXNAME, SignatureCache, Signed, ZoneSigner};
 
 /// The signatures of one response.
@@ -19,6 +19,8 @@ pub(super) struct Signatures {
     pub answers: SmallVec<[Option<Arc<Signed>>; 2]>,
     /// The same for the additional section's RRsets.
     pub additional: SmallVec<[Option<Arc<Signed>>; 2]>,
+    /// A referral's DS RRSIG.
+    pub ds: Option<Arc<Signed>>,
     /// The negative answer's SOA RRSIG.
     pub soa: Option<Arc<Signed>>,
     /// The compact denial: its NSEC and that NSEC's RRSIG.
@@ -33,7 +35,9 @@ impl Signatures {
 
     /// Records the authority section gains.
     pub fn authority_count(&self) -> usize {
-        usize::from(self.soa.is_some()) + 2 * usize::from(self.denial.is_some())
+        usize::from(self.soa.is_some())
+            + 2 * usize::from(self.denial.is_some())
+            + usize::from(self.ds.is_some())
     }
 }
 
@@ -58,11 +62,31 @@ pub(super) fn signatures(plan: &Plan, qname: &[u8], cache: &SignatureCache) -> S
     for set in &plan.additional_sets {
         let records = &plan.additional[at..at + set.len];
         at += set.len;
-        let signed = set.zone.signer.as_deref().and_then(|signer| {
+        let signer = set.zone.signer.as_deref().filter(|_| !set.glue);
+        let signed = signer.and_then(|signer| {
             let owner = set.owner.unwrap_or(qname);
             sign_rrset(cache, signer, owner, set.rtype, set.zone_ttl, records, now)
         });
         out.additional.push(signed);
+    }
+    if let Some(referral) = &plan.referral
+        && let (Some(ds), Some(signer)) = (referral.ds, referral.zone.signer.as_deref())
+    {
+        let records: SmallVec<[Rr; 4]> = ds
+            .records
+            .iter()
+            .map(|r| Rr::stored(r, r.ttl(), Owner::Stored))
+            .collect();
+        let zone_ttl = records.first().map_or(0, |r| r.ttl);
+        out.ds = sign_rrset(
+            cache,
+            signer,
+            referral.cut,
+            RecordType::DS,
+            zone_ttl,
+            &records,
+            now,
+        );
     }
     if let Some(denial) = &plan.denial
         && let Some(signer) = denial.zone.signer.as_deref()

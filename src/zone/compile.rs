@@ -105,9 +105,15 @@ impl ZoneTable {
             zone: zone_of(zc, inputs),
             nodes: NodeMap::default(),
             wildcards: false,
+            cuts: false,
         };
         zone.add_names(zc, inputs);
         zone.wildcards = zone.nodes.keys().any(|k| k.starts_with(b"\x01*"));
+        let apex = zone.zone.key.len();
+        zone.cuts = zone
+            .nodes
+            .iter()
+            .any(|(k, n)| k.len() != apex && n.rrset(RecordType::NS).is_some());
         zone
     }
 

@@ -57,6 +57,9 @@ pub struct ZoneTable {
     /// Whether any owner is a wildcard (`*.…`): only then does a name that is not found
     /// look for one.
     wildcards: bool,
+    /// Whether any name below the apex has NS records (a delegation): only then is a
+    /// name's path from the apex searched for one.
+    cuts: bool,
 }
 
 /// What a name finds in its zone.
@@ -67,6 +70,13 @@ pub enum Found<'t> {
     /// No node at the name, but one at the wildcard (whose key comes with it) below the
     /// name's closest encloser: the answer is synthesized from it (RFC 4592 3.3.1).
     Wildcard(&'t Node, &'t [u8]),
+    /// The name is at or below a delegation (the cut's node and key come with it):
+    /// a referral, or at the cut itself for DS, the parent's answer.
+    Delegation {
+        cut: &'t Node,
+        key: &'t [u8],
+        at_cut: bool,
+    },
     /// The name does not exist.
     Nothing,
 }
@@ -370,6 +380,11 @@ impl Table {
 
 impl ZoneTable {
     fn lookup(&self, name: &[u8]) -> Found<'_> {
+        if self.cuts
+            && let Some(found) = self.delegation(name)
+        {
+            return found;
+        }
         if let Some(node) = self.nodes.get(name) {
             return Found::Node(node);
         }
@@ -399,6 +414,27 @@ impl ZoneTable {
                 None => Found::Nothing,
             };
         }
+    }
+
+    /// The delegation `name` is at or below: the cut nearest the apex on its path.
+    fn delegation(&self, name: &[u8]) -> Option<Found<'_>> {
+        let apex = self.zone.key.len();
+        // Where each of the name's tails below the apex starts, the name itself first.
+        let mut starts = [0u8; key::MAX_WIRE_LEN / 2 + 1];
+        let (mut count, mut at) = (0, 0usize);
+        while name.len() - at > apex {
+            starts[count] = at as u8;
+            count += 1;
+            at += 1 + usize::from(name[at]);
+        }
+        (0..count).rev().find_map(|i| {
+            let (key, node) = self.nodes.get_key_value(&name[usize::from(starts[i])..])?;
+            node.rrset(RecordType::NS).map(|_| Found::Delegation {
+                cut: node,
+                key,
+                at_cut: i == 0,
+            })
+        })
     }
 
     /// The zone's health-checked names.

@@ -636,3 +636,55 @@ fn additional_addresses_of_a_health_checked_target_fit_or_are_left_out() {
     let tcp = tcp_exchange(s.addr, &q);
     assert_eq!((tcp.answers.len(), tcp.additionals.len()), (1, 40));
 }
+
+/// What a delegation hides is an error naming it: data below it but glue, data at it but
+/// NS, DS and glue, a health-checked name under it, a delegation under it, DS without NS.
+#[test]
+fn data_a_delegation_would_hide_is_refused() {
+    let zone = |records: &str| {
+        format!(
+            "zone: cut.test\nns: [ns1]\nrecords:\n  ns1: {{ A: 192.0.2.53 }}\n  sub: {{ NS: ns1.sub }}\n{records}"
+        )
+    };
+    let errors = |text: &str| -> Vec<String> {
+        meridian::config::parse_zone(std::path::Path::new("z.yaml"), text)
+            .unwrap_err()
+            .0
+            .iter()
+            .map(|e| e.to_string())
+            .collect()
+    };
+    let e = errors(&zone("  www.sub: { TXT: hidden }\n"));
+    assert!(
+        e[0].contains("records.www.sub")
+            && e[0].contains("TXT records below the delegation sub.cut.test."),
+        "{e:?}"
+    );
+    let e = errors(
+        "zone: cut.test\nns: [ns1]\nrecords:\n  ns1: { A: 192.0.2.53 }\n  sub: { NS: ns1.sub, MX: \"10 mail\" }\n",
+    );
+    assert!(
+        e.iter().any(|m| m.contains("at the delegation point")),
+        "{e:?}"
+    );
+    let e = errors(&zone("  deeper.sub: { NS: ns.elsewhere.example. }\n"));
+    assert!(e[0].contains("a delegation below the delegation"), "{e:?}");
+    let e = errors(&zone("  ds-only: { DS: \"1 13 2 00\" }\n"));
+    assert!(
+        e[0].contains("DS records belong at a delegation point"),
+        "{e:?}"
+    );
+    let e = errors(&format!(
+        "{}fqdns:\n  app.sub:\n    members: [{{ address: 192.0.2.1 }}]\n",
+        zone("")
+    ));
+    assert!(e[0].contains("at or below the delegation"), "{e:?}");
+    // Glue below it and at it is fine.
+    assert!(
+        meridian::config::parse_zone(
+            std::path::Path::new("z.yaml"),
+            &zone("  ns1.sub: { A: 192.0.2.98, AAAA: \"2001:db8::98\" }\n")
+        )
+        .is_ok()
+    );
+}

@@ -709,3 +709,63 @@ fn a_health_checked_wildcard_is_signed_at_the_asked_name() {
         "{out}"
     );
 }
+
+/// Delegations in a signed zone: a referral to a signed child carries its DS with the DS's
+/// RRSIG, one to an unsigned child the signed proof that it has no DS (an NSEC at the cut
+/// listing NS but no DS), and the NS records are not signed (the child vouches for them);
+/// delv validates the DS answer and its absence.
+#[test]
+fn referrals_from_a_signed_zone_prove_the_child_s_ds_or_its_absence() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("zones")).unwrap();
+    std::fs::write(
+        dir.path().join("zones/signed.yaml"),
+        format!("zone: signed.test\nns: [ns1]\ndnssec: {{}}\nrecords:\n  ns1: {{ A: {MERIDIAN} }}\n  insecure: {{ NS: ns1.insecure }}\n  ns1.insecure: {{ A: 192.0.2.98 }}\n  secure: {{ NS: ns1.secure, DS: \"12345 13 2 0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\" }}\n  ns1.secure: {{ A: 192.0.2.99 }}\n"),
+    )
+    .unwrap();
+    let config = dir.path().join("meridian.yaml");
+    std::fs::write(&config, format!("listen: [{MERIDIAN}:0]\nzones: zones\n")).unwrap();
+    let served = serve(&config);
+    let meridian = served.addr;
+    for exchange in [udp_exchange, tcp_exchange] {
+        let insecure = exchange(
+            meridian,
+            &do_query("www.insecure.signed.test.", RecordType::A, false),
+        );
+        assert!(!insecure.metadata.authoritative && insecure.answers.is_empty());
+        assert_eq!(
+            types(&insecure.authorities),
+            [RecordType::NS, RecordType::NSEC, RecordType::RRSIG],
+            "{insecure:?}"
+        );
+        let RData::DNSSEC(hickory_proto::dnssec::rdata::DNSSECRData::NSEC(nsec)) =
+            &insecure.authorities[1].data
+        else {
+            panic!()
+        };
+        let bitmap: Vec<RecordType> = nsec.type_bit_maps().collect();
+        assert!(
+            bitmap.contains(&RecordType::NS) && !bitmap.contains(&RecordType::DS),
+            "{bitmap:?}"
+        );
+        assert_eq!(types(&insecure.additionals), [RecordType::A]);
+        let secure = exchange(
+            meridian,
+            &do_query("www.secure.signed.test.", RecordType::A, false),
+        );
+        assert_eq!(
+            types(&secure.authorities),
+            [RecordType::NS, RecordType::DS, RecordType::RRSIG],
+            "{secure:?}"
+        );
+    }
+    let dnskey = dnskeys(meridian).remove(0);
+    let anchor = anchor_file(dir.path(), &dnskey, "anchor.conf");
+    let out = delv(meridian, &anchor, "secure.signed.test", "DS");
+    assert!(out.contains("; fully validated"), "{out}");
+    let out = delv(meridian, &anchor, "insecure.signed.test", "DS");
+    assert!(
+        out.contains("; negative response, fully validated"),
+        "{out}"
+    );
+}

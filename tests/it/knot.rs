@@ -362,3 +362,73 @@ fn record_types_encode_as_knot_encodes_them() {
     let wrong = differences(ours.addr, knot.addr, &corpus);
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
 }
+
+const DELEGATION_YAML: &str = r#"zone: parent.test
+ttl: 300
+soa: { mname: ns1.parent.test., rname: hostmaster.parent.test., serial: 1, refresh: 3600, retry: 600, expire: 604800, minimum: 60 }
+ns: [ns1]
+records:
+  ns1: { A: 192.0.2.53 }
+  sub: { NS: [ns1.sub, ns.elsewhere.example., ns1] }
+  ns1.sub: { A: 192.0.2.98, AAAA: "2001:db8::98" }
+  secure: { NS: ns1.secure, DS: "12345 13 2 0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef" }
+  ns1.secure: { A: 192.0.2.99 }
+  to-child: { CNAME: www.sub }
+"#;
+
+const DELEGATION_ZONE: &str = r#"$ORIGIN parent.test.
+$TTL 300
+@ SOA ns1.parent.test. hostmaster.parent.test. 1 3600 600 604800 60
+@ NS ns1
+ns1 A 192.0.2.53
+sub NS ns1.sub
+sub NS ns.elsewhere.example.
+sub NS ns1
+ns1.sub A 192.0.2.98
+ns1.sub AAAA 2001:db8::98
+secure NS ns1.secure
+secure DS 12345 13 2 0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef
+ns1.secure A 192.0.2.99
+to-child CNAME www.sub
+"#;
+
+#[test]
+fn delegations_refer_as_knot_refers() {
+    let ours = meridian(DELEGATION_YAML);
+    let knot = Knot::start("parent.test.", DELEGATION_ZONE);
+    use RecordType::*;
+    let corpus = [
+        (
+            "www.sub.parent.test.",
+            A,
+            "below a delegation: a referral with its glue",
+        ),
+        ("sub.parent.test.", NS, "the delegation point itself"),
+        (
+            "sub.parent.test.",
+            A,
+            "any type at the cut but DS: a referral",
+        ),
+        (
+            "ns1.sub.parent.test.",
+            A,
+            "glue is not an answer: a referral",
+        ),
+        ("deep.www.sub.parent.test.", TXT, "several labels below"),
+        (
+            "sub.parent.test.",
+            DS,
+            "DS at the cut is the parent's: NODATA with AA",
+        ),
+        (
+            "secure.parent.test.",
+            DS,
+            "DS at the cut is the parent's: the answer",
+        ),
+        ("x.secure.parent.test.", A, "a referral to a signed child"),
+        ("to-child.parent.test.", A, "a CNAME into a delegation"),
+        ("parent.test.", NS, "the apex is no delegation"),
+    ];
+    let wrong = differences(ours.addr, knot.addr, &corpus);
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
