@@ -12,6 +12,7 @@ mod check;
 mod dnssec;
 mod error;
 mod load;
+mod master;
 mod rdata;
 mod roles;
 mod server;

@@ -206,6 +206,8 @@ pub struct ZoneConfig {
     pub access: AccessConfig,
     /// Online signing, when the zone has a `dnssec:` section.
     pub dnssec: Option<super::DnssecConfig>,
+    /// The master file its `records-file:` names, with the hash of its bytes.
+    pub records_file: Option<(PathBuf, u64)>,
     /// What `meridian check` and the log warn about.
     pub warnings: Vec<super::ConfigError>,
 }
@@ -219,6 +221,33 @@ pub struct IdentityConfig {
     pub version: Option<String>,
     /// Answered to `hostname.bind` and `id.server` (CH TXT).
     pub hostname: Option<String>,
+}
+
+impl ZoneConfig {
+    /// The files besides its YAML that the zone is read from: its key files, then its
+    /// records file.
+    pub fn dependencies(&self) -> Vec<PathBuf> {
+        let keys = self
+            .dnssec
+            .as_ref()
+            .map(|d| d.key_files())
+            .unwrap_or_default();
+        keys.into_iter()
+            .chain(self.records_file.as_ref().map(|(p, _)| p.clone()))
+            .collect()
+    }
+
+    /// Their hash, as a reload computes it from the files; `None` without any.
+    pub fn dependencies_hash(&self) -> Option<u64> {
+        let keys = self.dnssec.as_ref().map(|d| d.keys_hash());
+        match (keys, &self.records_file) {
+            (None, None) => None,
+            (keys, records) => {
+                let h = keys.unwrap_or(0);
+                Some(records.as_ref().map_or(h, |(_, r)| h.rotate_left(5) ^ r))
+            }
+        }
+    }
 }
 
 /// What the serving table was compiled from, for a reload to skip what did not change.
@@ -235,8 +264,8 @@ pub struct Known {
 pub struct KnownZone {
     pub source: u64,
     pub origin: Name,
-    /// The zone's key files (signing, then published): they count in `source`, so a
-    /// changed key is compiled again.
+    /// The other files the zone is read from (key files, then its records file): they
+    /// count in `source`, so a change to one compiles the zone again.
     pub key_files: Vec<PathBuf>,
 }
 

@@ -195,6 +195,7 @@ pub(super) struct ZoneRaw {
     pub(super) fqdns: BTreeMap<String, Spanned<FqdnRaw>>,
     pub(super) access: Option<Spanned<AccessRaw>>,
     pub(super) dnssec: Option<Spanned<DnssecRaw>>,
+    pub(super) records_file: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]

@@ -84,12 +84,17 @@ pub(super) fn validate_zone(file: &Path, mut raw: ZoneRaw) -> Result<ZoneConfig,
                 continue;
             }
         };
-        if let Some(message) = occluded(&owner, &set.value, &cuts) {
+        let types: Vec<RecordType> = set.value.sets.iter().map(|(t, _)| *t).collect();
+        if let Some(message) = occluded(&owner, &types, &cuts) {
             r.at(set.referenced, field, message);
             continue;
         }
         validate_rrsets(&mut r, &field, &owner, &origin, ttl, &set, &mut records);
     }
+
+    let records_file = raw.records_file.as_ref().and_then(|rf| {
+        add_master_file(&mut r, file, rf, &origin, ttl, &cuts, &mut ns, &mut records)
+    });
 
     let mut sites = Vec::new();
     let mut site_index = HashMap::new();
@@ -158,6 +163,7 @@ pub(super) fn validate_zone(file: &Path, mut raw: ZoneRaw) -> Result<ZoneConfig,
             health_checked: names,
             access,
             dnssec,
+            records_file,
             warnings: std::mem::take(&mut r.warnings),
         })
     } else {
@@ -341,9 +347,90 @@ fn validate_rrsets(
     }
 }
 
+/// Adds the records of the zone's `records-file:` (its apex NS to `ns`), checked as the
+/// YAML's are; returns the file and its hash, for a reload to see it change.
+#[allow(clippy::too_many_arguments)]
+fn add_master_file(
+    r: &mut Report,
+    file: &Path,
+    given: &Spanned<String>,
+    origin: &Name,
+    ttl: u32,
+    yaml_cuts: &[Name],
+    ns: &mut Vec<Name>,
+    records: &mut Vec<RecordSetConfig>,
+) -> Option<(std::path::PathBuf, u64)> {
+    let master = match super::master::read(file, &given.value, origin, ttl) {
+        Ok(m) => m,
+        Err(e) => {
+            r.errors.push(e);
+            return None;
+        }
+    };
+    let shown = master.path.display().to_string();
+    if master.has_soa {
+        r.warn(
+            given.referenced,
+            "records-file",
+            format!("the SOA in {shown} is not used: the zone's SOA comes from `soa:`"),
+        );
+    }
+    for n in master.ns {
+        if !ns.contains(&n) {
+            ns.push(n);
+        }
+    }
+    let mut cuts: Vec<Name> = yaml_cuts.to_vec();
+    cuts.extend(
+        master
+            .records
+            .iter()
+            .filter(|s| s.rtype == RecordType::NS)
+            .map(|s| s.owner.clone()),
+    );
+    let mut by_owner: HashMap<&Name, Vec<RecordType>> = HashMap::new();
+    for set in &master.records {
+        by_owner.entry(&set.owner).or_default().push(set.rtype);
+    }
+    for (owner, types) in &by_owner {
+        let problem = occluded(owner, types, &cuts).or_else(|| {
+            let cname = types.contains(&RecordType::CNAME);
+            (cname && (types.len() > 1 || *owner == origin)).then(|| {
+                format!("{owner}: a CNAME cannot stand beside other data, nor at the apex (RFC 1034 3.6.2)")
+            })
+        });
+        if let Some(problem) = problem {
+            r.at(
+                given.referenced,
+                "records-file",
+                format!("{shown}: {problem}"),
+            );
+        }
+    }
+    for set in master.records {
+        if records
+            .iter()
+            .any(|y| y.owner == set.owner && y.rtype == set.rtype)
+        {
+            r.at(
+                given.referenced,
+                "records-file",
+                format!(
+                    "{} {} is both under records: and in {shown}: keep one",
+                    set.owner, set.rtype
+                ),
+            );
+            continue;
+        }
+        records.push(set);
+    }
+    let hash = super::dnssec::key_file_hash(&master.path);
+    Some((master.path, hash))
+}
+
 /// Why records at `owner` would be hidden by a delegation in `cuts`, if they would: below
 /// a cut only glue (A, AAAA) is served, in referrals; at a cut, NS, DS and glue.
-fn occluded(owner: &Name, set: &RecordSetRaw, cuts: &[Name]) -> Option<String> {
+fn occluded(owner: &Name, types: &[RecordType], cuts: &[Name]) -> Option<String> {
     let glue = |t: &RecordType| matches!(t, RecordType::A | RecordType::AAAA);
     if let Some(cut) = cuts.iter().find(|c| c.zone_of(owner) && *c != owner) {
         if cuts.contains(owner) {
@@ -351,17 +438,16 @@ fn occluded(owner: &Name, set: &RecordSetRaw, cuts: &[Name]) -> Option<String> {
                 "a delegation below the delegation {cut}: delegate it from the child zone"
             ));
         }
-        if let Some((t, _)) = set.sets.iter().find(|(t, _)| !glue(t)) {
+        if let Some(t) = types.iter().find(|t| !glue(t)) {
             return Some(format!(
                 "{t} records below the delegation {cut} would never be served: only glue (A, AAAA) is given there"
             ));
         }
     }
     if cuts.contains(owner)
-        && let Some((t, _)) = set
-            .sets
+        && let Some(t) = types
             .iter()
-            .find(|(t, _)| !glue(t) && !matches!(t, RecordType::NS | RecordType::DS))
+            .find(|t| !glue(t) && !matches!(t, RecordType::NS | RecordType::DS))
     {
         return Some(format!(
             "{t} records at the delegation point {owner} would never be served: it holds NS, DS and glue only"

@@ -29,8 +29,8 @@ pub(super) struct Watched {
     server_file: PathBuf,
     zones_dir: PathBuf,
     geoip: Option<PathBuf>,
-    /// Signed zones' key files (at start; key files in the zones directory are
-    /// recognised whenever they appear).
+    /// The other files zones are read from: key files and records files (at start; such
+    /// files in the zones directory are recognised whenever they appear).
     key_files: Vec<PathBuf>,
 }
 
@@ -42,8 +42,7 @@ pub(super) fn watched_paths(config: &Config) -> Watched {
     let key_files: Vec<PathBuf> = config
         .zones
         .iter()
-        .filter_map(|z| z.dnssec.as_ref())
-        .flat_map(|d| d.key_files())
+        .flat_map(|z| z.dependencies())
         .map(|p| abs(&p))
         .collect();
     let mut dirs = vec![zones_dir.clone()];

@@ -688,3 +688,44 @@ fn data_a_delegation_would_hide_is_refused() {
         .is_ok()
     );
 }
+
+/// A master file with a bad record: the error names the master file and the line where the
+/// record starts; records in both the YAML and the file are an error too.
+#[test]
+fn a_records_file_error_names_its_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let zone = dir.path().join("z.yaml");
+    std::fs::write(
+        dir.path().join("z.zone"),
+        "$ORIGIN rf.test.\nwww A 192.0.2.1\nmail MX ( 10\n  mail )\nbad A 999.1.1.1\n",
+    )
+    .unwrap();
+    let text =
+        "zone: rf.test\nns: [ns1]\nrecords-file: z.zone\nrecords:\n  ns1: { A: 192.0.2.53 }\n";
+    let errors: Vec<String> = meridian::config::parse_zone(&zone, text)
+        .unwrap_err()
+        .0
+        .iter()
+        .map(|e| e.to_string())
+        .collect();
+    let want = format!("{}:5:1: records-file:", dir.path().join("z.zone").display());
+    assert!(errors[0].starts_with(&want), "{errors:?}");
+    std::fs::write(
+        dir.path().join("z.zone"),
+        "www A 192.0.2.1\nns1 A 192.0.2.9\n",
+    )
+    .unwrap();
+    let errors: Vec<String> = meridian::config::parse_zone(&zone, text)
+        .unwrap_err()
+        .0
+        .iter()
+        .map(|e| e.to_string())
+        .collect();
+    assert!(
+        errors[0].contains("ns1.rf.test. A is both under records: and in"),
+        "{errors:?}"
+    );
+    std::fs::write(dir.path().join("z.zone"), "www A 192.0.2.1\n").unwrap();
+    let ok = meridian::config::parse_zone(&zone, text).unwrap();
+    assert_eq!(ok.records.len(), 2);
+}

@@ -432,3 +432,28 @@ fn delegations_refer_as_knot_refers() {
     let wrong = differences(ours.addr, knot.addr, &corpus);
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
 }
+
+/// A zone whose records come from the very master file Knot loads (`records-file:`):
+/// the same answers as Knot's, for the wildcard corpus.
+#[test]
+fn a_records_file_serves_as_knot_serves_it() {
+    let yaml = "zone: example\nttl: 3600\nsoa: { mname: ns.example.com., rname: hostmaster.example., serial: 1, refresh: 3600, retry: 600, expire: 604800, minimum: 60 }\nns: [ns.example.com.]\nrecords-file: example.zone\n";
+    let (dir, file) = write_config(&[("example.yaml", yaml)]);
+    std::fs::write(dir.path().join("zones/example.zone"), WILDCARD_ZONE).unwrap();
+    let ours = start_with(dir, &file);
+    let knot = Knot::start("example.", WILDCARD_ZONE);
+    use RecordType::*;
+    let corpus = [
+        ("example.", NS, "apex NS from the file beside the YAML's"),
+        ("host1.example.", A, "a record from the file"),
+        ("host3.example.", MX, "a wildcard from the file"),
+        ("_telnet._tcp.host1.example.", SRV, "NXDOMAIN"),
+        (
+            "alias.example.",
+            TXT,
+            "a CNAME from the file into its wildcard",
+        ),
+    ];
+    let wrong = differences(ours.addr, knot.addr, &corpus);
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}

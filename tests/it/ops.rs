@@ -609,3 +609,27 @@ fn forwarded_answers_carry_no_records_about_other_names() {
         assert_eq!(names, ["www.example.org."], "{r:?}");
     }
 }
+
+/// A records file changed under an unchanged zone file reloads that zone (its hash counts
+/// in the zone's source, and the watcher sees master files in the zone directory).
+#[test]
+fn a_changed_records_file_is_reloaded() {
+    let (dir, config) = write_config(&[(
+        "rf.yaml",
+        "zone: rf.test\nns: [ns1]\nrecords-file: rf.zone\nrecords:\n  ns1: { A: 192.0.2.53 }\n",
+    )]);
+    let master = dir.path().join("zones/rf.zone");
+    std::fs::write(&master, "www A 192.0.2.1\n").unwrap();
+    let served = serve(&config);
+    let ask = || {
+        addresses(&udp_exchange(
+            served.addr,
+            &query("www.rf.test.", RecordType::A),
+        ))
+    };
+    assert_eq!(ask(), ["192.0.2.1"]);
+    replace_file(&master, "www A 192.0.2.2\n");
+    eventually(std::time::Duration::from_secs(10), "the new record", || {
+        ask() == ["192.0.2.2"]
+    });
+}
