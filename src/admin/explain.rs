@@ -10,7 +10,7 @@ use hickory_proto::op::OpCode;
 use hickory_proto::rr::{DNSClass, LowerName, RecordType};
 use serde::{Deserialize, Serialize};
 
-use crate::model::name::KeyBuf;
+use crate::model::name::{KeyBuf, name_of};
 
 use super::status::{LeaderStatus, MemberStatus, TransitionStatus, leader_status, member_status};
 use crate::geo::{ClientLocation, code_str, distance_km};
@@ -194,6 +194,20 @@ fn static_why(e: &Explanation, plan: &resolve::Plan, qtype: RecordType) -> Strin
             e.name
         );
     };
+    if let Some(referral) = &plan.referral {
+        let servers: Vec<String> = referral
+            .ns
+            .records
+            .iter()
+            .map(|r| r.record().data.to_string())
+            .collect();
+        return format!(
+            "{} is delegated: it is at or below {}, which has NS records in zone {zone}, so the answer is a referral to the child zone's name servers ({}): NOERROR without AA, the NS records in the authority section and their addresses (glue) in the additional section.",
+            e.name,
+            name_of(referral.cut),
+            servers.join(", ")
+        );
+    }
     if e.rcode == "NXDOMAIN" {
         return format!(
             "{} does not exist in zone {zone}: {}.",
@@ -201,7 +215,21 @@ fn static_why(e: &Explanation, plan: &resolve::Plan, qtype: RecordType) -> Strin
             negative(e, plan)
         );
     }
+    // A wildcard answered for a name that does not exist (RFC 4592).
+    let wildcard = plan.wildcard.map_or(String::new(), |w| {
+        format!(
+            "{} does not exist in zone {zone}, but the wildcard {} answers for it. ",
+            e.name,
+            name_of(w)
+        )
+    });
     if e.answer.is_empty() {
+        if !wildcard.is_empty() {
+            return format!(
+                "{wildcard}It has no {qtype} records: {}.",
+                negative(e, plan)
+            );
+        }
         return format!(
             "{} exists in zone {zone} but has no {qtype} records: {}.",
             e.name,
@@ -222,6 +250,11 @@ fn static_why(e: &Explanation, plan: &resolve::Plan, qtype: RecordType) -> Strin
                 e.name
             )
         };
+    }
+    if !wildcard.is_empty() {
+        return format!(
+            "{wildcard}Its static {qtype} records are answered under the asked name, with no selection."
+        );
     }
     format!(
         "{} has static {qtype} records in zone {zone}: answered as written, with no selection.",

@@ -633,3 +633,35 @@ fn a_changed_records_file_is_reloaded() {
         ask() == ["192.0.2.2"]
     });
 }
+
+/// Explain says when a wildcard answers and when a name is delegated.
+#[test]
+fn explain_tells_wildcards_and_referrals() {
+    let zone = "zone: ex.test\nns: [ns1]\nrecords:\n  ns1: { A: 192.0.2.53 }\n  \"*.w\": { A: 192.0.2.7 }\n  sub: { NS: ns1.sub }\n  ns1.sub: { A: 192.0.2.98 }\n";
+    let (dir, file) = write_config_with("admin: { listen: 127.0.0.1:0 }\n", &[("ex.yaml", zone)]);
+    let s = start_with(dir, &file);
+    let why = |name: &str, rtype: &str| {
+        let (code, body) = http(
+            s.admin(),
+            "GET",
+            &format!("/explain?name={name}&type={rtype}"),
+            None,
+        );
+        assert_eq!(code, 200, "{body}");
+        let e: serde_json::Value = serde_json::from_str(&body).unwrap();
+        e["why"].as_str().unwrap().to_string()
+    };
+    assert_eq!(
+        why("a.w.ex.test", "A"),
+        "a.w.ex.test. does not exist in zone ex.test., but the wildcard *.w.ex.test. answers for it. Its static A records are answered under the asked name, with no selection."
+    );
+    assert!(
+        why("a.w.ex.test", "TXT").contains(
+            "but the wildcard *.w.ex.test. answers for it. It has no TXT records: NODATA"
+        )
+    );
+    assert_eq!(
+        why("www.sub.ex.test", "A"),
+        "www.sub.ex.test. is delegated: it is at or below sub.ex.test., which has NS records in zone ex.test., so the answer is a referral to the child zone's name servers (ns1.sub.ex.test.): NOERROR without AA, the NS records in the authority section and their addresses (glue) in the additional section."
+    );
+}
