@@ -54,32 +54,42 @@ struct Signed {
 }
 
 fn start_signed(port: u16) -> Signed {
+    let signed = serve_zone(&zone(port));
+    assert!(
+        signed.served.log_contains("created a DNSSEC key"),
+        "the first start creates the key and says so"
+    );
+    assert!(
+        signed
+            .dir
+            .path()
+            .join("zones/signed.test.dnssec.pem")
+            .is_file()
+    );
+    signed
+}
+
+/// `meridian serve` on 127.0.90.1 with one zone file, `zones/signed.yaml`, holding `zone`,
+/// and the first DNSKEY it publishes for signed.test.
+fn serve_zone(zone: &str) -> Signed {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(dir.path().join("zones")).unwrap();
-    std::fs::write(dir.path().join("zones/signed.yaml"), zone(port)).unwrap();
+    std::fs::write(dir.path().join("zones/signed.yaml"), zone).unwrap();
     let config = dir.path().join("meridian.yaml");
     std::fs::write(&config, format!("listen: [{MERIDIAN}:0]\nzones: zones\n")).unwrap();
     let served = serve(&config);
-    assert!(
-        served.log_contains("created a DNSSEC key"),
-        "the first start creates the key and says so"
-    );
-    assert!(dir.path().join("zones/signed.test.dnssec.pem").is_file());
-    let keys = udp_exchange(
-        served.addr,
-        &do_query("signed.test.", RecordType::DNSKEY, false),
-    );
-    let dnskey = keys
-        .answers
-        .iter()
-        .find(|r| r.record_type() == RecordType::DNSKEY)
-        .expect("a DNSKEY at the apex")
-        .data
-        .to_string();
+    let dnskey = dnskeys(served.addr).remove(0);
     Signed {
         served,
         dir,
         dnskey,
+    }
+}
+
+impl Signed {
+    /// A trust anchor file for delv holding the zone's DNSKEY.
+    fn anchor(&self) -> PathBuf {
+        anchor_file(self.dir.path(), &self.dnskey, "anchor.conf")
     }
 }
 
@@ -237,7 +247,7 @@ fn unbound_and_delv_validate_every_kind_of_answer_across_a_step_down() {
     );
 
     // delv validates the same answers against the same key.
-    let anchor = anchor_file(signed.dir.path(), &signed.dnskey, "anchor.conf");
+    let anchor = signed.anchor();
     for (name, rtype, want) in [
         ("www.signed.test", "A", "; fully validated"),
         ("alias.signed.test", "A", "; fully validated"),
@@ -555,15 +565,9 @@ fn failing_closed_health_aware_ttl_and_ecs_answers_are_signed_and_validate() {
     let zone = format!(
         "zone: signed.test\nns: [ns1]\ndnssec: {{}}\nrecords:\n  ns1: {{ A: {MERIDIAN} }}\nsites:\n  lon: {{ networks: [10.1.0.0/16] }}\n  nyc: {{ networks: [10.2.0.0/16] }}\nfqdns:\n  closed:\n    when-all-down: none\n    check: {{ type: tcp, port: {port}, interval: 200ms, timeout: 100ms, rise: 1, fall: 1 }}\n    members: [{{ address: 127.0.90.21 }}]\n  degraded:\n    ttl: 300\n    selection: all-available\n    check: {{ type: tcp, port: {port}, interval: 200ms, timeout: 100ms, rise: 1, fall: 1 }}\n    members: [{{ address: 127.0.90.21 }}, {{ address: 127.0.90.22 }}]\n  near:\n    selection: location\n    members:\n      - {{ address: 192.0.2.1, site: lon }}\n      - {{ address: 192.0.2.2, site: nyc }}\n"
     );
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir(dir.path().join("zones")).unwrap();
-    std::fs::write(dir.path().join("zones/signed.yaml"), zone).unwrap();
-    let config = dir.path().join("meridian.yaml");
-    std::fs::write(&config, format!("listen: [{MERIDIAN}:0]\nzones: zones\n")).unwrap();
-    let served = serve(&config);
-    let meridian = served.addr;
-    let dnskey = dnskeys(meridian).remove(0);
-    let anchor = anchor_file(dir.path(), &dnskey, "anchor.conf");
+    let signed = serve_zone(&zone);
+    let meridian = signed.served.addr;
+    let anchor = signed.anchor();
 
     let closed = eventually(Duration::from_secs(5), "the member to be down", || {
         udp_exchange(
@@ -613,30 +617,24 @@ fn failing_closed_health_aware_ttl_and_ecs_answers_are_signed_and_validate() {
 /// serving with the key it had, and the error names the zone file's `dnssec.key`.
 #[test]
 fn a_broken_key_file_is_rejected_on_reload() {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir(dir.path().join("zones")).unwrap();
-    std::fs::write(
-        dir.path().join("zones/signed.yaml"),
-        format!("zone: signed.test\nns: [ns1]\ndnssec: {{ key: k.pem }}\nrecords:\n  ns1: {{ A: {MERIDIAN} }}\n  www: {{ A: 192.0.2.1 }}\n"),
-    )
-    .unwrap();
-    let config = dir.path().join("meridian.yaml");
-    std::fs::write(&config, format!("listen: [{MERIDIAN}:0]\nzones: zones\n")).unwrap();
-    let served = serve(&config);
-    let meridian = served.addr;
-    let dnskey = dnskeys(meridian).remove(0);
-    let anchor = anchor_file(dir.path(), &dnskey, "anchor.conf");
+    let signed = serve_zone(&format!(
+        "zone: signed.test\nns: [ns1]\ndnssec: {{ key: k.pem }}\nrecords:\n  ns1: {{ A: {MERIDIAN} }}\n  www: {{ A: 192.0.2.1 }}\n"
+    ));
+    let meridian = signed.served.addr;
+    let anchor = signed.anchor();
     assert!(delv(meridian, &anchor, "www.signed.test", "A").contains("; fully validated"));
 
     replace_file(
-        &dir.path().join("zones/k.pem"),
+        &signed.dir.path().join("zones/k.pem"),
         "-----BEGIN PRIVATE KEY-----\nbroken\n-----END PRIVATE KEY-----\n",
     );
     eventually(Duration::from_secs(10), "the reload to be rejected", || {
-        served.log_contains("reload rejected")
+        signed.served.log_contains("reload rejected")
     });
-    assert!(served.log_contains("signed.yaml:3:") && served.log_contains("dnssec.key"));
-    assert_eq!(dnskeys(meridian), [dnskey]);
+    assert!(
+        signed.served.log_contains("signed.yaml:3:") && signed.served.log_contains("dnssec.key")
+    );
+    assert_eq!(dnskeys(meridian), [signed.dnskey.clone()]);
     assert!(delv(meridian, &anchor, "www.signed.test", "A").contains("; fully validated"));
 }
 
@@ -645,19 +643,11 @@ fn a_broken_key_file_is_rejected_on_reload() {
 /// not cover is still a validated denial.
 #[test]
 fn a_health_checked_wildcard_is_signed_at_the_asked_name() {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir(dir.path().join("zones")).unwrap();
-    std::fs::write(
-        dir.path().join("zones/signed.yaml"),
-        format!("zone: signed.test\nns: [ns1]\ndnssec: {{}}\nrecords:\n  ns1: {{ A: {MERIDIAN} }}\n  web: {{ CNAME: tenant42.app }}\nfqdns:\n  \"*.app\":\n    selection: all-available\n    members: [{{ address: 192.0.2.7 }}, {{ address: 192.0.2.8 }}]\n"),
-    )
-    .unwrap();
-    let config = dir.path().join("meridian.yaml");
-    std::fs::write(&config, format!("listen: [{MERIDIAN}:0]\nzones: zones\n")).unwrap();
-    let served = serve(&config);
-    let meridian = served.addr;
-    let dnskey = dnskeys(meridian).remove(0);
-    let anchor = anchor_file(dir.path(), &dnskey, "anchor.conf");
+    let signed = serve_zone(&format!(
+        "zone: signed.test\nns: [ns1]\ndnssec: {{}}\nrecords:\n  ns1: {{ A: {MERIDIAN} }}\n  web: {{ CNAME: tenant42.app }}\nfqdns:\n  \"*.app\":\n    selection: all-available\n    members: [{{ address: 192.0.2.7 }}, {{ address: 192.0.2.8 }}]\n"
+    ));
+    let meridian = signed.served.addr;
+    let anchor = signed.anchor();
 
     for exchange in [udp_exchange, tcp_exchange] {
         let answer = exchange(
@@ -716,17 +706,10 @@ fn a_health_checked_wildcard_is_signed_at_the_asked_name() {
 /// delv validates the DS answer and its absence.
 #[test]
 fn referrals_from_a_signed_zone_prove_the_child_s_ds_or_its_absence() {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir(dir.path().join("zones")).unwrap();
-    std::fs::write(
-        dir.path().join("zones/signed.yaml"),
-        format!("zone: signed.test\nns: [ns1]\ndnssec: {{}}\nrecords:\n  ns1: {{ A: {MERIDIAN} }}\n  insecure: {{ NS: ns1.insecure }}\n  ns1.insecure: {{ A: 192.0.2.98 }}\n  secure: {{ NS: ns1.secure, DS: \"12345 13 2 0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\" }}\n  ns1.secure: {{ A: 192.0.2.99 }}\n"),
-    )
-    .unwrap();
-    let config = dir.path().join("meridian.yaml");
-    std::fs::write(&config, format!("listen: [{MERIDIAN}:0]\nzones: zones\n")).unwrap();
-    let served = serve(&config);
-    let meridian = served.addr;
+    let signed = serve_zone(&format!(
+        "zone: signed.test\nns: [ns1]\ndnssec: {{}}\nrecords:\n  ns1: {{ A: {MERIDIAN} }}\n  insecure: {{ NS: ns1.insecure }}\n  ns1.insecure: {{ A: 192.0.2.98 }}\n  secure: {{ NS: ns1.secure, DS: \"12345 13 2 0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\" }}\n  ns1.secure: {{ A: 192.0.2.99 }}\n"
+    ));
+    let meridian = signed.served.addr;
     for exchange in [udp_exchange, tcp_exchange] {
         let insecure = exchange(
             meridian,
@@ -759,8 +742,7 @@ fn referrals_from_a_signed_zone_prove_the_child_s_ds_or_its_absence() {
             "{secure:?}"
         );
     }
-    let dnskey = dnskeys(meridian).remove(0);
-    let anchor = anchor_file(dir.path(), &dnskey, "anchor.conf");
+    let anchor = signed.anchor();
     let out = delv(meridian, &anchor, "secure.signed.test", "DS");
     assert!(out.contains("; fully validated"), "{out}");
     let out = delv(meridian, &anchor, "insecure.signed.test", "DS");
