@@ -10,10 +10,7 @@ pub(super) fn dnssec(path: &Path, only: &[String], create_keys: bool) -> ExitCod
     let mut config = match config::load(path) {
         Ok(c) => c,
         Err(errors) => {
-            for e in &errors.0 {
-                eprintln!("{e}");
-            }
-            eprintln!("{} error(s)", errors.0.len());
+            super::print_errors(&errors);
             return ExitCode::FAILURE;
         }
     };
@@ -40,9 +37,7 @@ pub(super) fn dnssec(path: &Path, only: &[String], create_keys: bool) -> ExitCod
                 }
             }
             Err(errors) => {
-                for e in &errors.0 {
-                    eprintln!("{e}");
-                }
+                super::print_errors(&errors);
                 return ExitCode::FAILURE;
             }
         }
@@ -50,18 +45,12 @@ pub(super) fn dnssec(path: &Path, only: &[String], create_keys: bool) -> ExitCod
     let mut missing = false;
     for zone in &config.zones {
         let d = zone.dnssec.as_ref().expect("kept only signed zones");
-        let not_made = std::iter::once((&d.key_file, &d.key))
-            .chain(d.publish.iter().map(|(p, k)| (p, k)))
-            .filter(|(_, k)| k.is_none());
-        for (file, _) in not_made {
-            eprintln!(
-                "{}: no key file {} yet: `meridian serve` creates it at start, or run `meridian dnssec --create-keys`",
-                zone.origin,
-                file.display()
-            );
-            missing = true;
+        let not_made: Vec<&Path> = d.missing_keys().collect();
+        for file in &not_made {
+            eprintln!("{}", super::missing_key(&zone.origin, file));
         }
-        let (Some(key), false) = (&d.key, missing) else {
+        missing |= !not_made.is_empty();
+        let (Some(key), true) = (&d.key, not_made.is_empty()) else {
             continue;
         };
         let signer = match ZoneSigner::new(&zone.origin, d, key) {

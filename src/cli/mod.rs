@@ -240,16 +240,8 @@ fn check(path: &Path) -> ExitCode {
                 eprintln!("warning: {w}");
             }
             for zone in &config.zones {
-                let Some(d) = &zone.dnssec else { continue };
-                let not_made = std::iter::once((&d.key_file, &d.key))
-                    .chain(d.publish.iter().map(|(p, k)| (p, k)))
-                    .filter(|(_, k)| k.is_none());
-                for (file, _) in not_made {
-                    println!(
-                        "{}: no key file {} yet: `meridian serve` creates it at start, or `meridian dnssec --create-keys` now",
-                        zone.origin,
-                        file.display()
-                    );
+                for file in zone.dnssec.iter().flat_map(|d| d.missing_keys()) {
+                    println!("{}", missing_key(&zone.origin, file));
                 }
             }
             for name in config.zones.iter().flat_map(|z| &z.health_checked) {
@@ -267,13 +259,26 @@ fn check(path: &Path) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(errors) => {
-            for e in &errors.0 {
-                eprintln!("{e}");
-            }
-            eprintln!("{} error(s)", errors.0.len());
+            print_errors(&errors);
             ExitCode::FAILURE
         }
     }
+}
+
+/// Each configuration error on a line of its own, then their count (stderr).
+fn print_errors(errors: &config::ConfigErrors) {
+    for e in &errors.0 {
+        eprintln!("{e}");
+    }
+    eprintln!("{} error(s)", errors.0.len());
+}
+
+/// What `check` and `dnssec` say of a key file not made yet.
+fn missing_key(origin: &hickory_proto::rr::Name, file: &Path) -> String {
+    format!(
+        "{origin}: no key file {} yet: `meridian serve` creates it at start, or `meridian dnssec --create-keys` now",
+        file.display()
+    )
 }
 
 fn summary(config: &Config) -> String {

@@ -240,6 +240,14 @@ pub fn read_key(path: &Path, algorithm: Algorithm) -> Result<Option<ZoneKey>, St
 }
 
 impl DnssecConfig {
+    /// The key files that do not exist yet (`meridian serve` creates them).
+    pub fn missing_keys(&self) -> impl Iterator<Item = &Path> {
+        std::iter::once((&self.key_file, &self.key))
+            .chain(self.publish.iter().map(|(p, k)| (p, k)))
+            .filter(|(_, k)| k.is_none())
+            .map(|(p, _)| p.as_path())
+    }
+
     /// Every key file: the signing key's, then the published ones.
     pub fn key_files(&self) -> Vec<PathBuf> {
         std::iter::once(self.key_file.clone())

@@ -116,7 +116,7 @@ fn load_zones(
         let source = source_hash(&text);
         let known_zone = known
             .get(file)
-            .filter(|k| k.source == with_keys(source, key_files_hash(&k.key_files)));
+            .filter(|k| k.source == with_dependencies(source, dependencies_hash(&k.dependencies)));
         if let Some(k) = known_zone {
             unchanged.push(UnchangedZone {
                 file: file.clone(),
@@ -201,14 +201,15 @@ pub fn parse_zone(file: &Path, text: &str) -> Result<ZoneConfig, ConfigErrors> {
     Ok(zone)
 }
 
-/// What a compiled zone is known by: its file's text hash, and for a signed zone the
-/// hash of its key files (a key changed under an unchanged zone file is compiled again).
-pub fn with_keys(text: u64, keys: Option<u64>) -> u64 {
-    keys.map_or(text, |k| text ^ k.rotate_left(17) ^ 0x5a5a)
+/// What a compiled zone is known by: its file's text hash, and the hash of the other files
+/// it is read from (a key or records file changed under an unchanged zone file is
+/// compiled again).
+pub fn with_dependencies(text: u64, others: Option<u64>) -> u64 {
+    others.map_or(text, |h| text ^ h.rotate_left(17) ^ 0x5a5a)
 }
 
-/// The key files' hash `with_keys` takes, from the files as they are now; `None` for a
-/// zone without keys.
-fn key_files_hash(files: &[PathBuf]) -> Option<u64> {
+/// The hash `with_dependencies` takes of a zone's other files (key files, records file), read as
+/// they are now; `None` for a zone without any.
+fn dependencies_hash(files: &[PathBuf]) -> Option<u64> {
     (!files.is_empty()).then(|| super::dnssec::combine(files.iter().map(|f| key_file_hash(f))))
 }

@@ -27,7 +27,7 @@ pub use dnssec::{
     create_missing_keys, read_key,
 };
 pub use error::{ConfigError, ConfigErrors};
-pub use load::{load, load_reusing, parse_zone, with_keys, zone_files};
+pub use load::{load, load_reusing, parse_zone, with_dependencies, zone_files};
 pub use server::{DEFAULT_LISTEN, load_server};
 pub use types::*;
 

@@ -266,7 +266,7 @@ pub struct KnownZone {
     pub origin: Name,
     /// The other files the zone is read from (key files, then its records file): they
     /// count in `source`, so a change to one compiles the zone again.
-    pub key_files: Vec<PathBuf>,
+    pub dependencies: Vec<PathBuf>,
 }
 
 /// A zone file whose text is what the serving table was compiled from: not parsed again.

@@ -9,7 +9,7 @@ use hickory_proto::rr::RecordType;
 use smallvec::SmallVec;
 
 use crate::model::name::name_of;
-use crate::resolve::{Denial, Owner, Plan, Rr, RrData};
+use crate::resolve::{AnswerSet, Denial, Owner, Plan, Rr, RrData};
 use crate::sign::{ContentKey, NXNAME, SignatureCache, Signed, ZoneSigner};
 
 /// The signatures of one response.
@@ -48,27 +48,8 @@ pub(super) fn signatures(plan: &Plan, qname: &[u8], cache: &SignatureCache) -> S
         return out;
     }
     let now = crate::sign::now();
-    let mut at = 0;
-    for set in &plan.rrsets {
-        let records = &plan.answers[at..at + set.len];
-        at += set.len;
-        let signed = set.zone.signer.as_deref().and_then(|signer| {
-            let owner = set.owner.unwrap_or(qname);
-            sign_rrset(cache, signer, owner, set.rtype, set.zone_ttl, records, now)
-        });
-        out.answers.push(signed);
-    }
-    let mut at = 0;
-    for set in &plan.additional_sets {
-        let records = &plan.additional[at..at + set.len];
-        at += set.len;
-        let signer = set.zone.signer.as_deref().filter(|_| !set.glue);
-        let signed = signer.and_then(|signer| {
-            let owner = set.owner.unwrap_or(qname);
-            sign_rrset(cache, signer, owner, set.rtype, set.zone_ttl, records, now)
-        });
-        out.additional.push(signed);
-    }
+    out.answers = sign_sets(cache, &plan.rrsets, &plan.answers, qname, now);
+    out.additional = sign_sets(cache, &plan.additional_sets, &plan.additional, qname, now);
     if let Some(referral) = &plan.referral
         && let (Some(ds), Some(signer)) = (referral.ds, referral.zone.signer.as_deref())
     {
@@ -106,6 +87,27 @@ pub(super) fn signatures(plan: &Plan, qname: &[u8], cache: &SignatureCache) -> S
         out.denial = deny(cache, signer, denial, qname, now);
     }
     out
+}
+
+/// The RRSIG of each of `sets` (the next `len` of `records` each) whose zone is signed;
+/// glue is not ours to sign.
+fn sign_sets(
+    cache: &SignatureCache,
+    sets: &[AnswerSet],
+    records: &[Rr],
+    qname: &[u8],
+    now: u32,
+) -> SmallVec<[Option<Arc<Signed>>; 2]> {
+    let mut at = 0;
+    sets.iter()
+        .map(|set| {
+            let rrs = &records[at..at + set.len];
+            at += set.len;
+            let signer = set.zone.signer.as_deref().filter(|_| !set.glue)?;
+            let owner = set.owner.unwrap_or(qname);
+            sign_rrset(cache, signer, owner, set.rtype, set.zone_ttl, rrs, now)
+        })
+        .collect()
 }
 
 fn sign_rrset(

@@ -31,7 +31,7 @@ pub(super) struct Watched {
     geoip: Option<PathBuf>,
     /// The other files zones are read from: key files and records files (at start; such
     /// files in the zones directory are recognised whenever they appear).
-    key_files: Vec<PathBuf>,
+    dependencies: Vec<PathBuf>,
 }
 
 pub(super) fn watched_paths(config: &Config) -> Watched {
@@ -39,7 +39,7 @@ pub(super) fn watched_paths(config: &Config) -> Watched {
     let server_file = abs(&config.server.file);
     let zones_dir = abs(&config.server.zones_dir);
     let geoip = config.server.geoip.as_ref().map(|g| abs(&g.path));
-    let key_files: Vec<PathBuf> = config
+    let dependencies: Vec<PathBuf> = config
         .zones
         .iter()
         .flat_map(|z| z.dependencies())
@@ -47,7 +47,7 @@ pub(super) fn watched_paths(config: &Config) -> Watched {
         .collect();
     let mut dirs = vec![zones_dir.clone()];
     dirs.extend(
-        key_files
+        dependencies
             .iter()
             .filter_map(|k| k.parent())
             .map(Path::to_path_buf),
@@ -67,7 +67,7 @@ pub(super) fn watched_paths(config: &Config) -> Watched {
         server_file,
         zones_dir,
         geoip,
-        key_files,
+        dependencies,
     }
 }
 
@@ -85,7 +85,7 @@ impl Watched {
         let mut files: Vec<PathBuf> = config::zone_files(&self.zones_dir).unwrap_or_default();
         files.push(self.server_file.clone());
         files.extend(self.geoip.clone());
-        files.extend(self.key_files.iter().cloned());
+        files.extend(self.dependencies.iter().cloned());
         files.into_iter().map(stat).collect()
     }
 
@@ -104,7 +104,7 @@ impl Watched {
             || key_file
             || path == self.server_file
             || Some(path) == self.geoip.as_deref()
-            || self.key_files.iter().any(|k| k == path)
+            || self.dependencies.iter().any(|k| k == path)
     }
 }
 

@@ -249,7 +249,7 @@ fn zone_of(zc: &ZoneConfig, inputs: &Inputs) -> Zone {
     Zone {
         origin: origin.clone(),
         file: zc.file.clone(),
-        source: crate::config::with_keys(zc.source, zc.dependencies_hash()),
+        source: crate::config::with_dependencies(zc.source, zc.dependencies_hash()),
         serial: zc.soa.serial,
         key: key_of(origin),
         negative_soa: StoredRecord::new(&Record::from_rdata(
@@ -268,7 +268,7 @@ fn zone_of(zc: &ZoneConfig, inputs: &Inputs) -> Zone {
                 ZoneSigner::new(origin, d, key).expect("a key read from its file has a key tag"),
             ))
         }),
-        key_files: zc.dependencies(),
+        dependencies: zc.dependencies(),
     }
 }
 

@@ -142,8 +142,9 @@ pub struct Zone {
     pub queries: Arc<QueryCounters>,
     /// The zone's key, when it is signed (`dnssec:` with its key file in place).
     pub signer: Option<Box<ZoneSigner>>,
-    /// The key files named by `dnssec:`, whose changes a reload looks for.
-    pub key_files: Vec<PathBuf>,
+    /// The other files the zone is read from (key files, records file), whose changes a
+    /// reload looks for.
+    pub dependencies: Vec<PathBuf>,
 }
 
 /// Everything at one owner name. An empty node is an empty non-terminal.
@@ -264,7 +265,7 @@ impl Table {
                     let known = crate::config::KnownZone {
                         source: z.zone.source,
                         origin: z.zone.origin.clone(),
-                        key_files: z.zone.key_files.clone(),
+                        dependencies: z.zone.dependencies.clone(),
                     };
                     (z.zone.file.clone(), known)
                 })

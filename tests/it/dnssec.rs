@@ -634,7 +634,7 @@ fn a_broken_key_file_is_rejected_on_reload() {
     assert!(
         signed.served.log_contains("signed.yaml:3:") && signed.served.log_contains("dnssec.key")
     );
-    assert_eq!(dnskeys(meridian), [signed.dnskey.clone()]);
+    assert_eq!(dnskeys(meridian), std::slice::from_ref(&signed.dnskey));
     assert!(delv(meridian, &anchor, "www.signed.test", "A").contains("; fully validated"));
 }
 
