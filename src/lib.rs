@@ -28,4 +28,5 @@ pub mod select;
 pub mod server;
 pub mod sign;
 pub mod state;
+pub mod xfr;
 pub mod zone;

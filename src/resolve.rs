@@ -210,6 +210,9 @@ pub enum RrData<'t> {
     Stored(WireRef<'t>),
     /// A member's A or AAAA record, written from its address under its name.
     Member(&'t HealthCheckedName, &'t Member),
+    /// A zone's SOA as encoded at load time, going out with the serial served when the
+    /// plan was made (a transferred zone's moves with health; see [`Zone::serial`]).
+    Soa(WireRef<'t>, u32),
 }
 
 impl<'t> Rr<'t> {
@@ -221,6 +224,15 @@ impl<'t> Rr<'t> {
         }
     }
 
+    /// `zone`'s SOA record `stored`, with the serial the zone serves now.
+    pub fn soa(zone: &Zone, stored: WireRef<'t>, ttl: u32) -> Self {
+        Rr {
+            data: RrData::Soa(stored, zone.serial()),
+            ttl,
+            owner: Owner::Stored,
+        }
+    }
+
     /// Appends the record in wire format; its owner is a pointer to `question` when it is
     /// the asked name (and `question` is given).
     #[inline]
@@ -229,6 +241,10 @@ impl<'t> Rr<'t> {
         match (self.data, self.owner) {
             (RrData::Stored(stored), Owner::Key(key)) => stored.write_as(out, key, self.ttl),
             (RrData::Stored(stored), _) => stored.write(out, self.ttl, pointer),
+            (RrData::Soa(stored, serial), _) => {
+                stored.write(out, self.ttl, pointer);
+                wire::set_soa_serial(out, serial);
+            }
             (RrData::Member(_, m), Owner::Key(key)) => {
                 wire::write_address_as(out, key, self.ttl, m.address)
             }
@@ -243,7 +259,7 @@ impl<'t> Rr<'t> {
         let pointer = self.owner == Owner::Question;
         match (self.data, self.owner) {
             (RrData::Stored(stored), Owner::Key(key)) => stored.written_len_as(key),
-            (RrData::Stored(stored), _) => stored.written_len(pointer),
+            (RrData::Stored(stored) | RrData::Soa(stored, _), _) => stored.written_len(pointer),
             (RrData::Member(_, m), Owner::Key(key)) => wire::address_len_as(key, m.address),
             (RrData::Member(name, m), _) => wire::address_len(&name.name, pointer, m.address),
         }
@@ -254,6 +270,13 @@ impl<'t> Rr<'t> {
     pub fn record(&self) -> Record {
         let mut record = match self.data {
             RrData::Stored(stored) => stored.record(),
+            RrData::Soa(stored, serial) => {
+                let mut record = stored.record();
+                if let RData::SOA(soa) = &mut record.data {
+                    soa.serial = serial;
+                }
+                record
+            }
             RrData::Member(name, m) => {
                 let data = match m.address {
                     IpAddr::V4(a) => RData::A(a.into()),
@@ -648,7 +671,7 @@ fn lookup<'t>(
             Found::Nothing => {
                 plan.rcode = ResponseCode::NXDomain;
                 let soa = zone.negative_soa.wire();
-                plan.soa = Some(Rr::stored(soa, soa.ttl(), Owner::Stored));
+                plan.soa = Some(Rr::soa(zone, soa, soa.ttl()));
                 plan.deny_existence(zone, owner, None, qtype);
                 return false;
             }
@@ -672,7 +695,7 @@ fn lookup<'t>(
             }
             Answered::Nothing(ttl) => {
                 let soa = zone.negative_soa.wire();
-                plan.soa = Some(Rr::stored(soa, ttl.unwrap_or(soa.ttl()), Owner::Stored));
+                plan.soa = Some(Rr::soa(zone, soa, ttl.unwrap_or(soa.ttl())));
                 plan.deny_existence(zone, owner, Some(node), qtype);
             }
         }
@@ -858,6 +881,16 @@ fn answer_at<'t>(
         node.rrset(qtype)
     };
     match set {
+        Some(set) if set.rtype == RecordType::SOA => {
+            let soa = set.records.iter().next().expect("a zone has its SOA");
+            let mut rr = Rr::soa(zone, soa, soa.ttl());
+            rr.owner = owner;
+            plan.answers.push(rr);
+            Answered::Records {
+                rtype: RecordType::SOA,
+                zone_ttl: soa.ttl(),
+            }
+        }
         Some(set) => {
             plan.answers
                 .extend(set.records.iter().map(|r| Rr::stored(r, r.ttl(), owner)));

@@ -67,6 +67,7 @@ pub fn compile(config: &Config, down: &[(Name, IpAddr)]) -> Table {
     let previous = Table::empty();
     let sticky = OnceLock::new();
     let inputs = Inputs {
+        serial: &|z| z.soa.serial,
         probes: &probes,
         counters: &counters,
         previous: &previous,

@@ -25,8 +25,8 @@ const LAYERS: &[(&[&str], &str)] = &[
     (&["zone"], "the compiled table (compile, lookups)"),
     (&["resolve"], "the one decision path: query + table -> plan"),
     (
-        &["cookie", "forward", "metrics", "rrl"],
-        "DNS Cookies; forwarding and its cache; the metrics text; rate limiting",
+        &["cookie", "forward", "metrics", "rrl", "xfr"],
+        "DNS Cookies; forwarding and its cache; the metrics text; rate limiting; zone transfers",
     ),
     (
         &["state"],
@@ -259,7 +259,7 @@ fn cycles(graph: &BTreeMap<String, BTreeSet<String>>) -> Vec<String> {
 fn drawing() -> String {
     let mut out = String::new();
     for (mods, what) in LAYERS.iter().rev() {
-        out.push_str(&format!("{:<34}{what}\n", mods.join(" · ")));
+        out.push_str(&format!("{:<40}{what}\n", mods.join(" · ")));
     }
     out
 }

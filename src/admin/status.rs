@@ -286,7 +286,7 @@ pub fn status(m: &Meridian) -> Status {
             .map(|z| ZoneStatus {
                 zone: z.origin.to_string(),
                 file: z.file.display().to_string(),
-                serial: z.serial,
+                serial: z.serial(),
             })
             .collect(),
         names,

@@ -128,6 +128,7 @@ fn load_zones(
             Ok(raw) => match validate_zone(file, raw) {
                 Ok(mut zone) => {
                     zone.source = source;
+                    zone.derive_serial();
                     zones.push(zone);
                 }
                 Err(mut e) => errors.append(&mut e),
@@ -198,6 +199,7 @@ pub fn parse_zone(file: &Path, text: &str) -> Result<ZoneConfig, ConfigErrors> {
     let raw: ZoneRaw = parse_yaml(file, text).map_err(|e| ConfigErrors(vec![e]))?;
     let mut zone = validate_zone(file, raw).map_err(ConfigErrors)?;
     zone.source = source_hash(text);
+    zone.derive_serial();
     Ok(zone)
 }
 

@@ -16,6 +16,7 @@ mod master;
 mod rdata;
 mod roles;
 mod server;
+mod transfer;
 mod types;
 mod words;
 mod yaml;
@@ -29,6 +30,7 @@ pub use dnssec::{
 pub use error::{ConfigError, ConfigErrors};
 pub use load::{load, load_reusing, parse_zone, with_dependencies, zone_files};
 pub use server::{DEFAULT_LISTEN, load_server};
+pub use transfer::{TransferConfig, TransferView, TsigKeyConfig};
 pub use types::*;
 
 #[cfg(test)]

@@ -208,6 +208,8 @@ pub struct ZoneConfig {
     pub dnssec: Option<super::DnssecConfig>,
     /// The master file its `records-file:` names, with the hash of its bytes.
     pub records_file: Option<(PathBuf, u64)>,
+    /// Zone transfers to secondaries, when the zone has a `transfer:` section.
+    pub transfer: Option<super::TransferConfig>,
     /// What `meridian check` and the log warn about.
     pub warnings: Vec<super::ConfigError>,
 }
@@ -235,6 +237,21 @@ impl ZoneConfig {
         keys.into_iter()
             .chain(self.records_file.as_ref().map(|(p, _)| p.clone()))
             .collect()
+    }
+
+    /// Sets the serial of a zone whose file does not give one from the zone's text and
+    /// other files (after `source` is set): the same files give the same serial on every
+    /// server. It is a hash, so a change may give a smaller one; the server keeps serials
+    /// growing (see `state::serials`).
+    pub fn derive_serial(&mut self) {
+        if self.soa.serial_given {
+            return;
+        }
+        let h = super::with_dependencies(self.source, self.dependencies_hash());
+        self.soa.serial = ((h >> 32) ^ h) as u32;
+        if self.soa.serial == 0 {
+            self.soa.serial = 1;
+        }
     }
 
     /// Their hash, as a reload computes it from the files; `None` without any.
@@ -280,7 +297,11 @@ pub struct UnchangedZone {
 pub struct SoaConfig {
     pub mname: Name,
     pub rname: Name,
+    /// As `soa.serial` gives it, or derived from the zone's files (see
+    /// [`ZoneConfig::derive_serial`]).
     pub serial: u32,
+    /// Whether `soa.serial` gives it.
+    pub serial_given: bool,
     pub refresh: i32,
     pub retry: i32,
     pub expire: i32,

@@ -196,6 +196,24 @@ pub(super) struct ZoneRaw {
     pub(super) access: Option<Spanned<AccessRaw>>,
     pub(super) dnssec: Option<Spanned<DnssecRaw>>,
     pub(super) records_file: Option<Spanned<String>>,
+    pub(super) transfer: Option<Spanned<TransferRaw>>,
+    pub(super) transfer_view: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub(super) struct TransferRaw {
+    pub(super) allow: Option<Spanned<TextList>>,
+    pub(super) notify: Option<Spanned<TextList>>,
+    pub(super) tsig: Option<Spanned<TsigRaw>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub(super) struct TsigRaw {
+    pub(super) name: Spanned<String>,
+    pub(super) algorithm: Option<Spanned<String>>,
+    pub(super) secret: Spanned<String>,
 }
 
 #[derive(Deserialize)]
@@ -488,10 +506,13 @@ pub(super) fn parse_yaml<T: for<'de> Deserialize<'de>>(
 }
 
 /// A hash of a file's text (SipHash with fixed keys: the same text, the same hash).
+/// SipHash with fixed keys rather than std's `DefaultHasher`, whose algorithm may change
+/// between Rust releases: a zone's derived SOA serial comes from this hash, and servers
+/// built apart must agree on it.
 pub(super) fn source_hash(text: &str) -> u64 {
-    use std::hash::{Hash, Hasher};
-    let mut h = std::hash::DefaultHasher::new();
-    text.hash(&mut h);
+    use std::hash::Hasher;
+    let mut h = siphasher::sip::SipHasher13::new_with_keys(0x6d65_7269_6469_616e, 0x736f_7572_6365);
+    h.write(text.as_bytes());
     h.finish()
 }
 

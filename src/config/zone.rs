@@ -10,7 +10,7 @@ use hickory_proto::rr::{Name, RData, RecordType};
 use hickory_proto::serialize::txt::Parser as ZoneFileParser;
 use ipnet::IpNet;
 use serde_saphyr::{Location, Spanned};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use super::budget::{Budget, worst_case};
 use super::check::validate_checks;
@@ -61,7 +61,7 @@ pub(super) fn validate_zone(file: &Path, mut raw: ZoneRaw) -> Result<ZoneConfig,
         );
     }
 
-    let soa = validate_soa(&mut r, raw.soa.as_ref(), &origin, ns.first(), file);
+    let soa = validate_soa(&mut r, raw.soa.as_ref(), &origin, ns.first());
 
     // Delegations: the names below the apex with NS records. Below one, only glue (A and
     // AAAA of the name servers) may be given: anything else would be hidden by the cut.
@@ -149,6 +149,23 @@ pub(super) fn validate_zone(file: &Path, mut raw: ZoneRaw) -> Result<ZoneConfig,
         .dnssec
         .as_ref()
         .and_then(|d| super::dnssec::validate_dnssec(&mut r, d, file, &origin));
+    let transfer = raw.transfer.as_ref().and_then(|t| {
+        super::transfer::validate_transfer(&mut r, t, raw.transfer_view.as_ref(), &sites)
+    });
+    if let (Some(t), Some(_)) = (&raw.transfer, &raw.dnssec) {
+        r.at(
+            t.referenced,
+            "transfer",
+            "a zone signed online (`dnssec:`) cannot be transferred: its denials are made per query, and secondaries need a whole signed zone; let the secondaries sign it (Knot: `dnssec-signing: on`), or serve it from Meridian alone",
+        );
+    }
+    if let (None, Some(v)) = (&raw.transfer, &raw.transfer_view) {
+        r.at(
+            v.referenced,
+            "transfer-view",
+            "only means something with a `transfer:` section",
+        );
+    }
 
     if !r.failed() {
         Ok(ZoneConfig {
@@ -164,6 +181,7 @@ pub(super) fn validate_zone(file: &Path, mut raw: ZoneRaw) -> Result<ZoneConfig,
             access,
             dnssec,
             records_file,
+            transfer,
             warnings: std::mem::take(&mut r.warnings),
         })
     } else {
@@ -176,7 +194,6 @@ fn validate_soa(
     raw: Option<&Spanned<SoaRaw>>,
     origin: &Name,
     first_ns: Option<&Name>,
-    file: &Path,
 ) -> SoaConfig {
     let name_field =
         |r: &mut Report, f: Option<&Spanned<String>>, field: &str, default: Name| match f {
@@ -213,23 +230,14 @@ fn validate_soa(
     SoaConfig {
         mname,
         rname,
-        // The file's modification time: it grows on every edit, which is all secondaries need.
-        serial: soa
-            .and_then(|s| s.serial)
-            .unwrap_or_else(|| mtime_serial(file)),
+        // Without `serial:`, derived from the files once they are all read (`derive_serial`).
+        serial: soa.and_then(|s| s.serial).unwrap_or(0),
+        serial_given: soa.is_some_and(|s| s.serial.is_some()),
         refresh: soa.and_then(|s| s.refresh).unwrap_or(3600),
         retry: soa.and_then(|s| s.retry).unwrap_or(600),
         expire: soa.and_then(|s| s.expire).unwrap_or(604_800),
         minimum: soa.and_then(|s| s.minimum).unwrap_or(60),
     }
-}
-
-fn mtime_serial(file: &Path) -> u32 {
-    std::fs::metadata(file)
-        .and_then(|m| m.modified())
-        .unwrap_or_else(|_| SystemTime::now())
-        .duration_since(UNIX_EPOCH)
-        .map_or(1, |d| d.as_secs() as u32)
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -118,6 +118,24 @@ pub async fn general_path(
     if !questions_are_plain(&msg) {
         return formerr();
     }
+    // A query signed with TSIG (a secondary asking for the SOA of a zone it transfers):
+    // checked with the zone's key, and the response signed with it.
+    let now = u64::from(crate::sign::now());
+    let mut signing = None;
+    if u16::from_be_bytes([msg[10], msg[11]]) > 0
+        && let Ok(message) = hickory_proto::op::Message::from_vec(&msg)
+        && message.signature.is_some()
+    {
+        let table = state.table.load();
+        let key = message.queries.first().and_then(|q| {
+            let zone = table.zones().find(|z| z.origin.zone_of(q.name()))?;
+            zone.transfer.as_ref()?.tsig.as_ref()
+        });
+        match crate::xfr::tsig::check(&msg, &message, key, now) {
+            Ok(s) => signing = s,
+            Err(rejected) => return Some(crate::xfr::reject(&msg, *rejected, now)),
+        }
+    }
     let request = match Request::from_bytes(msg, src, protocol) {
         Ok(r) => r,
         Err(_) => return formerr(),
@@ -127,7 +145,10 @@ pub async fn general_path(
     }
     let started = std::time::Instant::now();
     let reply = handler::respond(state, &request).await;
-    let encoded = reply.encode(&request, protocol);
+    let mut encoded = reply.encode(&request, protocol);
+    if let (Some(mut signing), Some(bytes)) = (signing, encoded.as_mut()) {
+        signing.sign(bytes, None);
+    }
     let latency = match protocol {
         Protocol::Tcp => &state.counters.tcp_latency,
         _ => &state.counters.udp_latency,

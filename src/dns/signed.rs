@@ -123,6 +123,11 @@ fn sign_rrset(
     for rr in records {
         match rr.data {
             RrData::Stored(stored) => key.add(stored.rdata()),
+            RrData::Soa(stored, serial) => {
+                let mut rdata = stored.rdata().to_vec();
+                crate::model::wire::set_soa_serial(&mut rdata, serial);
+                key.add(&rdata);
+            }
             RrData::Member(_, m) => match m.address {
                 std::net::IpAddr::V4(a) => key.add(&a.octets()),
                 std::net::IpAddr::V6(a) => key.add(&a.octets()),

@@ -336,6 +336,34 @@ async fn serve(
             Ordering::Relaxed,
         );
         answered += 1;
+        // Zone transfers: every message of the answer, written as it comes.
+        if crate::xfr::is_transfer_request(&msg) {
+            let table = shared.state.table.load();
+            let now = u64::from(crate::sign::now());
+            if let Some(messages) = shared.state.transfers.respond(&msg, peer.ip(), &table, now) {
+                drop(table);
+                shared
+                    .state
+                    .counters
+                    .transfers
+                    .fetch_add(1, Ordering::Relaxed);
+                let mut failed = None;
+                for m in messages {
+                    frame(&mut pending, &m);
+                    if pending.len() >= FLUSH_AT {
+                        if let Err(closed) = write(&mut writer, &pending, limits.io_timeout).await {
+                            failed = Some(closed);
+                            break;
+                        }
+                        pending.clear();
+                    }
+                }
+                if let Some(closed) = failed {
+                    break closed;
+                }
+                continue;
+            }
+        }
         // The common query is answered here, in order, without a task or hickory's
         // message model, straight into the pending answers.
         let started = std::time::Instant::now();

@@ -359,6 +359,14 @@ impl Collector for Scrape {
 
         self.encode_probes(&mut enc)?;
 
+        let m = enc.encode_descriptor(
+            "meridian_zone_transfers",
+            "Zone transfer requests (AXFR, IXFR) answered, refused ones included.",
+            None,
+            MetricType::Counter,
+        )?;
+        ConstCounter::new(load(&c.transfers)).encode(m)?;
+
         let mut m = enc.encode_descriptor(
             "meridian_reloads",
             "Configuration reloads by result.",

@@ -32,3 +32,9 @@ pub use log_limit::LogLimit;
 pub use policy::{Policy, WhenAllDown};
 pub use role::{NO_ROLE, Roles};
 pub use wire::{PackedRecords, StoredRecord, WireRef};
+
+/// Whether serial `a` is above `b` in serial number arithmetic (RFC 1982 3.2), as
+/// secondaries compare SOA serials.
+pub fn serial_above(a: u32, b: u32) -> bool {
+    a != b && (a.wrapping_sub(b) as i32) > 0
+}

@@ -187,6 +187,14 @@ impl PackedRecords {
     }
 }
 
+/// Overwrites the serial of the SOA record that ends `out` (the four bytes before its
+/// last four fields, RFC 1035 3.3.13).
+#[inline]
+pub fn set_soa_serial(out: &mut [u8], serial: u32) {
+    let end = out.len();
+    out[end - 20..end - 16].copy_from_slice(&serial.to_be_bytes());
+}
+
 /// An A or AAAA record written from the address alone: a member of a health-checked name
 /// keeps no encoded record (300,000 members saved 14 MiB), since everything but the owner
 /// is fixed. The owner is a pointer to `pointer`, or else `owner` written out.

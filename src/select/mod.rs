@@ -368,6 +368,21 @@ impl Pool {
         sites: &[Site],
         turn: impl FnOnce() -> u64,
     ) -> Chosen<'_> {
+        match self.nearest_tier(up, location, sites) {
+            Some(tier) => self.round_robin(&tier, answers, turn()),
+            None => self.round_robin(up, answers, turn()),
+        }
+    }
+
+    /// The members up in the nearest tier that has any, for a client at `location`: its
+    /// own site, its country, its continent, the default sites.
+    fn nearest_tier(
+        &self,
+        up: &[bool],
+        location: Option<&ClientLocation>,
+        sites: &[Site],
+    ) -> Option<SmallVec<[bool; 16]>> {
+        let here = location?;
         let on = |matches: &dyn Fn(&Site) -> bool| -> SmallVec<[bool; 16]> {
             self.members
                 .iter()
@@ -375,22 +390,49 @@ impl Pool {
                 .map(|(m, &u)| u && m.site().is_some_and(|s| matches(&sites[s])))
                 .collect()
         };
-        if let Some(here) = location {
-            let own = here.site.map(|s| sites[s].name.as_str());
-            let tiers: [&dyn Fn(&Site) -> bool; 4] = [
-                &|s: &Site| Some(s.name.as_str()) == own,
-                &|s: &Site| here.country.is_some_and(|c| s.countries.contains(&c)),
-                &|s: &Site| here.continent.is_some_and(|c| s.continents.contains(&c)),
-                &|s: &Site| s.default,
-            ];
-            for tier in tiers {
-                let chosen = on(tier);
-                if chosen.contains(&true) {
-                    return self.round_robin(&chosen, answers, turn());
-                }
-            }
+        let own = here.site.map(|s| sites[s].name.as_str());
+        let tiers: [&dyn Fn(&Site) -> bool; 4] = [
+            &|s: &Site| Some(s.name.as_str()) == own,
+            &|s: &Site| here.country.is_some_and(|c| s.countries.contains(&c)),
+            &|s: &Site| here.continent.is_some_and(|c| s.continents.contains(&c)),
+            &|s: &Site| s.default,
+        ];
+        tiers
+            .into_iter()
+            .map(on)
+            .find(|chosen| chosen.contains(&true))
+    }
+
+    /// The members a zone transfer carries for a client at `location`: the choice a query
+    /// would get, but whole and in weight order wherever a query's would rotate, so that
+    /// it changes only when health does. Secondaries rotate what they serve themselves.
+    pub fn steady(
+        &self,
+        rules: Rules,
+        location: Option<&ClientLocation>,
+        sites: &[Site],
+    ) -> Chosen<'_> {
+        let Some((up, _)) = self.candidates(rules) else {
+            return Chosen::new();
+        };
+        let all = |up: &[bool]| -> Chosen<'_> {
+            self.by_weight()
+                .filter(|&i| up[i])
+                .map(|i| &self.members[i])
+                .collect()
+        };
+        match rules.policy {
+            Policy::FixedWeight => self.fixed_weight(&up, rules.answers),
+            Policy::Proximity => match location.and_then(|l| l.lat_lon) {
+                Some(here) => self.proximity(&up, rules.answers, here, sites),
+                None => self.fixed_weight(&up, rules.answers),
+            },
+            Policy::Location => match self.nearest_tier(&up, location, sites) {
+                Some(tier) => all(&tier),
+                None => all(&up),
+            },
+            Policy::RoundRobin | Policy::Weighted | Policy::AllAvailable => all(&up),
         }
-        self.round_robin(up, answers, turn())
     }
 
     fn iter_up<'a, 'u>(

@@ -28,7 +28,10 @@ use crate::select::recipients::Recipients;
 use crate::zone::{Inputs, SharedTable, Table};
 
 mod saved;
+mod serials;
 mod watcher;
+
+pub use serials::Serials;
 
 pub use watcher::watch_transitions;
 
@@ -72,8 +75,15 @@ pub struct Meridian {
     pub listen: Vec<SocketAddr>,
     /// Recent changes of member state.
     pub events: Events,
+    /// The SOA serials served, kept growing.
+    pub serials: Serials,
+    /// Transferred zones' content and changes, for AXFR, IXFR and NOTIFY.
+    pub transfers: crate::xfr::Transfers,
     /// Where maintenance flags and drains are kept across restarts (`state-file:`).
     state_file: Mutex<PathBuf>,
+    /// The state file as read at start-up, until `restore_flags` takes it: the first
+    /// load may write the file (serials) before the flags are restored.
+    read_at_start: Mutex<Option<Result<Option<saved::Saved>, String>>>,
     /// The configuration's listen and admin settings at start-up (changes need a restart).
     started_with: (Vec<SocketAddr>, Option<AdminConfig>),
     status: Mutex<LoadStatus>,
@@ -116,7 +126,7 @@ pub fn unix_now() -> u64 {
 impl Meridian {
     /// The state for `config`, serving an empty table until [`Meridian::apply`] runs.
     pub fn new(config: &Config, listen: Vec<SocketAddr>) -> Self {
-        Meridian {
+        let meridian = Meridian {
             config_file: config.server.file.clone(),
             table: ArcSwap::from_pointee(Table::empty()),
             registry: Registry::default(),
@@ -134,12 +144,21 @@ impl Meridian {
             signatures: crate::sign::SignatureCache::new(config.server.signature_cache),
             listen,
             events: Events::default(),
+            serials: Serials::default(),
+            transfers: crate::xfr::Transfers::default(),
+            read_at_start: Mutex::new(Some(saved::read(&config.server.state_file))),
             state_file: Mutex::new(config.server.state_file.clone()),
             started_with: (config.server.listen.clone(), config.server.admin.clone()),
             status: Mutex::default(),
             reloading: tokio::sync::Mutex::new(()),
             swapping: tokio::sync::Mutex::new(()),
+        };
+        // The serials served before, so that they keep growing; a broken file is told of
+        // by `restore_flags`.
+        if let Some(Ok(Some(saved))) = &*meridian.read_at_start.lock().expect("state lock") {
+            meridian.serials.restore(&saved.serials);
         }
+        meridian
     }
 
     pub fn status(&self) -> LoadStatus {
@@ -219,7 +238,9 @@ impl Meridian {
         {
             let _swapping = self.swapping.lock().await;
             let previous = self.table.load_full();
+            let serials_before = self.serials.saved();
             let inputs = Inputs {
+                serial: &|z| self.serials.serve(&z.origin, z.soa.serial),
                 probes: &probes,
                 counters: &self.counters,
                 previous: &previous,
@@ -241,6 +262,7 @@ impl Meridian {
                 })
             });
             self.table.store(Arc::new(table));
+            self.refresh_transfers_locked(serials_before);
         }
         self.registry.retain(&probes);
         self.forwarder.configure(config.server.forward.as_ref());
@@ -271,6 +293,38 @@ impl Meridian {
         let mut status = self.status.lock().expect("status lock");
         status.last_good = now;
         status.last_error = None;
+    }
+
+    /// Takes the transferred zones' content again (after a health change): a zone whose
+    /// content moved gets the next serial, and its secondaries NOTIFY.
+    pub async fn refresh_transfers(&self) {
+        let _swapping = self.swapping.lock().await;
+        self.refresh_transfers_locked(self.serials.saved());
+    }
+
+    /// `refresh_transfers`, with the swap lock held; `serials_before` as they were before
+    /// the caller changed anything, to keep them in the state file if they moved.
+    fn refresh_transfers_locked(&self, serials_before: Vec<serials::SavedSerial>) {
+        let table = self.table.load();
+        let changed = self.transfers.refresh(&table, &|zone, served, hash| {
+            self.serials.transferred(zone, served, hash)
+        });
+        if self.serials.saved() != serials_before {
+            self.save(&table);
+        }
+        if changed.is_empty() {
+            return;
+        }
+        let source = self
+            .listen
+            .first()
+            .map_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), |a| a.ip());
+        for c in &changed {
+            info!(zone = %c.zone, serial = c.serial, "zone serial for secondaries");
+            if tokio::runtime::Handle::try_current().is_ok() {
+                self.transfers.notify(c, &table, source);
+            }
+        }
     }
 
     /// Re-reads every file, validates it exactly as `meridian check` does, and applies it
@@ -354,7 +408,7 @@ impl Meridian {
         if !on {
             member.health.set_draining(None);
         }
-        self.save_flags(&table);
+        self.save(&table);
         Ok(())
     }
 
@@ -370,7 +424,7 @@ impl Meridian {
             let member = self.find(&table, name, address)?;
             if member.health.draining_since().is_none() {
                 member.health.set_draining(Some(unix_now()));
-                self.save_flags(&table);
+                self.save(&table);
             }
         }
         self.drain_report(name, address)
@@ -437,9 +491,9 @@ impl Meridian {
         }))
     }
 
-    /// Writes every member's maintenance flag and drain to the state file. A failure is
-    /// logged: the flags still hold until a restart.
-    fn save_flags(&self, table: &Table) {
+    /// Writes every member's maintenance flag and drain, and the zones' serials, to the
+    /// state file. A failure is logged: the flags still hold until a restart.
+    pub fn save(&self, table: &Table) {
         let mut members = Vec::new();
         for name in table.health_checked_names() {
             for m in name.members() {
@@ -456,10 +510,10 @@ impl Meridian {
             }
         }
         let path = self.state_file.lock().expect("state file lock").clone();
-        if let Err(e) = saved::write(&path, members) {
+        if let Err(e) = saved::write(&path, members, self.serials.saved()) {
             warn!(
                 state_file = %path.display(),
-                "cannot keep maintenance flags for the next start: {e}"
+                "cannot write the state file (maintenance flags and serials for the next start): {e}"
             );
         }
     }
@@ -468,7 +522,8 @@ impl Meridian {
     /// first table serves and before any query is answered).
     pub fn restore_flags(&self) {
         let path = self.state_file.lock().expect("state file lock").clone();
-        let saved = match saved::read(&path) {
+        let read = self.read_at_start.lock().expect("state lock").take();
+        let saved = match read.unwrap_or_else(|| saved::read(&path)) {
             Ok(Some(s)) => s,
             Ok(None) => return,
             Err(e) => {

@@ -29,6 +29,9 @@ pub(super) struct Saved {
     /// The format's version: 1.
     pub(super) version: u32,
     pub(super) members: Vec<SavedMember>,
+    /// The SOA serials served, so that they keep growing (see `serials`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(super) serials: Vec<super::serials::SavedSerial>,
 }
 
 /// Reads the state file; `Ok(None)` when there is none.
@@ -50,15 +53,24 @@ pub(super) fn read(path: &Path) -> Result<Option<Saved>, String> {
     Ok(Some(saved))
 }
 
-/// Replaces the state file with `members`, atomically.
-pub(super) fn write(path: &Path, members: Vec<SavedMember>) -> std::io::Result<()> {
+/// Replaces the state file with `members` and `serials`, atomically.
+pub(super) fn write(
+    path: &Path,
+    members: Vec<SavedMember>,
+    serials: Vec<super::serials::SavedSerial>,
+) -> std::io::Result<()> {
     let saved = Saved {
         version: 1,
         members,
+        serials,
     };
     let mut text = serde_json::to_string_pretty(&saved).map_err(std::io::Error::other)?;
     text.push('\n');
-    let dir = path.parent().unwrap_or(Path::new("."));
+    // A bare file name has an empty parent: the current directory.
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     let mut tmp = tempfile_in(dir, path)?;
     let result = (|| {
         tmp.1.write_all(text.as_bytes())?;
@@ -102,7 +114,7 @@ mod tests {
             maintenance: true,
             draining_since: None,
         };
-        write(&path, vec![m.clone()]).unwrap();
+        write(&path, vec![m.clone()], Vec::new()).unwrap();
         assert_eq!(read(&path).unwrap().unwrap().members, vec![m]);
         // No temporary file is left behind.
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);

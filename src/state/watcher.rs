@@ -84,6 +84,7 @@ pub async fn watch_transitions(meridian: Arc<Meridian>) {
             .duration_since(SystemTime::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64);
         let table = meridian.table.load();
+        let mut moved = false;
         for name in table.health_checked_names() {
             for (pool, m) in [&name.v4, &name.v6]
                 .into_iter()
@@ -137,12 +138,20 @@ pub async fn watch_transitions(meridian: Arc<Meridian>) {
                         reason,
                     });
                 }
+                moved |= before.is_some_and(|b| b != state);
                 c.look_state.store(state.pack(), Ordering::Relaxed);
                 c.look_answered.store(answered, Ordering::Relaxed);
                 c.look_ttl.store(ttl, Ordering::Relaxed);
             }
         }
         first_look = false;
+        // Transferred zones carry health-checked answers: a change may be news for
+        // their secondaries.
+        let transferred = table.zones().any(|z| z.transfer.is_some());
+        drop(table);
+        if moved && transferred {
+            meridian.refresh_transfers().await;
+        }
     }
 }
 

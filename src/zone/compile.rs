@@ -5,6 +5,7 @@
 //! (taken from the long-lived registry and counter store beforehand), and maintenance
 //! flags are copied from the table being replaced.
 
+use std::sync::atomic::AtomicU32;
 use std::sync::{Arc, OnceLock};
 
 use hickory_proto::rr::rdata::{NS, SOA};
@@ -29,6 +30,9 @@ pub struct Inputs<'a> {
     pub previous: &'a Table,
     /// The stickiness table, made when a name first asks for `sticky:`; it outlives tables.
     pub sticky: &'a OnceLock<Arc<StickyTable>>,
+    /// The serial to serve a changed zone with, given its configuration (whose serial is
+    /// the content's).
+    pub serial: &'a (dyn Fn(&ZoneConfig) -> u32 + Sync),
 }
 
 impl Table {
@@ -119,7 +123,7 @@ impl ZoneTable {
 
     fn add_names(&mut self, zc: &ZoneConfig, inputs: &Inputs) {
         let origin = zc.origin.clone();
-        let soa_rdata = soa_rdata(zc);
+        let soa_rdata = soa_rdata(zc, self.zone.serial());
         let apex = self.node(&origin);
         apex.rrsets.push(rrset(
             RecordType::SOA,
@@ -228,13 +232,13 @@ fn identity(config: &crate::config::IdentityConfig) -> super::Identity {
     }
 }
 
-/// The zone's SOA record data.
-fn soa_rdata(zc: &ZoneConfig) -> RData {
+/// The zone's SOA record data, with `serial`.
+fn soa_rdata(zc: &ZoneConfig, serial: u32) -> RData {
     let soa = &zc.soa;
     RData::SOA(SOA::new(
         soa.mname.clone(),
         soa.rname.clone(),
-        soa.serial,
+        serial,
         soa.refresh,
         soa.retry,
         soa.expire,
@@ -246,16 +250,17 @@ fn soa_rdata(zc: &ZoneConfig) -> RData {
 fn zone_of(zc: &ZoneConfig, inputs: &Inputs) -> Zone {
     let origin = &zc.origin;
     let negative_ttl = zc.ttl.min(zc.soa.minimum);
+    let serial = (inputs.serial)(zc);
     Zone {
         origin: origin.clone(),
         file: zc.file.clone(),
         source: crate::config::with_dependencies(zc.source, zc.dependencies_hash()),
-        serial: zc.soa.serial,
+        serial: AtomicU32::new(serial),
         key: key_of(origin),
         negative_soa: StoredRecord::new(&Record::from_rdata(
             origin.clone(),
             negative_ttl,
-            soa_rdata(zc),
+            soa_rdata(zc, serial),
         )),
         sites: site_map(zc),
         access: zc.access.clone(),
@@ -269,6 +274,7 @@ fn zone_of(zc: &ZoneConfig, inputs: &Inputs) -> Zone {
             ))
         }),
         dependencies: zc.dependencies(),
+        transfer: zc.transfer.clone(),
     }
 }
 

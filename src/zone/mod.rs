@@ -13,6 +13,7 @@ pub use compile::Inputs;
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use hickory_proto::rr::{LowerName, Name, RecordType};
 use ipnet::IpNet;
@@ -130,7 +131,9 @@ pub struct Zone {
     pub file: PathBuf,
     /// The zone file's text hash, to reuse this zone when the file is unchanged.
     pub source: u64,
-    pub serial: u32,
+    /// The serial served: compiled into the SOA records, and moved on by zone transfers
+    /// when a health change alters the transferred content (see [`Zone::serial`]).
+    serial: AtomicU32,
     /// The origin's key (lower-cased wire form).
     key: Box<[u8]>,
     /// The SOA as it goes into negative answers: TTL = min(zone TTL, SOA minimum), RFC 2308.
@@ -145,6 +148,8 @@ pub struct Zone {
     /// The other files the zone is read from (key files, records file), whose changes a
     /// reload looks for.
     pub dependencies: Vec<PathBuf>,
+    /// Zone transfers, when the zone has a `transfer:` section.
+    pub transfer: Option<crate::config::TransferConfig>,
 }
 
 /// Everything at one owner name. An empty node is an empty non-terminal.
@@ -184,6 +189,18 @@ impl HealthCheckedName {
 }
 
 impl Zone {
+    /// The serial to serve: the SOA records as stored carry the compiled one, and every
+    /// SOA written goes out with this one instead.
+    #[inline]
+    pub fn serial(&self) -> u32 {
+        self.serial.load(Ordering::Relaxed)
+    }
+
+    /// Serves `serial` from now on (a transferred zone whose content changed with health).
+    pub fn set_serial(&self, serial: u32) {
+        self.serial.store(serial, Ordering::Relaxed);
+    }
+
     /// The origin's key (lower-cased wire form).
     pub fn key(&self) -> &[u8] {
         &self.key
@@ -220,6 +237,11 @@ impl Node {
         )
     }
 
+    /// The static RRsets.
+    pub fn rrsets(&self) -> &[RrSet] {
+        &self.rrsets
+    }
+
     /// The first static RRset (the apex: the SOA), the one answer to ANY.
     pub fn first_rrset(&self) -> Option<&RrSet> {
         self.rrsets.first()
@@ -251,6 +273,11 @@ impl Table {
     /// The zones, in zone file order.
     pub fn zones(&self) -> impl ExactSizeIterator<Item = &Zone> {
         self.zones.iter().map(|z| &z.zone)
+    }
+
+    /// The compiled zones, in zone file order.
+    pub fn zone_tables(&self) -> impl ExactSizeIterator<Item = &Arc<ZoneTable>> {
+        self.zones.iter()
     }
 
     /// What this table was compiled from, for a reload to skip the files that did not
@@ -436,6 +463,11 @@ impl ZoneTable {
                 at_cut: i == 0,
             })
         })
+    }
+
+    /// Every owner name (its key) with its node, in no order.
+    pub fn nodes(&self) -> impl Iterator<Item = (&[u8], &Node)> {
+        self.nodes.iter().map(|(k, n)| (&**k, n))
     }
 
     /// The zone's health-checked names.

@@ -27,4 +27,5 @@ mod rrl;
 mod scale;
 mod service;
 mod tcp;
+mod transfer;
 mod vault;

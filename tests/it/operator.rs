@@ -59,12 +59,15 @@ fn maintenance_survives_a_restart_through_the_state_file() {
         assert_eq!(ask(&served), ["127.0.46.2"]);
         let saved: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(&state_file).unwrap()).unwrap();
+        assert_eq!(saved["version"], 1);
         assert_eq!(
-            saved,
-            serde_json::json!({"version": 1, "members": [
+            saved["members"],
+            serde_json::json!([
                 {"name": "app.op.test.", "address": "127.0.46.1", "maintenance": true}
-            ]})
+            ])
         );
+        // The zone's serial is kept too, so that it keeps growing across restarts.
+        assert_eq!(saved["serials"][0]["zone"], "op.test.");
     }
     // A new process, the same state file: still in maintenance, before the first answer.
     let served = serve(&file);

@@ -102,6 +102,13 @@ pub fn in_process(zones: &[(&str, &str)]) -> InProcess {
     }
 }
 
+impl InProcess {
+    /// The directory of its server file (and `zones/`).
+    pub fn dir(&self) -> &Path {
+        self._dir.path()
+    }
+}
+
 impl TestServer {
     /// The admin API's address (the server file must configure `admin:`).
     pub fn admin(&self) -> SocketAddr {
