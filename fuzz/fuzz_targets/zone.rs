@@ -41,12 +41,15 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     let table = Table::compile(
         &config,
         &Inputs {
+            serial: &|z| z.soa.serial,
             probes: &probes,
             counters: &counters,
             previous: &empty,
             sticky: &std::sync::OnceLock::new(),
         },
     );
+    // A transferred zone's content is taken and diffed without a panic.
+    meridian::xfr::Transfers::default().refresh(&table, &|_, served, _| served);
     // Every health-checked name, and the apex, answer without a panic.
     let mut names: Vec<Box<[u8]>> = table
         .health_checked_names()

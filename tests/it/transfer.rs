@@ -19,6 +19,7 @@ const PRIMARY: &str = "127.0.94.1";
 const KNOT: &str = "127.0.94.2";
 /// named listens only on the addresses of interfaces, and 127.0.0.1 is the loopback's.
 const BIND: &str = "127.0.0.1";
+const NSD: &str = "127.0.94.4";
 const KEY: &str = "xfr-key";
 const SECRET: &str = "c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0cw==";
 
@@ -149,6 +150,36 @@ fn bind_secondary(zone: &str, primary: SocketAddr, port: u16) -> Secondary {
         child,
         addr: SocketAddr::new(ip(BIND), port),
         log,
+        _dir: dir,
+    }
+}
+
+/// nsd as a secondary of `primary` for `zone`, taking NOTIFY from it (signed).
+fn nsd_secondary(zone: &str, primary: SocketAddr, port: u16) -> Secondary {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().display();
+    let (pip, pport) = (primary.ip(), primary.port());
+    std::fs::write(
+        dir.path().join("nsd.conf"),
+        format!(
+            "server:\n  ip-address: {NSD}@{port}\n  zonesdir: \"{d}\"\n  pidfile: \"{d}/nsd.pid\"\n  database: \"\"\n  xfrdfile: \"{d}/xfrd.state\"\n  zonelistfile: \"{d}/zone.list\"\n  xfrdir: \"{d}\"\n  username: \"\"\n  chroot: \"\"\n  logfile: \"{d}/nsd.log\"\n  verbosity: 2\n  server-count: 1\n  xfrd-reload-timeout: 0\n\
+             remote-control:\n  control-enable: no\n\
+             key:\n  name: \"{KEY}\"\n  algorithm: hmac-sha256\n  secret: \"{SECRET}\"\n\
+             zone:\n  name: \"{zone}\"\n  zonefile: \"zone.db\"\n  allow-notify: {pip} {KEY}\n  request-xfr: {pip}@{pport} {KEY}\n"
+        ),
+    )
+    .unwrap();
+    let child = Command::new("nsd")
+        .args(["-d", "-c"])
+        .arg(dir.path().join("nsd.conf"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("nsd is installed (Debian package nsd)");
+    Secondary {
+        child,
+        addr: SocketAddr::new(ip(NSD), port),
+        log: dir.path().join("nsd.log"),
         _dir: dir,
     }
 }
@@ -382,17 +413,17 @@ fn secondaries_take_the_zone_and_follow_a_step_down_by_notify_and_ixfr() {
     let _standby = TcpBackend::start(format!("127.0.94.11:{port}").parse().unwrap());
     // Every address first: the zone names the secondaries, they name the primary.
     let pport = free_port(ip(PRIMARY));
-    let (kport, bport) = (free_port(ip(KNOT)), free_port(ip(BIND)));
-    let (kaddr, baddr) = (
-        SocketAddr::new(ip(KNOT), kport),
-        SocketAddr::new(ip(BIND), bport),
-    );
-    let zone = zone_yaml(port, &[kaddr, baddr], ["127.0.94.10", "127.0.94.11"]);
-    let server = primary(&zone, SocketAddr::new(ip(PRIMARY), pport));
+    let (kport, bport, nport) = (free_port(ip(KNOT)), free_port(ip(BIND)), free_port(ip(NSD)));
+    let at = |host: &str, port| SocketAddr::new(ip(host), port);
+    let notify = [at(KNOT, kport), at(BIND, bport), at(NSD, nport)];
+    let zone = zone_yaml(port, &notify, ["127.0.94.10", "127.0.94.11"]);
+    let server = primary(&zone, at(PRIMARY, pport));
     let knot = knot_secondary("kemp.test", server.addr, kport);
     let bind = bind_secondary("kemp.test", server.addr, bport);
+    let nsd = nsd_secondary("kemp.test", server.addr, nport);
+    let secondaries = [("Knot", &knot), ("BIND", &bind), ("NSD", &nsd)];
     let serial = served_serial(&server);
-    for (who, s) in [("Knot", &knot), ("BIND", &bind)] {
+    for (who, s) in secondaries {
         s.wait(
             Duration::from_secs(20),
             &format!("{who} to take the zone"),
@@ -417,7 +448,7 @@ fn secondaries_take_the_zone_and_follow_a_step_down_by_notify_and_ixfr() {
     let meridian_took = stopped.elapsed();
     let answered = Instant::now();
     let mut took = Vec::new();
-    for (who, s) in [("Knot", &knot), ("BIND", &bind)] {
+    for (who, s) in secondaries {
         s.wait(
             Duration::from_secs(10),
             &format!("{who} to answer the standby"),
@@ -426,13 +457,11 @@ fn secondaries_take_the_zone_and_follow_a_step_down_by_notify_and_ixfr() {
         took.push((who, answered.elapsed()));
     }
     eprintln!(
-        "step-down: Meridian answered the standby {meridian_took:?} after the leader stopped; then {} ({} and {} NOTIFY + IXFR)",
+        "step-down: Meridian answered the standby {meridian_took:?} after the leader stopped; the secondaries {} later (NOTIFY + IXFR)",
         took.iter()
             .map(|(w, t)| format!("{w} {t:?}"))
             .collect::<Vec<_>>()
             .join(", "),
-        took[0].0,
-        took[1].0
     );
     // NOTIFY + IXFR, not a refresh timer (3600 s): well within a few seconds.
     for (who, t) in &took {
@@ -442,6 +471,7 @@ fn secondaries_take_the_zone_and_follow_a_step_down_by_notify_and_ixfr() {
     assert_eq!(after, serial.wrapping_add(1));
     assert_eq!(knot.serial("kemp.test."), Some(after));
     assert_eq!(bind.serial("kemp.test."), Some(after));
+    assert_eq!(nsd.serial("kemp.test."), Some(after));
     assert!(knot.log().contains("IXFR, incoming"), "{}", knot.log());
     // BIND names no transfer type; the second one carried the difference alone: the new
     // SOA, the old one, the leader's address out, the new SOA, the standby's in, the new
@@ -486,4 +516,83 @@ fn a_zone_serial_is_the_same_for_the_same_files_and_grows_on_every_change() {
         &zone.replace("ns: [ns1]", "ns: [ns1]\nsoa: { serial: 2026120501 }"),
     )]);
     assert_eq!(serial(&given), 2026120501);
+}
+
+#[test]
+fn the_transfer_view_decides_what_a_health_checked_name_goes_out_as() {
+    let backend = TcpBackend::start("127.0.96.10:0".parse().unwrap());
+    let port = backend.addr.port();
+    let _b = TcpBackend::start(format!("127.0.96.20:{port}").parse().unwrap());
+    let _c = TcpBackend::start(format!("127.0.96.21:{port}").parse().unwrap());
+    let zone = |view: &str| {
+        format!(
+            "zone: view.test\nns: [ns1]\nrecords:\n  ns1: {{ A: 192.0.2.53 }}\n\
+             sites:\n  site-a: {{ lat: 51.5, lon: -0.1 }}\n  site-b: {{ lat: 40.7, lon: -74.0 }}\n\
+             fqdns:\n  app:\n    selection: location\n    check: {{ type: tcp, port: {port} }}\n    members:\n      - {{ address: 127.0.96.10, site: site-a }}\n      - {{ address: 127.0.96.20, site: site-b }}\n      - {{ address: 127.0.96.21, site: site-b }}\n\
+             transfer:\n  allow: [127.0.0.1]\n{view}"
+        )
+    };
+    let axfr = |view: &str| {
+        let addr = SocketAddr::new(ip("127.0.96.1"), free_port(ip("127.0.96.1")));
+        let server = primary(&zone(view), addr);
+        let mut app: Vec<String> = records(&transfer(
+            server.addr,
+            &transfer_query("view.test.", None, None),
+        ))
+        .into_iter()
+        .filter(|r| r.starts_with("app.view.test."))
+        .collect();
+        app.sort();
+        app
+    };
+    let a = |last: &str| format!("app.view.test. A 127.0.96.{last}");
+    // A client at site-b gets either of site-b's members, in turn: both go out.
+    assert_eq!(axfr("transfer-view: site-b\n"), [a("20"), a("21")]);
+    assert_eq!(axfr("transfer-view: site-a\n"), [a("10")]);
+    // Every member up.
+    assert_eq!(axfr(""), [a("10"), a("20"), a("21")]);
+}
+
+#[test]
+fn a_transfer_section_that_cannot_work_is_an_error_at_its_line() {
+    let errors = |zone: &str| {
+        let (dir, file) = write_config(&[("bad.yaml", zone)]);
+        let (code, _, err) = run_meridian(&["check".as_ref(), "-c".as_ref(), file.as_os_str()]);
+        drop(dir);
+        assert_eq!(code, Some(1), "{err}");
+        err
+    };
+    let base = "zone: bad.test\nns: [ns1]\n";
+    let err = errors(&format!(
+        "{base}transfer:\n  allow: [127.0.0.1]\ntransfer-view: site-x\n"
+    ));
+    assert!(err.contains("bad.yaml:5:16: transfer-view: `site-x` is neither `all` nor a site of this zone (sites: none)"), "{err}");
+    let err = errors(&format!(
+        "{base}transfer:\n  notify: [127.0.0.1]\n  tsig: {{ name: k, secret: \"not base64!\" }}\n"
+    ));
+    assert!(
+        err.contains("bad.yaml:5:28: transfer.tsig.secret: not a key in base64"),
+        "{err}"
+    );
+    let err = errors(&format!(
+        "{base}transfer: {{ tsig: {{ name: k, secret: \"{SECRET}\" }} }}\n"
+    ));
+    assert!(
+        err.contains("bad.yaml:3:11: transfer: say who may transfer the zone"),
+        "{err}"
+    );
+    let err = errors(&format!(
+        "{base}dnssec: {{ key: k.pem }}\ntransfer:\n  allow: [127.0.0.1]\n"
+    ));
+    assert!(
+        err.contains("transfer: a zone signed online (`dnssec:`) cannot be transferred"),
+        "{err}"
+    );
+    let err = errors(&format!("{base}transfer-view: all\n"));
+    assert!(
+        err.contains(
+            "bad.yaml:3:16: transfer-view: only means something with a `transfer:` section"
+        ),
+        "{err}"
+    );
 }
