@@ -75,12 +75,46 @@ pub fn load_server(file: &Path) -> Result<ServerConfig, ConfigError> {
                 .map_err(|msg| report.at(l.referenced, "admin.listen", msg))
                 .ok(),
         };
-        let token = a.value.token.as_ref().and_then(|t| {
-            if t.value.trim().len() < 16 {
-                report.at(t.referenced, "admin.token", "use at least 16 characters");
+        // `token-file:` keeps the token out of the server file (a Kubernetes Secret
+        // mounted beside a ConfigMap, say); read at every load, so a new one takes effect
+        // on reload.
+        let from_file = a.value.token_file.as_ref().and_then(|f| {
+            let path = base.join(f.value.trim());
+            match crate::model::file::read_regular(&path, 4096) {
+                Ok(bytes) => Some((
+                    f,
+                    "admin.token-file",
+                    String::from_utf8_lossy(&bytes).into_owned(),
+                )),
+                Err(e) => {
+                    report.at(
+                        f.referenced,
+                        "admin.token-file",
+                        format!("{}: {e}", path.display()),
+                    );
+                    None
+                }
+            }
+        });
+        if let (Some(t), Some(_)) = (&a.value.token, &a.value.token_file) {
+            report.at(
+                t.referenced,
+                "admin.token",
+                "give the token or a token-file, not both",
+            );
+        }
+        let given = a
+            .value
+            .token
+            .as_ref()
+            .map(|t| (t, "admin.token", t.value.clone()))
+            .or(from_file);
+        let token = given.and_then(|(t, field, text)| {
+            if text.trim().len() < 16 {
+                report.at(t.referenced, field, "use at least 16 characters");
                 None
             } else {
-                Some(t.value.trim().to_string())
+                Some(text.trim().to_string())
             }
         });
         if let (Some(addr), None) = (listen, &token)

@@ -169,6 +169,7 @@ pub(super) struct TcpRaw {
 pub(super) struct AdminRaw {
     pub(super) listen: Option<Spanned<String>>,
     pub(super) token: Option<Spanned<String>>,
+    pub(super) token_file: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]

@@ -100,8 +100,14 @@ impl Watched {
                 .iter()
                 .any(|e| name.ends_with(e))
             && !name.starts_with('.');
+        // A ConfigMap mounted by the kubelet: its files are symlinks through `..data`,
+        // which it swaps (a rename) to update them all at once.
+        let kubelet_swap = name == "..data"
+            && (path.parent() == Some(&self.zones_dir)
+                || path.parent() == self.server_file.parent());
         zone_file
             || key_file
+            || kubelet_swap
             || path == self.server_file
             || Some(path) == self.geoip.as_deref()
             || self.dependencies.iter().any(|k| k == path)

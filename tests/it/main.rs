@@ -17,6 +17,7 @@ mod hardening;
 mod health;
 mod kemp;
 mod knot;
+mod kubernetes;
 mod mutations;
 mod operator;
 mod ops;
