@@ -29,6 +29,8 @@ pub async fn probe_now(key: &ProbeKey) -> Outcome {
 #[derive(Debug, Default)]
 pub struct Registry {
     probes: Mutex<HashMap<ProbeKey, Arc<ProbeState>>>,
+    /// Woken when any of its probes changes state.
+    pub changed: Arc<tokio::sync::Notify>,
 }
 
 impl Registry {
@@ -48,7 +50,9 @@ impl Registry {
             .map(|(key, users)| {
                 let probe = probes
                     .entry(key.clone())
-                    .or_insert_with(|| Arc::new(ProbeState::new(key.clone())))
+                    .or_insert_with(|| {
+                        Arc::new(ProbeState::watched(key.clone(), self.changed.clone()))
+                    })
                     .clone();
                 probe.set_users(users);
                 (key, probe)

@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use super::check::{CheckSpec, ProbeKey};
+
 use super::role::{NO_ROLE, Roles};
 
 /// The probes one configuration uses, by key.
@@ -100,6 +101,9 @@ pub struct ProbeState {
     runs_failed: AtomicU64,
     latency_us: AtomicU64,
     buckets: [AtomicU64; LATENCY_BUCKETS.len() + 1],
+    /// Told of every change of state, so that the state watcher looks at once instead of
+    /// at its next tick (zone transfers then NOTIFY secondaries within milliseconds).
+    changed: Option<Arc<tokio::sync::Notify>>,
 }
 
 impl ProbeState {
@@ -124,6 +128,15 @@ impl ProbeState {
             runs_failed: AtomicU64::new(0),
             latency_us: AtomicU64::new(0),
             buckets: Default::default(),
+            changed: None,
+        }
+    }
+
+    /// A new probe whose changes wake `changed`.
+    pub fn watched(key: ProbeKey, changed: Arc<tokio::sync::Notify>) -> Self {
+        ProbeState {
+            changed: Some(changed),
+            ..ProbeState::new(key)
         }
     }
 
@@ -223,6 +236,9 @@ impl ProbeState {
             detail.since = result.at;
         }
         if changed && !first {
+            if let Some(watcher) = &self.changed {
+                watcher.notify_one();
+            }
             detail.state_changes += 1;
             if detail.recent_changes.len() == FLAP_MEMORY {
                 detail.recent_changes.pop_front();

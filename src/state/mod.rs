@@ -209,6 +209,8 @@ impl Meridian {
         for w in config.warnings() {
             warn!("configuration: {w}");
         }
+        // Where this configuration keeps its state: serials are written there as it loads.
+        *self.state_file.lock().expect("state file lock") = config.server.state_file.clone();
         // The changed zones' probes (a probe they share with an unchanged zone keeps its
         // state, and from now on names only their users in its log lines), then the
         // unchanged zones' own, as they are.
@@ -262,6 +264,15 @@ impl Meridian {
                 })
             });
             self.table.store(Arc::new(table));
+            // Serving from here: the status says so before anything slower (the state
+            // file, zone transfers) runs.
+            let now = unix_now();
+            self.counters.last_good_load.store(now, Ordering::Relaxed);
+            {
+                let mut status = self.status.lock().expect("status lock");
+                status.last_good = now;
+                status.last_error = None;
+            }
             self.refresh_transfers_locked(serials_before);
         }
         self.registry.retain(&probes);
@@ -287,12 +298,6 @@ impl Meridian {
                 "signature-cache changed: restart Meridian to apply it"
             );
         }
-        *self.state_file.lock().expect("state file lock") = config.server.state_file.clone();
-        let now = unix_now();
-        self.counters.last_good_load.store(now, Ordering::Relaxed);
-        let mut status = self.status.lock().expect("status lock");
-        status.last_good = now;
-        status.last_error = None;
     }
 
     /// Takes the transferred zones' content again (after a health change): a zone whose

@@ -1,5 +1,6 @@
-//! The watcher: every 250 ms it looks at every member as the query path sees it, records
-//! each change of state as an event (what changed, why, when), times each failover, and
+//! The watcher: every 250 ms, and at once when a probe changes state, it looks at every
+//! member as the query path sees it, records each change of state as an event (what
+//! changed, why, when), times each failover, tells zone transfers of health changes, and
 //! advances the coarse clocks of the tables the query path writes.
 
 use std::sync::Arc;
@@ -14,6 +15,9 @@ use crate::select::Member;
 
 /// How often the failover watcher looks (and advances the coarse clocks).
 const WATCH_EVERY: Duration = Duration::from_millis(250);
+/// Looks prompted by a probe's change come at most this often: a burst of changes (a
+/// site going dark) is looked at in a few passes, not one pass per probe.
+const LOOK_GAP: Duration = Duration::from_millis(20);
 
 /// A member's condition and, while up, its role: what events name as its state. The
 /// member is up exactly when its condition is [`Condition::Up`].
@@ -67,8 +71,18 @@ pub async fn watch_transitions(meridian: Arc<Meridian>) {
     let mut first_look = true;
     let mut every = tokio::time::interval(WATCH_EVERY);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_look = std::time::Instant::now();
     loop {
-        every.tick().await;
+        tokio::select! {
+            _ = every.tick() => {}
+            _ = meridian.registry.changed.notified() => {
+                let since = last_look.elapsed();
+                if since < LOOK_GAP {
+                    tokio::time::sleep(LOOK_GAP - since).await;
+                }
+            }
+        }
+        last_look = std::time::Instant::now();
         // The coarse clocks of the tables the query path writes.
         if let Some(r) = meridian.recipients.get() {
             r.tick();
