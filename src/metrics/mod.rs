@@ -361,7 +361,7 @@ impl Collector for Scrape {
 
         let m = enc.encode_descriptor(
             "meridian_zone_transfers",
-            "Zone transfer requests (AXFR, IXFR) answered, refused ones included.",
+            "Zone transfer requests (AXFR, IXFR) over TCP for zones with transfer: answered or refused.",
             None,
             MetricType::Counter,
         )?;

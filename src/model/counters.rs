@@ -107,7 +107,8 @@ pub struct Counters {
     /// Members that went down, timed (recorded by the state's watcher).
     pub transitions: super::transition::Transitions,
     pub reloads_ok: AtomicU64,
-    /// Zone transfer requests answered over TCP (AXFR and IXFR, refused ones included).
+    /// Zone transfer requests over TCP for zones with `transfer:` (AXFR and IXFR), answered
+    /// or refused.
     pub transfers: AtomicU64,
     pub reloads_failed: AtomicU64,
     /// Unix time of the last configuration that loaded (start-up or reload).
