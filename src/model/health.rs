@@ -22,6 +22,12 @@ pub(super) fn clock_ms() -> u64 {
     EPOCH.get_or_init(Instant::now).elapsed().as_millis() as u64 + 1
 }
 
+/// How far off a deadline (from `change_deadline`) is: the query path takes the soonest
+/// of a pool's deadlines and reads the clock once, not once per member.
+pub fn time_until(deadline: u64) -> Duration {
+    Duration::from_millis(deadline.saturating_sub(clock_ms()))
+}
+
 /// The last completed probe run, kept for the status API and logs.
 #[derive(Clone, Debug)]
 pub struct ProbeResult {
@@ -182,8 +188,15 @@ impl ProbeState {
 
     /// How long until this probe's state could change, if it is down or changing.
     pub fn change_within(&self) -> Option<Duration> {
+        self.change_deadline().map(time_until)
+    }
+
+    /// When this probe's state could change ([`time_until`] tells how far off that is), if
+    /// it is down or changing.
+    #[inline]
+    pub fn change_deadline(&self) -> Option<u64> {
         let deadline = self.change_deadline.load(Ordering::Relaxed);
-        (deadline != 0).then(|| Duration::from_millis(deadline.saturating_sub(clock_ms())))
+        (deadline != 0).then_some(deadline)
     }
 
     pub fn detail(&self) -> ProbeDetail {
@@ -461,9 +474,16 @@ impl MemberHealth {
     /// The soonest any of this member's probes could change state, if one is down or
     /// changing. A disabled member is stable.
     pub fn change_within(&self) -> Option<Duration> {
+        self.change_deadline().map(time_until)
+    }
+
+    /// When the soonest of this member's probes could change state (see
+    /// [`MemberHealth::change_within`]).
+    #[inline]
+    pub fn change_deadline(&self) -> Option<u64> {
         if !self.enabled {
             return None;
         }
-        self.probes.iter().filter_map(|p| p.change_within()).min()
+        self.probes.iter().filter_map(|p| p.change_deadline()).min()
     }
 }

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use smallvec::SmallVec;
 
-use crate::geo::{ClientLocation, Site, distance_km};
+use crate::geo::{ClientLocation, Site, nearness};
 use crate::model::{MemberCounters, MemberHealth, Policy, WhenAllDown};
 
 pub mod history;
@@ -196,10 +196,10 @@ impl Pool {
         let soonest = self
             .members
             .iter()
-            .filter_map(|m| m.health.change_within())
+            .filter_map(|m| m.health.change_deadline())
             .min();
         match soonest {
-            Some(d) => name_ttl.min(d.as_secs().max(1) as u32),
+            Some(d) => name_ttl.min(crate::model::health::time_until(d).as_secs().max(1) as u32),
             None => name_ttl,
         }
     }
@@ -313,8 +313,8 @@ impl Pool {
             Policy::Weighted => self.weighted(up, rules.answers, turn()),
             Policy::AllAvailable => self.iter_up(up).collect(),
             Policy::FixedWeight => self.fixed_weight(up, rules.answers),
-            Policy::Proximity => match location.and_then(|l| l.lat_lon) {
-                Some(here) => self.proximity(up, rules.answers, here, sites),
+            Policy::Proximity => match location.and_then(|l| l.position) {
+                Some(here) => self.proximity(up, rules.answers, &here, sites),
                 None => self.fixed_weight(up, rules.answers),
             },
             Policy::Location => self.location(up, rules.answers, location, sites, turn),
@@ -335,16 +335,20 @@ impl Pool {
         &self,
         up: &[bool],
         answers: usize,
-        here: (f64, f64),
+        here: &[f64; 3],
         sites: &[Site],
     ) -> Chosen<'_> {
+        // Nearest first: the largest dot product of positions is the shortest great-circle
+        // distance (see `geo::position`); members without a located site go last.
         let mut order: SmallVec<[(f64, usize); 16]> = self
             .by_weight()
             .filter(|&i| up[i])
             .map(|i| {
-                let site = self.members[i].site().and_then(|s| sites[s].lat_lon);
+                let site = self.members[i]
+                    .site()
+                    .and_then(|s| sites[s].position.as_ref());
                 (
-                    site.map_or(f64::INFINITY, |there| distance_km(here, there)),
+                    site.map_or(f64::INFINITY, |there| -nearness(here, there)),
                     i,
                 )
             })
@@ -423,8 +427,8 @@ impl Pool {
         };
         match rules.policy {
             Policy::FixedWeight => self.fixed_weight(&up, rules.answers),
-            Policy::Proximity => match location.and_then(|l| l.lat_lon) {
-                Some(here) => self.proximity(&up, rules.answers, here, sites),
+            Policy::Proximity => match location.and_then(|l| l.position) {
+                Some(here) => self.proximity(&up, rules.answers, &here, sites),
                 None => self.fixed_weight(&up, rules.answers),
             },
             Policy::Location => match self.nearest_tier(&up, location, sites) {

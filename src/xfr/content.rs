@@ -52,6 +52,7 @@ pub fn health_records(zone: &ZoneTable, view: &TransferView) -> Records {
             found_by: LocatedBy::SiteNetwork,
             site: Some(i),
             lat_lon: site.lat_lon,
+            position: site.position,
             country: site.countries.first().copied(),
             continent: site.continents.first().copied(),
             scope: 0,

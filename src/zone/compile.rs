@@ -391,6 +391,7 @@ fn site_map(zc: &ZoneConfig) -> SiteMap {
         .map(|s| geo::Site {
             name: s.name.clone(),
             lat_lon: s.lat.zip(s.lon),
+            position: s.lat.zip(s.lon).map(geo::position),
             countries: s.countries.iter().filter_map(|c| geo::code(c)).collect(),
             continents: s.continents.iter().filter_map(|c| geo::code(c)).collect(),
             default: s.default,
