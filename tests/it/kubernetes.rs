@@ -186,3 +186,34 @@ fn the_mounted_configuration_serves_and_a_configmap_update_reloads_it() {
     // Within the file watcher's debounce, not the 2 s poll that would catch it anyway.
     assert!(took < Duration::from_millis(1800), "took {took:?}");
 }
+
+#[test]
+fn the_admin_token_file_must_exist_and_hold_a_long_enough_token() {
+    let check = |admin: &str, token: Option<&str>| {
+        let (dir, file) = write_config_with(admin, &[("z.yaml", "zone: z.test\nns: [ns1]\n")]);
+        if let Some(t) = token {
+            std::fs::write(dir.path().join("token"), t).unwrap();
+        }
+        let (code, _, err) = run_meridian(&["check".as_ref(), "-c".as_ref(), file.as_os_str()]);
+        (code, err, dir)
+    };
+    let admin = "admin:\n  listen: 127.0.0.1:0\n  token-file: token\n";
+    let (code, err, dir) = check(admin, None);
+    assert_eq!(code, Some(1), "{err}");
+    let missing = dir.path().join("token");
+    assert!(
+        err.contains(&format!(
+            "meridian.yaml:5:15: admin.token-file: {}",
+            missing.display()
+        )),
+        "{err}"
+    );
+    let (code, err, _) = check(admin, Some("short\n"));
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("meridian.yaml:5:15: admin.token-file: use at least 16 characters"),
+        "{err}"
+    );
+    let (code, err, _) = check(admin, Some("a-token-long-enough-0123\n"));
+    assert_eq!(code, Some(0), "{err}");
+}
