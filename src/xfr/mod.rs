@@ -21,7 +21,6 @@ use hickory_proto::op::{Message, OpCode, ResponseCode};
 use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
 use tracing::info;
 
-use crate::model::wire;
 use crate::zone::{Table, Zone, ZoneTable};
 use content::Records;
 
@@ -69,8 +68,7 @@ pub struct Changed {
 
 /// The SOA record of `zone` at `serial`, as transferred (zone TTL, not the negative one).
 fn soa_of(zt: &ZoneTable, serial: u32) -> Option<Record> {
-    let (_, apex) = zt.nodes().find(|(k, _)| *k == zt.zone.key())?;
-    let stored = apex.rrset(RecordType::SOA)?.records.iter().next()?;
+    let stored = zt.apex()?.rrset(RecordType::SOA)?.records.iter().next()?;
     let mut record = stored.record();
     if let RData::SOA(soa) = &mut record.data {
         soa.serial = serial;
@@ -78,7 +76,7 @@ fn soa_of(zt: &ZoneTable, serial: u32) -> Option<Record> {
     Some(record)
 }
 
-fn serial_of(soa: &Record) -> u32 {
+pub(crate) fn serial_of(soa: &Record) -> u32 {
     match &soa.data {
         RData::SOA(s) => s.serial,
         _ => 0,
@@ -326,12 +324,9 @@ impl Journal {
 /// A record in uncompressed wire form.
 fn encode(record: &Record) -> Box<[u8]> {
     let mut buf = Vec::new();
-    let stored = crate::model::StoredRecord::new(record);
-    let w = stored.wire();
-    w.write(&mut buf, record.ttl, None);
-    if record.record_type() == RecordType::SOA {
-        wire::set_soa_serial(&mut buf, serial_of(record));
-    }
+    crate::model::StoredRecord::new(record)
+        .wire()
+        .write(&mut buf, record.ttl, None);
     buf.into()
 }
 

@@ -87,7 +87,7 @@ pub async fn send(notice: Notice) -> bool {
                     info!(
                         zone = %notice.zone,
                         target = %notice.target,
-                        serial = serial_of(&notice.soa),
+                        serial = super::serial_of(&notice.soa),
                         rcode = buf[3] & 0x0f,
                         "NOTIFY answered"
                     );
@@ -104,13 +104,6 @@ pub async fn send(notice: Notice) -> bool {
         "NOTIFY not answered; the secondary takes the change at its next refresh"
     );
     false
-}
-
-fn serial_of(soa: &Record) -> u32 {
-    match &soa.data {
-        hickory_proto::rr::RData::SOA(s) => s.serial,
-        _ => 0,
-    }
 }
 
 fn rand_id() -> u16 {

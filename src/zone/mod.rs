@@ -465,6 +465,11 @@ impl ZoneTable {
         })
     }
 
+    /// The node at the zone's apex (its SOA and NS).
+    pub fn apex(&self) -> Option<&Node> {
+        self.nodes.get(self.zone.key())
+    }
+
     /// Every owner name (its key) with its node, in no order.
     pub fn nodes(&self) -> impl Iterator<Item = (&[u8], &Node)> {
         self.nodes.iter().map(|(k, n)| (&**k, n))
