@@ -19,8 +19,8 @@ const LAYERS: &[(&[&str], &str)] = &[
     ),
     (&["config"], "YAML files -> validated configuration"),
     (
-        &["health", "select", "sign"],
-        "probes and their schedule; selection policies over members; online signing",
+        &["cluster", "health", "select", "sign"],
+        "health by quorum with peers; probes and their schedule; selection policies over members; online signing",
     ),
     (&["zone"], "the compiled table (compile, lookups)"),
     (&["resolve"], "the one decision path: query + table -> plan"),

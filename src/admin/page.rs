@@ -8,7 +8,7 @@ use std::fmt::Write;
 use std::time::SystemTime;
 
 use super::Explanation;
-use super::status::{MemberStatus, NameStatus, Status, unix};
+use super::status::{ClusterStatus, MemberStatus, NameStatus, Status, unix};
 use crate::model::events::Event;
 
 const STYLE: &str = "\
@@ -82,6 +82,9 @@ pub fn page(s: &Status, events: &[Event]) -> String {
         esc(&s.listen.join(", "))
     );
     summary(&mut h, s, now);
+    if let Some(c) = &s.cluster {
+        cluster_line(&mut h, c);
+    }
     if let Some(e) = &s.last_reload_error {
         let _ = write!(
             h,
@@ -162,6 +165,44 @@ fn summary(h: &mut String, s: &Status, now: u64) {
         s.reloads_ok,
         s.reloads_failed
     );
+}
+
+/// The cluster in one line, and a warning when it is cut off or a peer serves other zones.
+fn cluster_line(h: &mut String, c: &ClusterStatus) {
+    let peers: Vec<String> = c
+        .peers
+        .iter()
+        .map(|p| {
+            let config = if p.same_config { "" } else { ", other zones" };
+            format!("{} ({}{config})", p.address, p.state)
+        })
+        .collect();
+    let _ = write!(
+        h,
+        "<p class=\"muted\">cluster: {} &middot; zones {} &middot; peers: {}{}</p>",
+        esc(c.address.as_deref().unwrap_or("-")),
+        c.fingerprint,
+        esc(&if peers.is_empty() {
+            "none live".to_string()
+        } else {
+            peers.join(", ")
+        }),
+        if c.unreachable.is_empty() {
+            String::new()
+        } else {
+            format!(" &middot; not reached: {}", esc(&c.unreachable.join(", ")))
+        }
+    );
+    if c.isolated {
+        h.push_str("<div class=\"err\"><b>Cut off from every peer:</b> each name decides by this server's own probes.</div>");
+    }
+    if c.config_mismatch > 0 {
+        let _ = write!(
+            h,
+            "<div class=\"err\"><b>{} peer(s) serve other zones</b> (their zone fingerprint differs from {}).</div>",
+            c.config_mismatch, c.fingerprint
+        );
+    }
 }
 
 fn recent_changes(h: &mut String, events: &[Event], now: u64) {
@@ -311,11 +352,16 @@ fn member_rows(h: &mut String, n: &NameStatus, m: &MemberStatus, now: u64) {
             h.push_str("<tr>");
         }
         let mark = if c.up { "up" } else { "down" };
+        // With a quorum, the reason says how the views were counted.
+        let reason = match &c.quorum {
+            Some(q) => format!("{} ({})", c.reason.as_deref().unwrap_or("-"), q.why),
+            None => c.reason.clone().unwrap_or_else(|| "-".into()),
+        };
         let _ = write!(
             h,
             "<td><span class=\"{mark}\">{mark}</span> {}</td><td>{}</td><td>{}</td><td>{}</td>",
             esc(&c.probe),
-            esc(c.reason.as_deref().unwrap_or("-")),
+            esc(&reason),
             c.latency_ms.map_or("-".into(), |l| format!("{l:.1} ms")),
             ago(now, c.since)
         );

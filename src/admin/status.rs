@@ -27,6 +27,64 @@ pub struct Status {
     /// The latest members to go down, newest first, with their measured failover.
     pub transitions: Vec<TransitionStatus>,
     pub summary: Summary,
+    /// With `cluster:`: the peers, and whether they serve the same zones.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<ClusterStatus>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ClusterStatus {
+    /// The address the peers know this server by.
+    pub address: Option<String>,
+    /// No live peer: every name decides by this server's own probes.
+    pub isolated: bool,
+    /// Of the zones this server serves (hex); peers compare theirs.
+    pub fingerprint: String,
+    /// Live peers serving other zones.
+    pub config_mismatch: usize,
+    pub peers: Vec<PeerStatus>,
+    /// Configured peers that are not live members.
+    pub unreachable: Vec<String>,
+    /// Probes of names with a quorum.
+    pub quorum_probes: usize,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct PeerStatus {
+    pub address: String,
+    /// `alive`, or `suspect` while the cluster checks whether it is gone.
+    pub state: String,
+    /// Unix time it started.
+    pub started: u64,
+    /// Of the zones it serves (hex), once it has said.
+    pub fingerprint: Option<String>,
+    pub same_config: bool,
+    /// Probes it reports on.
+    pub views: usize,
+}
+
+pub fn cluster_status(c: &crate::cluster::Cluster) -> ClusterStatus {
+    let s = c.status();
+    ClusterStatus {
+        address: s.address.map(|a| a.to_string()),
+        isolated: s.isolated,
+        fingerprint: format!("{:016x}", s.fingerprint),
+        config_mismatch: s.mismatched(),
+        peers: s
+            .peers
+            .iter()
+            .map(|p| PeerStatus {
+                address: p.address.to_string(),
+                state: p.state.to_string(),
+                started: p.started,
+                fingerprint: p.fingerprint.map(|f| format!("{f:016x}")),
+                same_config: p.same_config,
+                views: p.views,
+            })
+            .collect(),
+        unreachable: s.unreachable.iter().map(ToString::to_string).collect(),
+        quorum_probes: s.quorum_probes,
+    }
 }
 
 /// The first line of the page: how many names answer as they should.
@@ -177,6 +235,29 @@ pub struct CheckStatus {
     pub checked_at: Option<u64>,
     /// Unix time the current state began.
     pub since: u64,
+    /// With a `quorum:` other than local: the views counted and the decision.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quorum: Option<QuorumStatus>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct QuorumStatus {
+    /// `any`, `majority` or `all`.
+    pub rule: String,
+    /// This server's own view.
+    pub seen_up: bool,
+    /// Each live peer's view.
+    pub peers: Vec<PeerViewStatus>,
+    /// The decision in words.
+    pub why: String,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct PeerViewStatus {
+    pub peer: String,
+    pub up: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
 }
 
 pub(super) fn unix(t: SystemTime) -> u64 {
@@ -192,6 +273,23 @@ pub fn check_status(p: &ProbeState) -> CheckStatus {
         latency_ms: d.last.as_ref().map(|l| l.latency.as_secs_f64() * 1000.0),
         checked_at: d.last.as_ref().map(|l| unix(l.at)),
         since: unix(d.since),
+        quorum: (p.key.quorum != crate::model::Quorum::Local).then(|| {
+            let decision = p.decision();
+            QuorumStatus {
+                rule: p.key.quorum.as_str().to_string(),
+                seen_up: decision.seen_up,
+                why: decision.why(),
+                peers: decision
+                    .peers
+                    .into_iter()
+                    .map(|v| PeerViewStatus {
+                        role: p.roles().and_then(|r| r.name(v.role)).map(str::to_string),
+                        peer: v.peer,
+                        up: v.up,
+                    })
+                    .collect(),
+            }
+        }),
     }
 }
 
@@ -297,6 +395,7 @@ pub fn status(m: &Meridian) -> Status {
             .iter()
             .map(transition_status)
             .collect(),
+        cluster: m.cluster.get().map(cluster_status),
     }
 }
 

@@ -9,6 +9,7 @@
 
 mod budget;
 mod check;
+mod cluster;
 mod dnssec;
 mod error;
 mod load;
@@ -23,6 +24,7 @@ mod yaml;
 mod zone;
 
 pub use budget::Budget;
+pub use cluster::ClusterConfig;
 pub use dnssec::{
     CreatedKey, DnssecConfig, ZoneKey, algorithm_name, algorithm_named, create_key,
     create_missing_keys, read_key,

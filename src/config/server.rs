@@ -219,6 +219,10 @@ pub fn load_server(file: &Path) -> Result<ServerConfig, ConfigError> {
             hostname: text(&i.value.hostname, "hostname"),
         }
     });
+    let cluster = raw
+        .cluster
+        .as_ref()
+        .and_then(|c| super::cluster::validate_cluster(&mut report, base, c));
     if let Some(e) = report.errors.into_iter().next() {
         return Err(e);
     }
@@ -243,6 +247,7 @@ pub fn load_server(file: &Path) -> Result<ServerConfig, ConfigError> {
         state_file,
         signature_cache,
         identity,
+        cluster,
     })
 }
 

@@ -10,7 +10,7 @@ use ipnet::IpNet;
 
 use super::budget::Budget;
 use crate::geo::GeoDb;
-use crate::model::{Check, CheckSpec, Policy, ProbeKey, Recovery, Roles, WhenAllDown};
+use crate::model::{Check, CheckSpec, Policy, ProbeKey, Quorum, Recovery, Roles, WhenAllDown};
 
 /// The whole configuration: server settings and every zone.
 #[derive(Clone, Debug)]
@@ -56,6 +56,8 @@ pub struct ServerConfig {
     pub signature_cache: usize,
     /// What the server says of itself, each off unless configured.
     pub identity: IdentityConfig,
+    /// Health by quorum with the other servers of a cluster (`cluster:`).
+    pub cluster: Option<super::cluster::ClusterConfig>,
 }
 
 /// How log lines are written (`log-format:`).
@@ -366,6 +368,8 @@ pub struct MemberConfig {
     /// as the leader.
     pub node: Option<String>,
     pub recovery: Recovery,
+    /// Its name's `quorum:`: how the views of a cluster's servers decide its probes.
+    pub quorum: Quorum,
 }
 
 impl MemberConfig {
@@ -396,6 +400,7 @@ impl ZoneConfig {
             .map(|check| ProbeKey {
                 address: check.address.unwrap_or(member.address),
                 check: check.clone(),
+                quorum: member.quorum,
             })
     }
 }

@@ -11,7 +11,7 @@ use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_saphyr::{Location, Spanned};
 
 use super::error::ConfigError;
-use crate::model::{Policy, WhenAllDown};
+use crate::model::{Policy, Quorum, WhenAllDown};
 
 /// A scalar read as text whatever YAML typed it as (`200`, `1.5`, `true`, `abc`).
 #[derive(Clone, Debug)]
@@ -123,6 +123,16 @@ pub(super) struct ServerRaw {
     pub(super) state_file: Option<Spanned<String>>,
     pub(super) signature_cache: Option<Spanned<usize>>,
     pub(super) identity: Option<Spanned<IdentityRaw>>,
+    pub(super) cluster: Option<Spanned<ClusterRaw>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub(super) struct ClusterRaw {
+    pub(super) listen: Spanned<String>,
+    pub(super) peers: Spanned<TextList>,
+    pub(super) key: Option<Spanned<String>>,
+    pub(super) key_file: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -379,6 +389,7 @@ pub(super) struct FqdnRaw {
     pub(super) ttl: Option<Spanned<u32>>,
     pub(super) answers: Option<Spanned<u32>>,
     pub(super) when_all_down: Option<WhenAllDown>,
+    pub(super) quorum: Option<Quorum>,
     pub(super) failover_within: Option<Box<Spanned<String>>>,
     pub(super) sticky: Option<Box<Spanned<String>>>,
     pub(super) recovery: Option<Box<Spanned<String>>>,

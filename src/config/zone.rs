@@ -740,6 +740,7 @@ fn validate_health_checked(
                 .or(name_recovery)
                 .or(site.and_then(|s| zone.sites[s].recovery))
                 .unwrap_or_default(),
+            quorum: raw.quorum.unwrap_or_default(),
         });
     }
     let roles = match &raw.roles {

@@ -17,7 +17,7 @@ use tracing::{info, warn};
 
 use super::probe::{Outcome, ProbeContext, Prober};
 use crate::model::health::ProbeResult;
-use crate::model::{ProbeKey, ProbeSet, ProbeState, Timing};
+use crate::model::{ProbeKey, ProbeSet, ProbeState, Quorum, Timing};
 
 /// Probes running at once (TCP and HTTP; ICMP has its own, smaller bound).
 const MAX_CONCURRENT_PROBES: usize = 512;
@@ -252,7 +252,8 @@ async fn run(
         tokio::time::sleep_until(next).await;
         let outcome = probe_once(&prober, &limit, &state.key, &mut cx).await;
         let was = h.state;
-        if h.observe(Seen::of(&outcome), Instant::now()) {
+        let seen_changed = h.observe(Seen::of(&outcome), Instant::now());
+        if seen_changed {
             let users = state.users();
             let role = role_name(&state, outcome.role);
             match (was, h.state) {
@@ -269,6 +270,10 @@ async fn run(
             }
         }
         publish(&state, &h, timing.interval, outcome);
+        if seen_changed && state.key.quorum != Quorum::Local {
+            let decision = state.decision();
+            info!(probe = %state.key, up = decision.up, why = %decision.why(), "decided with the cluster");
+        }
         next += timing.interval;
         let now = Instant::now();
         if next <= now {

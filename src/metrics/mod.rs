@@ -40,6 +40,18 @@ struct Scrape {
     forward_cache_entries: usize,
     signatures: crate::sign::CacheStats,
     last_reload_ok: bool,
+    /// With `cluster:`: the cluster as this server sees it, and its traffic.
+    cluster: Option<(crate::cluster::Status, ClusterTraffic)>,
+}
+
+/// The cluster exchange's counters, read once per scrape.
+#[derive(Debug)]
+struct ClusterTraffic {
+    sent_messages: u64,
+    sent_bytes: u64,
+    received_messages: u64,
+    received_bytes: u64,
+    rejected: u64,
 }
 
 /// The metrics text for the current counters, table and probes.
@@ -53,7 +65,22 @@ pub fn render(
     forward_cache_entries: usize,
     signatures: crate::sign::CacheStats,
     last_reload_ok: bool,
+    cluster: Option<&crate::cluster::Cluster>,
 ) -> String {
+    let cluster = cluster.map(|c| {
+        let t = c.traffic();
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        (
+            c.status(),
+            ClusterTraffic {
+                sent_messages: load(&t.sent_messages),
+                sent_bytes: load(&t.sent_bytes),
+                received_messages: load(&t.received_messages),
+                received_bytes: load(&t.received_bytes),
+                rejected: load(&t.rejected),
+            },
+        )
+    });
     let mut probes = probes;
     probes.sort_by_cached_key(|p| p.key.to_string());
     let mut registry = Registry::default();
@@ -66,6 +93,7 @@ pub fn render(
         forward_cache_entries,
         signatures,
         last_reload_ok,
+        cluster,
     }));
     let mut out = String::new();
     prometheus_client::encoding::prometheus_text::encode(&mut out, &registry)
@@ -591,6 +619,89 @@ impl Scrape {
         )?;
         for (probe, p) in probes() {
             counter(&mut m, &[("probe", probe)], p.detail().state_changes)?;
+        }
+        self.encode_quorum(enc, &labels)
+    }
+
+    /// Each view a quorum probe is decided from, and the cluster's own health.
+    fn encode_quorum(&self, enc: &mut DescriptorEncoder, labels: &[String]) -> fmt::Result {
+        let Some((status, traffic)) = &self.cluster else {
+            return Ok(());
+        };
+        let quorum = || {
+            labels
+                .iter()
+                .zip(&self.probes)
+                .filter(|(_, p)| p.key.quorum != crate::model::Quorum::Local)
+        };
+        let mut m = enc.encode_descriptor(
+            "meridian_probe_seen_up",
+            "This server's own view of a probe with a quorum: up (1) or down (0); meridian_probe_up is the decision.",
+            None,
+            MetricType::Gauge,
+        )?;
+        for (probe, p) in quorum() {
+            gauge(&mut m, &[("probe", probe)], i64::from(p.seen().0))?;
+        }
+        let mut m = enc.encode_descriptor(
+            "meridian_probe_peer_up",
+            "A live peer's view of a probe with a quorum: up (1) or down (0).",
+            None,
+            MetricType::Gauge,
+        )?;
+        for (probe, p) in quorum() {
+            for v in p.decision().peers {
+                gauge(
+                    &mut m,
+                    &[("probe", probe), ("peer", &v.peer)],
+                    i64::from(v.up),
+                )?;
+            }
+        }
+        for (name, help, value) in [
+            (
+                "meridian_cluster_peers",
+                "Live peers of the cluster.",
+                status.peers.len(),
+            ),
+            (
+                "meridian_cluster_isolated",
+                "1 when no peer is live and every name decides by this server's own probes.",
+                usize::from(status.isolated),
+            ),
+            (
+                "meridian_cluster_config_mismatch",
+                "Live peers whose zones differ from this server's (by fingerprint).",
+                status.mismatched(),
+            ),
+        ] {
+            let mut m = enc.encode_descriptor(name, help, None, MetricType::Gauge)?;
+            gauge(&mut m, &[], value as i64)?;
+        }
+        let mut m = enc.encode_descriptor(
+            "meridian_cluster_messages",
+            "Cluster datagrams sent, received, and rejected (not sealed with the cluster's key).",
+            None,
+            MetricType::Counter,
+        )?;
+        for (direction, n) in [
+            ("sent", traffic.sent_messages),
+            ("received", traffic.received_messages),
+            ("rejected", traffic.rejected),
+        ] {
+            counter(&mut m, &[("direction", direction)], n)?;
+        }
+        let mut m = enc.encode_descriptor(
+            "meridian_cluster_bytes",
+            "Bytes of cluster datagrams sent and received, sealed.",
+            None,
+            MetricType::Counter,
+        )?;
+        for (direction, n) in [
+            ("sent", traffic.sent_bytes),
+            ("received", traffic.received_bytes),
+        ] {
+            counter(&mut m, &[("direction", direction)], n)?;
         }
         Ok(())
     }

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::quorum::Quorum;
 use super::role::Roles;
 
 /// One health check of one target: what to probe and how often.
@@ -81,6 +82,22 @@ impl Default for Timing {
 pub struct ProbeKey {
     pub address: IpAddr,
     pub check: Check,
+    /// Names with different quorums probe apart: each probe has one decided state.
+    pub quorum: Quorum,
+}
+
+impl ProbeKey {
+    /// What servers of a cluster know this probe by: the same address, check and quorum
+    /// give the same number on every server of the same version (SipHash with fixed keys).
+    pub fn cluster_id(&self) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut h =
+            siphasher::sip::SipHasher13::new_with_keys(0x7072_6f62_6573, 0x0063_6c75_7374_6572);
+        self.address.hash(&mut h);
+        self.check.hash(&mut h);
+        self.quorum.hash(&mut h);
+        h.finish()
+    }
 }
 
 impl fmt::Display for ProbeKey {
@@ -94,6 +111,10 @@ impl fmt::Display for ProbeKey {
                 let scheme = if h.tls { "https" } else { "http" };
                 write!(f, "{scheme} {}{}", at(h.port), h.path)
             }
+        }?;
+        match self.quorum {
+            Quorum::Local => Ok(()),
+            q => write!(f, " (quorum {})", q.as_str()),
         }
     }
 }

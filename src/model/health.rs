@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use super::check::{CheckSpec, ProbeKey};
+use super::quorum::{Decision, PeerView, Quorum};
 
 use super::role::{NO_ROLE, Roles};
 
@@ -50,6 +51,12 @@ pub struct ProbeDetail {
     pub state_changes: u64,
     /// When the latest changes happened, oldest first (at most [`FLAP_MEMORY`]).
     pub recent_changes: VecDeque<SystemTime>,
+    /// This server's own view (the checker's decision) and the role it saw; the state
+    /// is this view unless the probe has a quorum and peers report on it.
+    pub seen_up: bool,
+    pub seen_role: u8,
+    /// What the live peers of a cluster see (quorum probes only).
+    pub peers: Vec<PeerView>,
 }
 
 /// How far back state changes count towards flapping.
@@ -90,6 +97,7 @@ pub struct ProbeStats {
 #[derive(Debug)]
 pub struct ProbeState {
     pub key: ProbeKey,
+    /// The decided state: this server's view, or with a quorum, the cluster's.
     up: AtomicBool,
     /// The role index (checks with roles): the settled one while up, the last seen while
     /// down (a sealed node shows as sealed); [`NO_ROLE`] otherwise.
@@ -128,6 +136,9 @@ impl ProbeState {
                 since: SystemTime::now(),
                 state_changes: 0,
                 recent_changes: VecDeque::new(),
+                seen_up: true,
+                seen_role: NO_ROLE,
+                peers: Vec::new(),
             }),
             users: Mutex::new(Vec::new()),
             runs_ok: AtomicU64::new(0),
@@ -213,7 +224,14 @@ impl ProbeState {
     }
 
     /// Publishes a checker decision: the state, and how soon it could change again.
-    pub fn publish(&self, up: bool, role: u8, change_in: Option<Duration>, result: ProbeResult) {
+    /// Returns the decided state's change, `(was up, is up)`, when it changed.
+    pub fn publish(
+        &self,
+        up: bool,
+        role: u8,
+        change_in: Option<Duration>,
+        result: ProbeResult,
+    ) -> Option<(bool, bool)> {
         let runs = if result.ok {
             &self.runs_ok
         } else {
@@ -232,34 +250,108 @@ impl ProbeState {
         self.change_deadline.store(deadline, Ordering::Relaxed);
         let vote = result.leader.as_deref().map_or(0, vote_of);
         self.leader_vote.store(vote, Ordering::Relaxed);
-        let was_role = self.role.swap(role, Ordering::Relaxed);
-        if !up && self.up.load(Ordering::Relaxed) {
-            // Before `up` flips, so that a reader that sees the probe down sees this too.
-            self.downs.fetch_add(1, Ordering::Relaxed);
-        }
-        let was = self.up.swap(up, Ordering::Relaxed);
-        // A settled change of role (active to standby) is a change of state; the role a
-        // down probe last saw is not.
-        let changed = was != up || (up && was_role != role);
         let mut detail = self.detail.lock().expect("probe detail lock");
+        detail.seen_up = up;
+        detail.seen_role = role;
+        let at = result.at;
         // The first result is where the probe starts, not a change: a probe starts up
         // before its first run, so one that is down at start would otherwise count one.
         let first = detail.last.is_none();
-        if changed || first {
-            detail.since = result.at;
-        }
-        if changed && !first {
-            if let Some(watcher) = &self.changed {
-                watcher.notify_one();
-            }
-            detail.state_changes += 1;
-            if detail.recent_changes.len() == FLAP_MEMORY {
-                detail.recent_changes.pop_front();
-            }
-            detail.recent_changes.push_back(result.at);
-        }
         detail.last = Some(result);
+        self.settle(&mut detail, at, first)
     }
+
+    /// What the live peers of a cluster now see of this probe (all of them, replacing
+    /// what they saw before; none when no peer reports it or none is left). Returns the
+    /// decided state's change, `(was up, is up)`, when it changed.
+    pub fn set_peer_views(&self, peers: Vec<PeerView>) -> Option<(bool, bool)> {
+        let mut detail = self.detail.lock().expect("probe detail lock");
+        if detail.peers == peers {
+            return None;
+        }
+        detail.peers = peers;
+        let first = detail.last.is_none();
+        self.settle(&mut detail, SystemTime::now(), first)
+    }
+
+    /// This server's own view: up, and the role seen.
+    pub fn seen(&self) -> (bool, u8) {
+        let detail = self.detail.lock().expect("probe detail lock");
+        (detail.seen_up, detail.seen_role)
+    }
+
+    /// How the state was decided: this server's view and its peers', counted.
+    pub fn decision(&self) -> Decision {
+        let detail = self.detail.lock().expect("probe detail lock");
+        Decision {
+            quorum: self.key.quorum,
+            seen_up: detail.seen_up,
+            peers: detail.peers.clone(),
+            up: self.is_up(),
+        }
+    }
+
+    /// Decides the state from this server's view and its peers', and publishes it.
+    fn settle(
+        &self,
+        detail: &mut ProbeDetail,
+        at: SystemTime,
+        first: bool,
+    ) -> Option<(bool, bool)> {
+        let was_up = self.up.load(Ordering::Relaxed);
+        let (up, role) = if self.key.quorum == Quorum::Local || detail.peers.is_empty() {
+            (detail.seen_up, detail.seen_role)
+        } else {
+            let vantage = detail.peers.len() + 1;
+            let down = detail.peers.iter().filter(|p| !p.up).count() + usize::from(!detail.seen_up);
+            let up = self.key.quorum.decide(down, vantage).unwrap_or(was_up);
+            // Up by the others' word while this server cannot see it: the role is the
+            // one most of them see.
+            let role = if up && !detail.seen_up {
+                most_seen_role(&detail.peers).unwrap_or(detail.seen_role)
+            } else {
+                detail.seen_role
+            };
+            (up, role)
+        };
+        let was_role = self.role.swap(role, Ordering::Relaxed);
+        if !up && was_up {
+            // Before `up` flips, so that a reader that sees the probe down sees this too.
+            self.downs.fetch_add(1, Ordering::Relaxed);
+        }
+        self.up.store(up, Ordering::Relaxed);
+        // A settled change of role (active to standby) is a change of state; the role a
+        // down probe last saw is not.
+        let changed = was_up != up || (up && was_role != role);
+        if changed || first {
+            detail.since = at;
+        }
+        if !changed || first {
+            return None;
+        }
+        if let Some(watcher) = &self.changed {
+            watcher.notify_one();
+        }
+        detail.state_changes += 1;
+        if detail.recent_changes.len() == FLAP_MEMORY {
+            detail.recent_changes.pop_front();
+        }
+        detail.recent_changes.push_back(at);
+        Some((was_up, up))
+    }
+}
+
+/// The role most of the peers that see a target up see it in.
+fn most_seen_role(peers: &[PeerView]) -> Option<u8> {
+    let mut counts: Vec<(u8, usize)> = Vec::new();
+    for p in peers.iter().filter(|p| p.up) {
+        match counts.iter_mut().find(|(r, _)| *r == p.role) {
+            Some((_, n)) => *n += 1,
+            None => counts.push((p.role, 1)),
+        }
+    }
+    // The first seen wins a tie: peers come in a stable order.
+    counts.iter().rev().max_by_key(|(_, n)| *n).map(|(r, _)| *r)
 }
 
 /// A stable hash of a host name or address as a node names the leader (lower case, no

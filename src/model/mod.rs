@@ -5,6 +5,7 @@
 //! - [`check`]: what a health check probes, and the key a probe is shared by.
 //! - [`role`]: what an HTTP check's response says a member is, beyond up or down.
 //! - [`transition`]: failovers as they happened, timed, for status and metrics.
+//! - [`quorum`]: how the views of the servers of a cluster decide a probe's state.
 //! - [`health`]: the handles that checkers write and selection reads through atomics.
 //! - [`name`]: names as the table keys them, lower-cased wire form.
 //! - [`wire`]: records as the table stores them, encoded once at load time for the UDP
@@ -21,6 +22,7 @@ pub mod health;
 pub mod log_limit;
 pub mod name;
 pub mod policy;
+pub mod quorum;
 pub mod role;
 pub mod transition;
 pub mod wire;
@@ -30,6 +32,7 @@ pub use counters::{Counters, MemberCounters, QueryCounters, rcode_name};
 pub use health::{MemberHealth, ProbeSet, ProbeState, Recovery};
 pub use log_limit::LogLimit;
 pub use policy::{Policy, WhenAllDown};
+pub use quorum::{Decision, PeerView, Quorum};
 pub use role::{NO_ROLE, Roles};
 pub use wire::{PackedRecords, StoredRecord, WireRef};
 

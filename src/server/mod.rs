@@ -46,6 +46,21 @@ pub async fn start(config: Config) -> io::Result<Running> {
     };
     let addrs: Vec<SocketAddr> = bound.iter().map(|b| b.addr).collect();
     let meridian = Arc::new(Meridian::new(&config, addrs.clone()));
+    if let Some(cluster) = &config.server.cluster {
+        let state = Arc::downgrade(&meridian);
+        let probes = Box::new(move || {
+            state
+                .upgrade()
+                .map(|m| m.registry.all())
+                .unwrap_or_default()
+        });
+        let member = crate::cluster::Cluster::start(cluster, probes)
+            .await
+            .map_err(|e| {
+                io::Error::new(e.kind(), format!("cluster.listen {}: {e}", cluster.listen))
+            })?;
+        let _ = meridian.cluster.set(member);
+    }
 
     // Answer only once the first round of checks has decided every member's state.
     let started = Instant::now();

@@ -79,6 +79,8 @@ pub struct Meridian {
     pub serials: Serials,
     /// Transferred zones' content and changes, for AXFR, IXFR and NOTIFY.
     pub transfers: crate::xfr::Transfers,
+    /// The cluster member, with `cluster:` (started with the server).
+    pub cluster: OnceLock<crate::cluster::Cluster>,
     /// Where maintenance flags and drains are kept across restarts (`state-file:`).
     state_file: Mutex<PathBuf>,
     /// The state file as read at start-up, until `restore_flags` takes it: the first
@@ -146,6 +148,7 @@ impl Meridian {
             events: Events::default(),
             serials: Serials::default(),
             transfers: crate::xfr::Transfers::default(),
+            cluster: OnceLock::new(),
             read_at_start: Mutex::new(Some(saved::read(&config.server.state_file))),
             state_file: Mutex::new(config.server.state_file.clone()),
             started_with: (config.server.listen.clone(), config.server.admin.clone()),
@@ -190,6 +193,7 @@ impl Meridian {
             self.forwarder.cache_entries(),
             self.signatures.stats(),
             self.status().last_error.is_none(),
+            self.cluster.get(),
         )
     }
 
@@ -276,6 +280,9 @@ impl Meridian {
             self.refresh_transfers_locked(serials_before);
         }
         self.registry.retain(&probes);
+        if let Some(cluster) = self.cluster.get() {
+            cluster.loaded(self.table.load().fingerprint());
+        }
         self.forwarder.configure(config.server.forward.as_ref());
         let cookies = &config.server.cookies;
         self.cookies
@@ -380,6 +387,9 @@ impl Meridian {
         }
         if config.server.admin != self.started_with.1 {
             warn!("admin settings changed: restart Meridian to apply them");
+        }
+        if config.server.cluster.as_ref() != self.cluster.get().map(|c| c.config()) {
+            warn!("cluster settings changed: restart Meridian to apply them");
         }
         self.apply_reusing(&config, &unchanged).await;
         // The new table serves from here; handing freed memory back comes after.

@@ -275,6 +275,24 @@ impl Table {
         self.zones.iter().map(|z| &z.zone)
     }
 
+    /// What this table serves, as one number: the same zone files (and the files they
+    /// read) give the same fingerprint on every server, whatever each one's server file
+    /// says. The servers of a cluster compare theirs.
+    pub fn fingerprint(&self) -> u64 {
+        use std::hash::Hasher;
+        let mut zones: Vec<(String, u64)> = self
+            .zones()
+            .map(|z| (z.origin.to_ascii().to_ascii_lowercase(), z.source))
+            .collect();
+        zones.sort();
+        let mut h = siphasher::sip::SipHasher13::new_with_keys(0x007a_6f6e_6573, 0x6669_6e67_6572);
+        for (origin, source) in zones {
+            h.write(origin.as_bytes());
+            h.write_u64(source);
+        }
+        h.finish()
+    }
+
     /// The compiled zones, in zone file order.
     pub fn zone_tables(&self) -> impl ExactSizeIterator<Item = &Arc<ZoneTable>> {
         self.zones.iter()
