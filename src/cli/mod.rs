@@ -239,6 +239,14 @@ fn check(path: &Path) -> ExitCode {
             for w in config.warnings() {
                 eprintln!("warning: {w}");
             }
+            let alone = config.quorum_without_cluster();
+            if let Some(first) = alone.first() {
+                eprintln!(
+                    "warning: {} name(s) set quorum: (first {first}) but {} has no cluster: section; they decide by this server's own probes",
+                    alone.len(),
+                    config.server.file.display()
+                );
+            }
             for zone in &config.zones {
                 for file in zone.dnssec.iter().flat_map(|d| d.missing_keys()) {
                     println!("{}", missing_key(&zone.origin, file));

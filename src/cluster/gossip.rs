@@ -193,6 +193,8 @@ struct Member {
     sent: HashMap<u64, (bool, u8)>,
     sent_fingerprint: Option<u64>,
     seq: u64,
+    /// The cluster size foca's settings were made for.
+    sized_for: usize,
     isolated: bool,
     rejected_log: LogLimit,
 }
@@ -205,9 +207,8 @@ pub(super) async fn run(
     shared: Arc<Shared>,
     mut resolved: watch::Receiver<Vec<SocketAddr>>,
 ) {
-    let size = NonZeroU32::new((resolved.borrow().len() as u32 + 1).max(3)).expect("not 0");
-    let mut config = foca::Config::new_lan(size);
-    config.max_packet_size = NonZeroUsize::new(DATAGRAM - OVERHEAD).expect("not 0");
+    let size = resolved.borrow().len() + 1;
+    let config = sized(size);
     let views = Arc::new(Mutex::new(Views::default()));
     let me = Arc::new(Mutex::new(me));
     let handler = Handler {
@@ -234,6 +235,7 @@ pub(super) async fn run(
         sent: HashMap::new(),
         sent_fingerprint: None,
         seq: 0,
+        sized_for: size,
         isolated: true,
         rejected_log: LogLimit::new(Duration::from_secs(10)),
     };
@@ -491,6 +493,12 @@ impl Member {
             );
         }
         self.isolated = isolated;
+        // Transmissions per broadcast and the suspicion timeout grow with the log of the
+        // size: follow the membership as it grows or shrinks.
+        let size = self.foca.num_members() + 1;
+        if size != self.sized_for && self.foca.set_config(sized(size)).is_ok() {
+            self.sized_for = size;
+        }
         let configured = self
             .shared
             .status
@@ -547,6 +555,15 @@ impl Member {
             quorum_probes: self.probes.len(),
         };
     }
+}
+
+/// Foca's LAN settings (memberlist's) for a cluster of `size`, in datagrams that leave
+/// room for the seal.
+fn sized(size: usize) -> foca::Config {
+    let n = NonZeroU32::new(size.clamp(3, 10_000) as u32).expect("not 0");
+    let mut config = foca::Config::new_lan(n);
+    config.max_packet_size = NonZeroUsize::new(DATAGRAM - OVERHEAD).expect("not 0");
+    config
 }
 
 fn add(foca: &mut Gossip, item: &Item) {

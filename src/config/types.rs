@@ -411,6 +411,20 @@ impl Config {
         self.zones.iter().flat_map(|z| &z.warnings)
     }
 
+    /// Names with a `quorum:` other than local while the server file has no `cluster:`:
+    /// they decide by this server's own probes, which their author may not expect.
+    pub fn quorum_without_cluster(&self) -> Vec<&Name> {
+        if self.server.cluster.is_some() {
+            return Vec::new();
+        }
+        self.zones
+            .iter()
+            .flat_map(|z| &z.health_checked)
+            .filter(|n| n.members.iter().any(|m| m.quorum != Quorum::Local))
+            .map(|n| &n.name)
+            .collect()
+    }
+
     /// Every probe the configuration needs, with who uses it (`name member`, for logs).
     pub fn probe_users(&self) -> impl Iterator<Item = (ProbeKey, String)> + '_ {
         self.zones.iter().flat_map(|zone| {

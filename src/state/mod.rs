@@ -213,6 +213,14 @@ impl Meridian {
         for w in config.warnings() {
             warn!("configuration: {w}");
         }
+        let alone = config.quorum_without_cluster();
+        if let Some(first) = alone.first() {
+            warn!(
+                names = alone.len(),
+                %first,
+                "quorum: without a cluster: section in the server file; these names decide by this server's own probes"
+            );
+        }
         // Where this configuration keeps its state: serials are written there as it loads.
         *self.state_file.lock().expect("state file lock") = config.server.state_file.clone();
         // The changed zones' probes (a probe they share with an unchanged zone keeps its

@@ -1,10 +1,10 @@
 //! Health checks against real backends on 127.x: the answer follows the checkers.
 
 use std::net::SocketAddr;
-use std::process::Command;
 use std::time::Duration;
 
 use crate::common::backend::{HttpBackend, TcpBackend, TestTls, free_port};
+use crate::common::netns::NetnsHost;
 use crate::common::*;
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
@@ -292,84 +292,18 @@ fn when_all_down_with_real_checks() {
     );
 }
 
-/// A host in a network namespace of the test's own, reached over a veth pair. Link-local
-/// addresses, and an `unreachable` route behind the veth's, keep every packet on this
-/// machine even after the namespace is gone.
-struct NetnsHost {
-    ns: String,
-    host_if: String,
-}
-
-const NETNS_PEER: &str = "169.254.77.2";
-
-impl NetnsHost {
-    fn create() -> Self {
-        let id = std::process::id() % 100_000;
-        let host = NetnsHost {
-            ns: format!("meridian-{id}"),
-            host_if: format!("mrdh{id}"),
-        };
-        let peer_if = format!("mrdp{id}");
-        host.cleanup();
-        let ns = host.ns.as_str();
-        for cmd in [
-            "ip route add unreachable 169.254.77.0/24".to_string(),
-            format!("ip netns add {ns}"),
-            format!("ip link add {} type veth peer name {peer_if}", host.host_if),
-            format!("ip link set {peer_if} netns {ns}"),
-            format!("ip addr add 169.254.77.1/30 dev {}", host.host_if),
-            format!("ip link set {} up", host.host_if),
-            format!("ip netns exec {ns} ip addr add {NETNS_PEER}/30 dev {peer_if}"),
-            format!("ip netns exec {ns} ip link set {peer_if} up"),
-        ] {
-            sh(&cmd).unwrap_or_else(|e| panic!("{cmd}: {e} (this test needs root and iproute2)"));
-        }
-        host
-    }
-
-    /// The host vanishes: namespace and veth pair are torn down.
-    fn remove(&self) {
-        sh(&format!("ip netns del {}", self.ns)).unwrap();
-        let _ = sh(&format!("ip link del {}", self.host_if));
-    }
-
-    fn cleanup(&self) {
-        let _ = sh(&format!("ip netns del {}", self.ns));
-        let _ = sh(&format!("ip link del {}", self.host_if));
-        let _ = sh("ip route del unreachable 169.254.77.0/24");
-    }
-}
-
-impl Drop for NetnsHost {
-    fn drop(&mut self) {
-        self.cleanup();
-    }
-}
-
-fn sh(cmd: &str) -> Result<(), String> {
-    let out = Command::new("sh")
-        .arg("-c")
-        .arg(cmd)
-        .output()
-        .map_err(|e| e.to_string())?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(String::from_utf8_lossy(&out.stderr).trim().to_string())
-    }
-}
-
 #[test]
 fn icmp_up_for_reachable_hosts_and_down_for_a_removed_one() {
-    let host = NetnsHost::create();
+    let host = NetnsHost::create("i", 77);
+    let netns_peer = host.far();
     let zone = format!(
-        "zone: icmp.test\nns: [ns1]\nfqdns:\n  app:\n    check: {{ type: icmp, interval: 200ms, timeout: 150ms, rise: 2, fall: 2 }}\n    members:\n      - {{ address: {NETNS_PEER}, weight: 100 }}\n      - {{ address: 127.0.4.1, weight: 50 }}\n      - {{ address: \"::1\" }}\n"
+        "zone: icmp.test\nns: [ns1]\nfqdns:\n  app:\n    check: {{ type: icmp, interval: 200ms, timeout: 150ms, rise: 2, fall: 2 }}\n    members:\n      - {{ address: {netns_peer}, weight: 100 }}\n      - {{ address: 127.0.4.1, weight: 50 }}\n      - {{ address: \"::1\" }}\n"
     );
     {
         let s = start(&[("icmp.yaml", &zone)]);
         assert_eq!(
             addresses(&s.ask("app.icmp.test.", RecordType::A)),
-            [NETNS_PEER]
+            [netns_peer.as_str()]
         );
         assert_eq!(
             addresses(&s.ask("app.icmp.test.", RecordType::AAAA)),
@@ -386,7 +320,7 @@ fn icmp_up_for_reachable_hosts_and_down_for_a_removed_one() {
         println!("ICMP: host removed, answer moved in {took:?}");
         let gone = probes
             .iter()
-            .find(|p| p.key.address == ip(NETNS_PEER))
+            .find(|p| p.key.address == ip(&netns_peer))
             .unwrap();
         assert!(!gone.is_up());
         println!("reason: {}", gone.detail().last.unwrap().reason);

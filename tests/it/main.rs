@@ -5,6 +5,7 @@ mod access;
 mod bombs;
 mod cases;
 mod cli;
+mod cluster;
 mod common;
 mod compose;
 mod contrib;
