@@ -202,7 +202,11 @@ def run(n, root):
                 if s.i not in changed and answers(s.sock, s.dns) == 0:
                     changed[s.i] = (time.monotonic() - t0) * 1000
         if len(changed) < n:
-            raise SystemExit(f"{n} servers: {n - len(changed)} never changed within 60 s")
+            late = [s for s in servers if s.i not in changed]
+            for s in late[:2]:
+                url = f"http://{s.admin[0]}:{s.admin[1]}/status"
+                print(urllib.request.urlopen(url, timeout=2).read().decode()[:3000], file=sys.stderr)
+            raise SystemExit(f"{n} servers: {len(late)} never changed within 60 s: {[s.i for s in late]}")
         own = changed[0]
         others = sorted(v for k, v in changed.items() if k != 0)
         return own, others[len(others) // 2], others[-1], bytes_s, msgs_s

@@ -30,8 +30,12 @@ use crate::model::{LogLimit, PeerView, ProbeState};
 
 /// How often this server announces itself to configured peers that are not members.
 const ANNOUNCE_EVERY: Duration = Duration::from_secs(2);
-/// How often local views are compared with what was last sent.
-const LOOK_EVERY: Duration = Duration::from_millis(100);
+/// How often local views are compared with what was last sent, besides at once when a
+/// probe's view changes.
+const LOOK_EVERY: Duration = Duration::from_millis(500);
+/// How often each server sends all of its items again (see `Member::refresh`): the most a
+/// member that missed one waits for it.
+const REFRESH_EVERY: Duration = Duration::from_secs(5);
 /// A UDP datagram on any path: foca packs messages up to this, less the seal.
 const DATAGRAM: usize = 1400;
 
@@ -189,9 +193,9 @@ struct Member {
     timers: Vec<(Instant, Timer<Node>)>,
     /// The quorum probes of the loaded configuration, by cluster id.
     probes: HashMap<u64, Arc<ProbeState>>,
-    /// What was last sent of each: (up, role).
-    sent: HashMap<u64, (bool, u8)>,
-    sent_fingerprint: Option<u64>,
+    /// What was last sent of each: (up, role), and its sequence number.
+    sent: HashMap<u64, ((bool, u8), u64)>,
+    sent_fingerprint: Option<(u64, u64)>,
     seq: u64,
     /// The cluster size foca's settings were made for.
     sized_for: usize,
@@ -243,6 +247,7 @@ pub(super) async fn run(
     let mut buf = vec![0u8; 65536];
     let mut look = tokio::time::interval(LOOK_EVERY);
     let mut announce = tokio::time::interval(ANNOUNCE_EVERY);
+    let mut refresh = tokio::time::interval(REFRESH_EVERY);
     loop {
         let next_timer = m.timers.iter().map(|(at, _)| *at).min();
         let sleep = tokio::time::sleep_until(
@@ -258,6 +263,8 @@ pub(super) async fn run(
             }
             () = sleep => m.fire_timers(),
             _ = look.tick() => m.look(),
+            () = m.shared.seen_changed.notified() => m.look(),
+            _ = refresh.tick() => m.refresh(),
             _ = announce.tick() => {
                 let peers = resolved.borrow_and_update().clone();
                 m.announce(&peers);
@@ -267,6 +274,8 @@ pub(super) async fn run(
                 m.look();
             }
         }
+        // Peers' views that came in take effect at once.
+        m.apply_dirty();
         m.drain();
     }
 }
@@ -322,29 +331,19 @@ impl Member {
         let mut changed = false;
         for (&id, probe) in &self.probes {
             let seen = probe.seen();
-            if self.sent.get(&id) != Some(&seen) {
-                self.sent.insert(id, seen);
+            if self.sent.get(&id).map(|(s, _)| s) != Some(&seen) {
                 self.seq += 1;
-                let item = Item::Seen {
-                    origin: self.me.lock().expect("identity lock").clone(),
-                    seq: self.seq,
-                    probe: id,
-                    up: seen.0,
-                    role: seen.1,
-                };
+                self.sent.insert(id, (seen, self.seq));
+                let item = self.seen_item(id, seen, self.seq);
                 add(&mut self.foca, &item);
                 changed = true;
             }
         }
         let fingerprint = self.shared.fingerprint.load(Ordering::Relaxed);
-        if self.sent_fingerprint != Some(fingerprint) {
-            self.sent_fingerprint = Some(fingerprint);
+        if self.sent_fingerprint.map(|(f, _)| f) != Some(fingerprint) {
             self.seq += 1;
-            let item = Item::Config {
-                origin: self.me.lock().expect("identity lock").clone(),
-                seq: self.seq,
-                fingerprint,
-            };
+            self.sent_fingerprint = Some((fingerprint, self.seq));
+            let item = self.config_item(fingerprint, self.seq);
             add(&mut self.foca, &item);
             changed = true;
         }
@@ -353,6 +352,46 @@ impl Member {
             let _ = self.foca.broadcast(&mut self.runtime);
         }
         self.apply_dirty();
+    }
+
+    /// Everything this server has sent, sent again as it was (same sequence numbers).
+    /// Dissemination by gossip reaches every member only with high probability; a member
+    /// that missed an item takes it now and passes it on, while members that have it
+    /// neither take it again nor pass it on, so this costs little more than one round of
+    /// this server's own items.
+    fn refresh(&mut self) {
+        let sent: Vec<(u64, (bool, u8), u64)> = self
+            .sent
+            .iter()
+            .map(|(&id, &(seen, seq))| (id, seen, seq))
+            .collect();
+        for (id, seen, seq) in sent {
+            let item = self.seen_item(id, seen, seq);
+            add(&mut self.foca, &item);
+        }
+        if let Some((fingerprint, seq)) = self.sent_fingerprint {
+            let item = self.config_item(fingerprint, seq);
+            add(&mut self.foca, &item);
+        }
+        let _ = self.foca.broadcast(&mut self.runtime);
+    }
+
+    fn seen_item(&self, probe: u64, (up, role): (bool, u8), seq: u64) -> Item {
+        Item::Seen {
+            origin: self.me.lock().expect("identity lock").clone(),
+            seq,
+            probe,
+            up,
+            role,
+        }
+    }
+
+    fn config_item(&self, fingerprint: u64, seq: u64) -> Item {
+        Item::Config {
+            origin: self.me.lock().expect("identity lock").clone(),
+            seq,
+            fingerprint,
+        }
     }
 
     /// Everything this server sees, sent again (for a newcomer, or under a new identity).

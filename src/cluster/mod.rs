@@ -44,6 +44,8 @@ struct Shared {
     fingerprint: AtomicU64,
     /// A load changed the probes.
     reloaded: Notify,
+    /// This server's view of a quorum probe changed.
+    seen_changed: Arc<Notify>,
     traffic: Traffic,
     probes: ProbeSource,
 }
@@ -102,7 +104,12 @@ impl Status {
 
 impl Cluster {
     /// Binds the cluster socket and starts gossiping (within a Tokio runtime).
-    pub async fn start(config: &ClusterConfig, probes: ProbeSource) -> std::io::Result<Cluster> {
+    /// `seen_changed` is woken when this server's own view of a quorum probe changes.
+    pub async fn start(
+        config: &ClusterConfig,
+        probes: ProbeSource,
+        seen_changed: Arc<Notify>,
+    ) -> std::io::Result<Cluster> {
         let socket = UdpSocket::bind(config.listen).await?;
         let shared = Arc::new(Shared {
             status: Mutex::new(Status {
@@ -111,6 +118,7 @@ impl Cluster {
             }),
             fingerprint: AtomicU64::new(0),
             reloaded: Notify::new(),
+            seen_changed,
             traffic: Traffic::default(),
             probes,
         });

@@ -31,6 +31,9 @@ pub struct Registry {
     probes: Mutex<HashMap<ProbeKey, Arc<ProbeState>>>,
     /// Woken when any of its probes changes state.
     pub changed: Arc<tokio::sync::Notify>,
+    /// Woken when this server's own view of a probe with a quorum changes (the cluster
+    /// member waits on it).
+    pub seen_changed: Arc<tokio::sync::Notify>,
 }
 
 impl Registry {
@@ -51,7 +54,11 @@ impl Registry {
                 let probe = probes
                     .entry(key.clone())
                     .or_insert_with(|| {
-                        Arc::new(ProbeState::watched(key.clone(), self.changed.clone()))
+                        Arc::new(ProbeState::watched(
+                            key.clone(),
+                            self.changed.clone(),
+                            self.seen_changed.clone(),
+                        ))
                     })
                     .clone();
                 probe.set_users(users);

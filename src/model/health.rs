@@ -118,6 +118,9 @@ pub struct ProbeState {
     /// Told of every change of state, so that the state watcher looks at once instead of
     /// at its next tick (zone transfers then NOTIFY secondaries within milliseconds).
     changed: Option<Arc<tokio::sync::Notify>>,
+    /// Told when this server's own view of a quorum probe changes, so that the cluster
+    /// sends it at once.
+    seen_changed: Option<Arc<tokio::sync::Notify>>,
 }
 
 impl ProbeState {
@@ -146,13 +149,20 @@ impl ProbeState {
             latency_us: AtomicU64::new(0),
             buckets: Default::default(),
             changed: None,
+            seen_changed: None,
         }
     }
 
-    /// A new probe whose changes wake `changed`.
-    pub fn watched(key: ProbeKey, changed: Arc<tokio::sync::Notify>) -> Self {
+    /// A new probe whose changes wake `changed`, and the changes of its own view (with a
+    /// quorum) `seen_changed`.
+    pub fn watched(
+        key: ProbeKey,
+        changed: Arc<tokio::sync::Notify>,
+        seen_changed: Arc<tokio::sync::Notify>,
+    ) -> Self {
         ProbeState {
             changed: Some(changed),
+            seen_changed: Some(seen_changed),
             ..ProbeState::new(key)
         }
     }
@@ -251,6 +261,12 @@ impl ProbeState {
         let vote = result.leader.as_deref().map_or(0, vote_of);
         self.leader_vote.store(vote, Ordering::Relaxed);
         let mut detail = self.detail.lock().expect("probe detail lock");
+        if (detail.seen_up, detail.seen_role) != (up, role)
+            && self.key.quorum != Quorum::Local
+            && let Some(cluster) = &self.seen_changed
+        {
+            cluster.notify_one();
+        }
         detail.seen_up = up;
         detail.seen_role = role;
         let at = result.at;

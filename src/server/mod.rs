@@ -54,7 +54,8 @@ pub async fn start(config: Config) -> io::Result<Running> {
                 .map(|m| m.registry.all())
                 .unwrap_or_default()
         });
-        let member = crate::cluster::Cluster::start(cluster, probes)
+        let seen = meridian.registry.seen_changed.clone();
+        let member = crate::cluster::Cluster::start(cluster, probes, seen)
             .await
             .map_err(|e| {
                 io::Error::new(e.kind(), format!("cluster.listen {}: {e}", cluster.listen))
