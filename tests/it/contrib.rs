@@ -11,6 +11,20 @@ fn exported() -> BTreeSet<String> {
     let zone =
         "zone: c.test\nns: [ns1.c.test.]\nfqdns:\n  app:\n    members: [{ address: 192.0.2.1 }]\n";
     let s = in_process(&[("c.yaml", zone)]);
+    // A cluster member too, for the cluster's metrics (alone: no peer answers).
+    let cluster = meridian::config::ClusterConfig {
+        listen: "127.0.97.3:0".parse().unwrap(),
+        peers: vec!["127.0.97.4:5400".into()],
+        key: b"a key for the metrics test, 32 chars+".to_vec(),
+    };
+    let member =
+        s.rt.block_on(meridian::cluster::Cluster::start(
+            &cluster,
+            Box::new(Vec::new),
+            Default::default(),
+        ))
+        .unwrap();
+    let _ = s.state.cluster.set(member);
     s.state
         .metrics()
         .lines()
@@ -101,6 +115,8 @@ fn the_dashboard_and_the_alerts_ask_only_for_exported_metrics() {
         "meridian_member_flapping",
         "meridian_config_last_reload_successful",
         "meridian_probe_duration_seconds_bucket",
+        "meridian_cluster_isolated",
+        "meridian_cluster_config_mismatch",
     ] {
         assert!(alerts.iter().any(|a| a == alerted), "no alert on {alerted}");
     }

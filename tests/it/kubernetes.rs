@@ -116,11 +116,18 @@ fn repo_file(path: &str) -> String {
 fn the_mounted_configuration_serves_and_a_configmap_update_reloads_it() {
     let root = tempfile::tempdir().unwrap();
     let host = "127.0.97.1";
-    let (port, admin_port) = (free_port(ip(host)), free_port(ip(host)));
+    let (port, admin_port, gossip_port) = (
+        free_port(ip(host)),
+        free_port(ip(host)),
+        free_port(ip(host)),
+    );
     // The base's server file, as mounted, with loopback addresses and a state file here.
     let server = repo_file("deploy/kubernetes/base/meridian.yaml")
         .replace("0.0.0.0:5353", &format!("{host}:{port}"))
         .replace("0.0.0.0:9153", &format!("{host}:{admin_port}"))
+        // A peer that is not there: this server alone, cut off, decides by its own view.
+        .replace("0.0.0.0:5400", &format!("{host}:{gossip_port}"))
+        .replace("meridian-peers:5400", "127.0.97.2:5400")
         .replace(
             "/var/lib/meridian/meridian.state.json",
             &root
@@ -141,7 +148,12 @@ fn the_mounted_configuration_serves_and_a_configmap_update_reloads_it() {
         1,
         &[("example.test.yaml", &zone)],
     );
-    project(&root.path().join("secret"), 1, &[("admin-token", &token)]);
+    let key = repo_file("deploy/kubernetes/overlays/example/cluster-key");
+    project(
+        &root.path().join("secret"),
+        1,
+        &[("admin-token", &token), ("cluster-key", &key)],
+    );
 
     let served = serve(&root.path().join("server/meridian.yaml"));
     let www = || {
@@ -154,6 +166,10 @@ fn the_mounted_configuration_serves_and_a_configmap_update_reloads_it() {
     // The readiness probe's answer, and the token read from the Secret's file.
     let admin = std::net::SocketAddr::new(ip(host), admin_port);
     assert_eq!(http(admin, "GET", "/healthz", None).0, 200);
+    // The cluster key read from the Secret's file: the member runs, alone so far.
+    let (_, status) = http(admin, "GET", "/status", None);
+    let status: serde_json::Value = serde_json::from_str(&status).unwrap();
+    assert_eq!(status["cluster"]["isolated"], true, "{status}");
     let write = |token| {
         http(
             admin,
