@@ -8,7 +8,7 @@ use std::net::{SocketAddr, TcpListener};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use meridian::model::{Check, CheckSpec, HttpCheck, ProbeKey, Roles, Timing};
+use meridian::model::{Check, CheckSpec, HttpCheck, ProbeKey, Quorum, Roles, Timing};
 
 struct Backend {
     addr: SocketAddr,
@@ -70,6 +70,7 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
             },
             address: None,
         },
+        quorum: Quorum::Local,
     };
     let outcome = b.rt.block_on(meridian::health::probe_now(&key));
     assert!(outcome.latency < Duration::from_secs(1), "{outcome:?}");
