@@ -3,10 +3,18 @@
 //! broadcasts, piggybacked on its messages. Foca brings no transport: datagrams go
 //! through one UDP socket, each sealed (`seal`).
 //!
+//! Broadcasts reach every member with high probability, not certainty. So a change also
+//! goes straight to every live member, one datagram each; and each server pushes all of
+//! its own items to one member a second, taking the members in turn ([`SYNC_EVERY`]), so
+//! a member that missed a datagram has it again within one turn of the cluster (N - 1
+//! seconds with N servers). Items carry sequence numbers per origin, so what a member
+//! already has is ignored, and a push is never passed on. A probe a server stops running
+//! (a reload) is retracted by a tombstone.
+//!
 //! Each server announces itself to the configured peers that are not (yet) members, every
 //! [`ANNOUNCE_EVERY`], so a peer that starts later, or a partition that heals, joins
 //! within seconds. When a member comes up, every server sends all of its views again (new
-//! sequence numbers), so a newcomer learns the whole state.
+//! sequence numbers), so a newcomer learns the whole state at once.
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
@@ -33,9 +41,13 @@ const ANNOUNCE_EVERY: Duration = Duration::from_secs(2);
 /// How often local views are compared with what was last sent, besides at once when a
 /// probe's view changes.
 const LOOK_EVERY: Duration = Duration::from_millis(500);
-/// How often each server sends all of its items again (see `Member::refresh`): the most a
-/// member that missed one waits for it.
-const REFRESH_EVERY: Duration = Duration::from_secs(5);
+/// How often each server pushes all of its own items to the next member in turn.
+const SYNC_EVERY: Duration = Duration::from_secs(1);
+/// How long a tombstone is pushed: long enough for every member's turn in large clusters.
+const TOMBSTONE_FOR: Duration = Duration::from_secs(300);
+/// The first byte of a sealed message: what follows.
+const FOCA: u8 = 0;
+const SYNC: u8 = 1;
 /// A UDP datagram on any path: foca packs messages up to this, less the seal.
 const DATAGRAM: usize = 1400;
 
@@ -78,11 +90,30 @@ enum Item {
         up: bool,
         role: u8,
     },
+    /// The origin no longer runs this probe: its view stops counting.
+    Gone { origin: Node, seq: u64, probe: u64 },
     Config {
         origin: Node,
         seq: u64,
         fingerprint: u64,
     },
+}
+
+impl Item {
+    fn key(&self) -> ItemKey {
+        let (origin, seq, probe) = match self {
+            Item::Seen {
+                origin, seq, probe, ..
+            }
+            | Item::Gone { origin, seq, probe } => (origin, *seq, Some(*probe)),
+            Item::Config { origin, seq, .. } => (origin, *seq, None),
+        };
+        ItemKey {
+            origin: origin.clone(),
+            probe,
+            seq,
+        }
+    }
 }
 
 /// Which broadcast an item replaces: the same origin's older item about the same thing.
@@ -110,8 +141,46 @@ pub(super) struct Views {
 #[derive(Default)]
 struct PeerData {
     fingerprint: Option<(u64, u64)>,
-    /// Probe id -> (seq, up, role).
-    seen: HashMap<u64, (u64, bool, u8)>,
+    /// Probe id -> (seq, (up, role)), `None` once the peer no longer runs it.
+    seen: HashMap<u64, (u64, Option<(bool, u8)>)>,
+}
+
+impl Views {
+    /// Keeps what `item` (from another server) says if it is news; returns whether it was.
+    fn take(&mut self, item: Item) -> bool {
+        match item {
+            Item::Seen {
+                origin,
+                seq,
+                probe,
+                up,
+                role,
+            } => self.take_view(origin, seq, probe, Some((up, role))),
+            Item::Gone { origin, seq, probe } => self.take_view(origin, seq, probe, None),
+            Item::Config {
+                origin,
+                seq,
+                fingerprint,
+            } => {
+                let peer = self.peers.entry(origin).or_default();
+                if peer.fingerprint.is_some_and(|(s, _)| s >= seq) {
+                    return false;
+                }
+                peer.fingerprint = Some((seq, fingerprint));
+                true
+            }
+        }
+    }
+
+    fn take_view(&mut self, origin: Node, seq: u64, probe: u64, view: Option<(bool, u8)>) -> bool {
+        let peer = self.peers.entry(origin).or_default();
+        if peer.seen.get(&probe).is_some_and(|(s, _)| *s >= seq) {
+            return false;
+        }
+        peer.seen.insert(probe, (seq, view));
+        self.dirty.insert(probe);
+        true
+    }
 }
 
 #[derive(Debug)]
@@ -141,41 +210,13 @@ impl BroadcastHandler<Node> for Handler {
         sender: Option<&Node>,
     ) -> Result<Option<ItemKey>, Malformed> {
         let item: Item = postcard::from_bytes(data).map_err(|_| Malformed)?;
-        let (origin, seq, probe) = match &item {
-            Item::Seen {
-                origin, seq, probe, ..
-            } => (origin, *seq, Some(*probe)),
-            Item::Config { origin, seq, .. } => (origin, *seq, None),
-        };
-        let key = ItemKey {
-            origin: origin.clone(),
-            probe,
-            seq,
-        };
-        if origin.addr == self.me.lock().expect("identity lock").addr {
+        let key = item.key();
+        if key.origin.addr == self.me.lock().expect("identity lock").addr {
             // Ours: pass on what we add, never what comes back.
             return Ok(sender.is_none().then_some(key));
         }
-        let mut views = self.views.lock().expect("views lock");
-        let peer = views.peers.entry(origin.clone()).or_default();
-        match item {
-            Item::Seen {
-                probe, up, role, ..
-            } => {
-                if peer.seen.get(&probe).is_some_and(|(s, ..)| *s >= seq) {
-                    return Ok(None);
-                }
-                peer.seen.insert(probe, (seq, up, role));
-                views.dirty.insert(probe);
-            }
-            Item::Config { fingerprint, .. } => {
-                if peer.fingerprint.is_some_and(|(s, _)| s >= seq) {
-                    return Ok(None);
-                }
-                peer.fingerprint = Some((seq, fingerprint));
-            }
-        }
-        Ok(Some(key))
+        let news = self.views.lock().expect("views lock").take(item);
+        Ok(news.then_some(key))
     }
 }
 
@@ -196,6 +237,11 @@ struct Member {
     /// What was last sent of each: (up, role), and its sequence number.
     sent: HashMap<u64, ((bool, u8), u64)>,
     sent_fingerprint: Option<(u64, u64)>,
+    /// Probes this server stopped running: the tombstone's sequence number, and until
+    /// when it is pushed.
+    gone: HashMap<u64, (u64, Instant)>,
+    /// Whose turn it is to be pushed this server's items.
+    sync_turn: usize,
     seq: u64,
     /// The cluster size foca's settings were made for.
     sized_for: usize,
@@ -238,6 +284,8 @@ pub(super) async fn run(
         probes: HashMap::new(),
         sent: HashMap::new(),
         sent_fingerprint: None,
+        gone: HashMap::new(),
+        sync_turn: 0,
         seq: 0,
         sized_for: size,
         isolated: true,
@@ -247,7 +295,7 @@ pub(super) async fn run(
     let mut buf = vec![0u8; 65536];
     let mut look = tokio::time::interval(LOOK_EVERY);
     let mut announce = tokio::time::interval(ANNOUNCE_EVERY);
-    let mut refresh = tokio::time::interval(REFRESH_EVERY);
+    let mut sync = tokio::time::interval(SYNC_EVERY);
     loop {
         let next_timer = m.timers.iter().map(|(at, _)| *at).min();
         let sleep = tokio::time::sleep_until(
@@ -264,7 +312,7 @@ pub(super) async fn run(
             () = sleep => m.fire_timers(),
             _ = look.tick() => m.look(),
             () = m.shared.seen_changed.notified() => m.look(),
-            _ = refresh.tick() => m.refresh(),
+            _ = sync.tick() => m.sync(),
             _ = announce.tick() => {
                 let peers = resolved.borrow_and_update().clone();
                 m.announce(&peers);
@@ -294,8 +342,26 @@ impl Member {
             }
             return;
         };
-        if let Err(e) = self.foca.handle_data(message, &mut self.runtime) {
-            debug!(%from, error = %e, "cluster: a message foca refused");
+        match message.split_first() {
+            Some((&FOCA, message)) => {
+                if let Err(e) = self.foca.handle_data(message, &mut self.runtime) {
+                    debug!(%from, error = %e, "cluster: a message foca refused");
+                }
+            }
+            Some((&SYNC, mut items)) => {
+                let mut views = self.views.lock().expect("views lock");
+                while let [hi, lo, rest @ ..] = items {
+                    let len = usize::from(u16::from_be_bytes([*hi, *lo]));
+                    let Some((item, more)) = rest.split_at_checked(len) else {
+                        break;
+                    };
+                    if let Ok(item) = postcard::from_bytes::<Item>(item) {
+                        views.take(item);
+                    }
+                    items = more;
+                }
+            }
+            _ => debug!(%from, "cluster: a message of no known kind"),
         }
     }
 
@@ -328,52 +394,87 @@ impl Member {
 
     /// Sends what changed in this server's own views and configuration.
     fn look(&mut self) {
-        let mut changed = false;
+        let mut changed = Vec::new();
         for (&id, probe) in &self.probes {
             let seen = probe.seen();
             if self.sent.get(&id).map(|(s, _)| s) != Some(&seen) {
                 self.seq += 1;
                 self.sent.insert(id, (seen, self.seq));
-                let item = self.seen_item(id, seen, self.seq);
-                add(&mut self.foca, &item);
-                changed = true;
+                self.gone.remove(&id);
+                changed.push(self.seen_item(id, seen, self.seq));
             }
         }
         let fingerprint = self.shared.fingerprint.load(Ordering::Relaxed);
         if self.sent_fingerprint.map(|(f, _)| f) != Some(fingerprint) {
             self.seq += 1;
             self.sent_fingerprint = Some((fingerprint, self.seq));
-            let item = self.config_item(fingerprint, self.seq);
-            add(&mut self.foca, &item);
-            changed = true;
+            changed.push(self.config_item(fingerprint, self.seq));
         }
-        if changed {
-            // At once, rather than with the next message foca sends anyway.
-            let _ = self.foca.broadcast(&mut self.runtime);
+        if !changed.is_empty() {
+            self.announce_changes(&changed);
         }
         self.apply_dirty();
     }
 
-    /// Everything this server has sent, sent again as it was (same sequence numbers).
-    /// Dissemination by gossip reaches every member only with high probability; a member
-    /// that missed an item takes it now and passes it on, while members that have it
-    /// neither take it again nor pass it on, so this costs little more than one round of
-    /// this server's own items.
-    fn refresh(&mut self) {
-        let sent: Vec<(u64, (bool, u8), u64)> = self
-            .sent
-            .iter()
-            .map(|(&id, &(seen, seq))| (id, seen, seq))
-            .collect();
-        for (id, seen, seq) in sent {
-            let item = self.seen_item(id, seen, seq);
-            add(&mut self.foca, &item);
-        }
-        if let Some((fingerprint, seq)) = self.sent_fingerprint {
-            let item = self.config_item(fingerprint, seq);
-            add(&mut self.foca, &item);
+    /// A change goes to every live member at once, one datagram each (changes are rare
+    /// next to the gossip that carries them too): gossip alone reaches everyone only with
+    /// high probability, and the turn-by-turn push would repair a miss only after up to
+    /// N - 1 seconds.
+    fn announce_changes(&mut self, items: &[Item]) {
+        for item in items {
+            add(&mut self.foca, item);
         }
         let _ = self.foca.broadcast(&mut self.runtime);
+        let members: Vec<SocketAddr> = self.foca.iter_members().map(|m| m.id().addr).collect();
+        for to in members {
+            self.push(to, items);
+        }
+    }
+
+    /// Pushes all of this server's own items to the next member in turn (see the module's
+    /// comment), in as many datagrams as they take.
+    fn sync(&mut self) {
+        let now = Instant::now();
+        self.gone.retain(|_, (_, until)| *until > now);
+        let mut members: Vec<SocketAddr> = self.foca.iter_members().map(|m| m.id().addr).collect();
+        if members.is_empty() {
+            return;
+        }
+        members.sort();
+        self.sync_turn = self.sync_turn.wrapping_add(1);
+        let to = members[self.sync_turn % members.len()];
+        let origin = self.me.lock().expect("identity lock").clone();
+        let mut items: Vec<Item> = self
+            .sent
+            .iter()
+            .map(|(&id, &(seen, seq))| self.seen_item(id, seen, seq))
+            .collect();
+        items.extend(self.gone.iter().map(|(&probe, &(seq, _))| Item::Gone {
+            origin: origin.clone(),
+            seq,
+            probe,
+        }));
+        if let Some((fingerprint, seq)) = self.sent_fingerprint {
+            items.push(self.config_item(fingerprint, seq));
+        }
+        self.push(to, &items);
+    }
+
+    /// Sends `items` straight to `to`, in as many datagrams as they take.
+    fn push(&self, to: SocketAddr, items: &[Item]) {
+        let mut datagram = vec![SYNC];
+        for item in items {
+            let data = postcard::to_allocvec(item).expect("an item encodes");
+            if datagram.len() + 2 + data.len() > DATAGRAM - OVERHEAD && datagram.len() > 1 {
+                self.send(to, &datagram);
+                datagram.truncate(1);
+            }
+            datagram.extend_from_slice(&(data.len() as u16).to_be_bytes());
+            datagram.extend_from_slice(&data);
+        }
+        if datagram.len() > 1 {
+            self.send(to, &datagram);
+        }
     }
 
     fn seen_item(&self, probe: u64, (up, role): (bool, u8), seq: u64) -> Item {
@@ -407,7 +508,29 @@ impl Member {
             .filter(|p| p.key.quorum != crate::model::Quorum::Local)
             .map(|p| (p.key.cluster_id(), p))
             .collect();
-        self.sent.retain(|id, _| self.probes.contains_key(id));
+        // Probes this server no longer runs: their views stop counting elsewhere too.
+        let dropped: Vec<u64> = self
+            .sent
+            .keys()
+            .filter(|id| !self.probes.contains_key(id))
+            .copied()
+            .collect();
+        let origin = self.me.lock().expect("identity lock").clone();
+        let mut tombstones = Vec::new();
+        for probe in dropped {
+            self.sent.remove(&probe);
+            self.seq += 1;
+            self.gone
+                .insert(probe, (self.seq, Instant::now() + TOMBSTONE_FOR));
+            tombstones.push(Item::Gone {
+                origin: origin.clone(),
+                seq: self.seq,
+                probe,
+            });
+        }
+        if !tombstones.is_empty() {
+            self.announce_changes(&tombstones);
+        }
         let mut views = self.views.lock().expect("views lock");
         views.dirty.extend(self.probes.keys().copied());
     }
@@ -430,11 +553,12 @@ impl Member {
             let mut peers: Vec<PeerView> = live
                 .iter()
                 .filter_map(|node| {
-                    let (_, up, role) = views.peers.get(node)?.seen.get(&id)?;
+                    let (_, view) = views.peers.get(node)?.seen.get(&id)?;
+                    let (up, role) = (*view)?;
                     Some(PeerView {
                         peer: node.addr.to_string(),
-                        up: *up,
-                        role: *role,
+                        up,
+                        role,
                     })
                 })
                 .collect();
@@ -471,16 +595,25 @@ impl Member {
     }
 
     fn flush(&mut self) {
-        let traffic = &self.shared.traffic;
+        let mut message = Vec::with_capacity(DATAGRAM);
         while let Some((to, data)) = self.runtime.to_send() {
-            let sealed = self.seal.seal(&data);
-            traffic.sent_messages.fetch_add(1, Ordering::Relaxed);
-            traffic
-                .sent_bytes
-                .fetch_add(sealed.len() as u64, Ordering::Relaxed);
-            // UDP: a full buffer or an unreachable peer is what failure detection is for.
-            let _ = self.socket.try_send_to(&sealed, to.addr);
+            message.clear();
+            message.push(FOCA);
+            message.extend_from_slice(&data);
+            self.send(to.addr, &message);
         }
+    }
+
+    /// Seals and sends one message (its kind first).
+    fn send(&self, to: SocketAddr, message: &[u8]) {
+        let sealed = self.seal.seal(message);
+        let traffic = &self.shared.traffic;
+        traffic.sent_messages.fetch_add(1, Ordering::Relaxed);
+        traffic
+            .sent_bytes
+            .fetch_add(sealed.len() as u64, Ordering::Relaxed);
+        // UDP: a full buffer or an unreachable peer is what failure detection is for.
+        let _ = self.socket.try_send_to(&sealed, to);
     }
 
     fn follow(&mut self, notes: Vec<OwnedNotification<Node>>) {
@@ -573,7 +706,7 @@ impl Member {
                     started: m.id().started / 1000,
                     fingerprint,
                     same_config: fingerprint.is_none_or(|f| f == ours),
-                    views: data.map_or(0, |d| d.seen.len()),
+                    views: data.map_or(0, |d| d.seen.values().filter(|(_, v)| v.is_some()).count()),
                 }
             })
             .collect();
@@ -601,7 +734,8 @@ impl Member {
 fn sized(size: usize) -> foca::Config {
     let n = NonZeroU32::new(size.clamp(3, 10_000) as u32).expect("not 0");
     let mut config = foca::Config::new_lan(n);
-    config.max_packet_size = NonZeroUsize::new(DATAGRAM - OVERHEAD).expect("not 0");
+    // Less the seal and the message's kind.
+    config.max_packet_size = NonZeroUsize::new(DATAGRAM - OVERHEAD - 1).expect("not 0");
     config
 }
 

@@ -401,6 +401,29 @@ fn a_peer_that_dies_drops_out_of_the_count_and_one_serving_other_zones_is_report
     );
     let (_, page) = http(f.admin[0], "GET", "/", None);
     assert!(page.contains("1 peer(s) serve other zones"), "{page}");
+
+    // B drops x-any from its zone (a reload): its view of that probe is retracted, and
+    // A counts C's alone beside its own.
+    let text = std::fs::read_to_string(&zone_b).unwrap();
+    let start = text.find("  x-any:").unwrap();
+    let end = start + text[start..].find("  x-majority:").unwrap();
+    std::fs::write(&zone_b, format!("{}{}", &text[..start], &text[end..])).unwrap();
+    eventually(
+        Duration::from_secs(10),
+        "B's view of x-any retracted",
+        || {
+            let s = f.status(0);
+            let x_any = s["names"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|n| n["name"] == "x-any.q.test.")
+                .unwrap()["members"][0]["checks"][0]["quorum"]
+                .clone();
+            x_any["why"] == "1 of 2 vantage points see it down; any: down"
+                && x_any["peers"][0]["peer"] == format!("{}:5400", f.gossip_far)
+        },
+    );
 }
 
 #[test]
