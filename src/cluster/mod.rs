@@ -12,6 +12,7 @@
 
 mod gossip;
 mod seal;
+mod views;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -133,7 +134,7 @@ impl Cluster {
                 None => return,
             };
             info!(%addr, "cluster: gossiping");
-            let me = gossip::Node {
+            let me = views::Node {
                 addr,
                 started: gossip::unix_ms(),
             };
