@@ -4,27 +4,24 @@
 //! Knot; each corpus entry names the behaviour it checks.
 
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use hickory_proto::op::Message;
 use hickory_proto::rr::{Record, RecordType};
 
 use crate::common::backend::free_port;
+use crate::common::daemon::Daemon;
 use crate::common::*;
 
 const KNOT: &str = "127.0.91.1";
 
-pub struct Knot {
-    child: Child,
-    pub addr: SocketAddr,
-    _dir: tempfile::TempDir,
-}
+pub struct Knot(Daemon);
 
-impl Drop for Knot {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+impl std::ops::Deref for Knot {
+    type Target = Daemon;
+    fn deref(&self) -> &Daemon {
+        &self.0
     }
 }
 
@@ -46,19 +43,11 @@ impl Knot {
             ),
         )
         .unwrap();
-        let child = Command::new("knotd")
-            .arg("-c")
-            .arg(dir.path().join("knot.conf"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("knotd is installed (Debian package knot)");
+        let mut cmd = Command::new("knotd");
+        cmd.arg("-c").arg(dir.path().join("knot.conf"));
         let addr = SocketAddr::new(ip(KNOT), port);
-        let knot = Knot {
-            child,
-            addr,
-            _dir: dir,
-        };
+        let log = dir.path().join("knot.log");
+        let knot = Knot(Daemon::spawn(cmd, dir, addr, log, false, "knot"));
         let probe = query(origin, RecordType::SOA).to_vec().unwrap();
         eventually(Duration::from_secs(10), "knotd to serve the zone", || {
             try_udp_from(ip("127.0.0.1"), addr, &probe, Duration::from_millis(300))

@@ -3,7 +3,7 @@
 //! IXFR. The requests a secondary makes are also made by hand, to check each answer.
 
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use hickory_proto::op::{Message, ResponseCode};
@@ -13,6 +13,7 @@ use hickory_proto::rr::{Name, RData, Record, RecordType, TSigner};
 
 use crate::common::InProcess;
 use crate::common::backend::{TcpBackend, free_port};
+use crate::common::daemon::Daemon;
 use crate::common::*;
 
 const PRIMARY: &str = "127.0.94.1";
@@ -24,17 +25,12 @@ const KEY: &str = "xfr-key";
 const SECRET: &str = "c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0cw==";
 
 /// A secondary server process, killed when dropped; its log kept to read.
-struct Secondary {
-    child: Child,
-    addr: SocketAddr,
-    log: std::path::PathBuf,
-    _dir: tempfile::TempDir,
-}
+struct Secondary(Daemon);
 
-impl Drop for Secondary {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+impl std::ops::Deref for Secondary {
+    type Target = Daemon;
+    fn deref(&self) -> &Daemon {
+        &self.0
     }
 }
 
@@ -52,10 +48,6 @@ impl Secondary {
             "timed out after {limit:?} waiting for {what}; its log:\n{}",
             self.log()
         );
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
     /// The addresses it answers for `name` (A), sorted, when it answers with authority.
@@ -106,19 +98,17 @@ fn knot_secondary(zone: &str, primary: SocketAddr, port: u16) -> Secondary {
         ),
     )
     .unwrap();
-    let child = Command::new("knotd")
-        .arg("-c")
-        .arg(dir.path().join("knot.conf"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("knotd is installed (Debian package knot)");
-    Secondary {
-        child,
-        addr: SocketAddr::new(ip(KNOT), port),
-        log: dir.path().join("knot.log"),
-        _dir: dir,
-    }
+    let mut cmd = Command::new("knotd");
+    cmd.arg("-c").arg(dir.path().join("knot.conf"));
+    let log = dir.path().join("knot.log");
+    Secondary(Daemon::spawn(
+        cmd,
+        dir,
+        SocketAddr::new(ip(KNOT), port),
+        log,
+        false,
+        "knot",
+    ))
 }
 
 /// named (BIND 9) as a secondary of `primary` for `zone`, with the key for everything it
@@ -138,20 +128,19 @@ fn bind_secondary(zone: &str, primary: SocketAddr, port: u16) -> Secondary {
         ),
     )
     .unwrap();
+    let mut cmd = Command::new("named");
+    cmd.args(["-g", "-n", "1", "-c"])
+        .arg(dir.path().join("named.conf"));
+    // named -g logs to stderr only.
     let log = dir.path().join("named.log");
-    let child = Command::new("named")
-        .args(["-g", "-n", "1", "-c"])
-        .arg(dir.path().join("named.conf"))
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .expect("named is installed (Debian package bind9)");
-    Secondary {
-        child,
-        addr: SocketAddr::new(ip(BIND), port),
+    Secondary(Daemon::spawn(
+        cmd,
+        dir,
+        SocketAddr::new(ip(BIND), port),
         log,
-        _dir: dir,
-    }
+        true,
+        "bind9",
+    ))
 }
 
 /// nsd as a secondary of `primary` for `zone`, taking NOTIFY from it (signed).
@@ -169,19 +158,17 @@ fn nsd_secondary(zone: &str, primary: SocketAddr, port: u16) -> Secondary {
         ),
     )
     .unwrap();
-    let child = Command::new("nsd")
-        .args(["-d", "-c"])
-        .arg(dir.path().join("nsd.conf"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("nsd is installed (Debian package nsd)");
-    Secondary {
-        child,
-        addr: SocketAddr::new(ip(NSD), port),
-        log: dir.path().join("nsd.log"),
-        _dir: dir,
-    }
+    let mut cmd = Command::new("nsd");
+    cmd.args(["-d", "-c"]).arg(dir.path().join("nsd.conf"));
+    let log = dir.path().join("nsd.log");
+    Secondary(Daemon::spawn(
+        cmd,
+        dir,
+        SocketAddr::new(ip(NSD), port),
+        log,
+        false,
+        "nsd",
+    ))
 }
 
 /// The zone: static records, and a health-checked name whose first member is the one

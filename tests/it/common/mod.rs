@@ -2,6 +2,7 @@
 //! client over real UDP and TCP sockets, the `meridian` binary, and polling.
 
 pub mod backend;
+pub mod daemon;
 pub mod netns;
 pub mod vault;
 
