@@ -60,6 +60,8 @@ struct Member {
     socket: Arc<UdpSocket>,
     shared: Arc<Shared>,
     timers: Vec<(Instant, Timer<Node>)>,
+    /// The peers' addresses as `cluster.peers` resolves now.
+    peers: Vec<SocketAddr>,
     /// The quorum probes of the loaded configuration, by cluster id.
     probes: HashMap<u64, Arc<ProbeState>>,
     /// What was last sent of each: (up, role), and its sequence number.
@@ -109,6 +111,7 @@ pub(super) async fn run(
         socket: Arc::new(socket),
         shared,
         timers: Vec::new(),
+        peers: Vec::new(),
         probes: HashMap::new(),
         sent: HashMap::new(),
         sent_fingerprint: None,
@@ -142,8 +145,8 @@ pub(super) async fn run(
             () = m.shared.seen_changed.notified() => m.look(),
             _ = sync.tick() => m.sync(),
             _ = announce.tick() => {
-                let peers = resolved.borrow_and_update().clone();
-                m.announce(&peers);
+                m.peers = resolved.borrow_and_update().clone();
+                m.announce();
             }
             () = m.shared.reloaded.notified() => {
                 m.reload_probes();
@@ -207,17 +210,17 @@ impl Member {
     }
 
     /// Joins the configured peers that are not members (itself excluded).
-    fn announce(&mut self, peers: &[SocketAddr]) {
+    fn announce(&mut self) {
         let me = self.me.lock().expect("identity lock").addr;
         let members: HashSet<SocketAddr> = self.foca.iter_members().map(|m| m.id().addr).collect();
-        for &addr in peers {
+        for &addr in &self.peers {
             if addr != me && !members.contains(&addr) {
                 let _ = self
                     .foca
                     .announce(Node { addr, started: 0 }, &mut self.runtime);
             }
         }
-        self.publish_status(peers);
+        self.publish_status();
     }
 
     /// Sends what changed in this server's own views and configuration.
@@ -499,14 +502,7 @@ impl Member {
         if size != self.sized_for && self.foca.set_config(sized(size)).is_ok() {
             self.sized_for = size;
         }
-        let configured = self
-            .shared
-            .status
-            .lock()
-            .expect("status lock")
-            .configured
-            .clone();
-        self.publish_status(&configured);
+        self.publish_status();
     }
 
     fn forget(&mut self, node: &Node) {
@@ -515,7 +511,7 @@ impl Member {
     }
 
     /// The status page's and metrics' view of the cluster.
-    fn publish_status(&self, configured: &[SocketAddr]) {
+    fn publish_status(&self) {
         let views = self.views.lock().expect("views lock");
         let ours = self.shared.fingerprint.load(Ordering::Relaxed);
         let me = self.me.lock().expect("identity lock").clone();
@@ -543,8 +539,8 @@ impl Member {
         let mut status = self.shared.status.lock().expect("status lock");
         *status = Status {
             address: Some(me.addr),
-            configured: configured.to_vec(),
-            unreachable: configured
+            unreachable: self
+                .peers
                 .iter()
                 .filter(|a| **a != me.addr && !members.contains(a))
                 .copied()

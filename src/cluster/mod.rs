@@ -67,9 +67,7 @@ pub struct Traffic {
 pub struct Status {
     /// The address peers know this server by (once known).
     pub address: Option<SocketAddr>,
-    /// The peers' addresses as `cluster.peers` resolves now.
-    pub configured: Vec<SocketAddr>,
-    /// Of those, the ones that are not live members.
+    /// The peers' addresses `cluster.peers` resolves to now that are not live members.
     pub unreachable: Vec<SocketAddr>,
     /// The live members.
     pub peers: Vec<PeerStatus>,

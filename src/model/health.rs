@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use super::check::{CheckSpec, ProbeKey};
-use super::quorum::{Decision, PeerView, Quorum};
+use super::quorum::{Decision, PeerView, Quorum, tally};
 
 use super::role::{NO_ROLE, Roles};
 
@@ -318,8 +318,7 @@ impl ProbeState {
         let (up, role) = if self.key.quorum == Quorum::Local || detail.peers.is_empty() {
             (detail.seen_up, detail.seen_role)
         } else {
-            let vantage = detail.peers.len() + 1;
-            let down = detail.peers.iter().filter(|p| !p.up).count() + usize::from(!detail.seen_up);
+            let (down, vantage) = tally(detail.seen_up, &detail.peers);
             let up = self.key.quorum.decide(down, vantage).unwrap_or(was_up);
             // Up by the others' word while this server cannot see it: the role is the
             // one most of them see.

@@ -50,6 +50,13 @@ impl Quorum {
     }
 }
 
+/// How many vantage points see a target down, and how many there are: this server (by
+/// `seen_up`) and each peer.
+pub fn tally(seen_up: bool, peers: &[PeerView]) -> (usize, usize) {
+    let down = peers.iter().filter(|p| !p.up).count() + usize::from(!seen_up);
+    (down, peers.len() + 1)
+}
+
 /// What one peer reports of a probe.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PeerView {
@@ -75,8 +82,7 @@ pub struct Decision {
 impl Decision {
     /// In words: "2 of 3 vantage points see it down; majority: down".
     pub fn why(&self) -> String {
-        let vantage = self.peers.len() + 1;
-        let down = self.peers.iter().filter(|p| !p.up).count() + usize::from(!self.seen_up);
+        let (down, vantage) = tally(self.seen_up, &self.peers);
         let state = if self.up { "up" } else { "down" };
         if self.quorum == Quorum::Local {
             return format!("local: this server's own view ({state})");
