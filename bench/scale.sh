@@ -14,7 +14,11 @@
 # 100,000 names: it took 106 s to load 100,000 here, and its load time grows faster than
 # the name count. Ports 5412-5416, loopback only;
 # everything started is stopped on exit, and each wait is bounded (300 s).
+# SERVERS="meridian knot" runs only those of meridian, gdnsd and knot (to compare two
+# Meridian builds, say, without gdnsd's long DYNA load).
 set -euo pipefail
+SERVERS=${SERVERS:-meridian gdnsd knot}
+want() { [[ " $SERVERS " == *" $1 "* ]]; }
 N=${1:-100000}
 MERIDIAN=$(realpath "${2:-$(dirname "$0")/../target/release/meridian}")
 cd "$(dirname "$0")"
@@ -82,7 +86,7 @@ measure() {
 echo "| server, content | names | ready s | RSS at ready MiB | RSS 2 s later MiB | peak MiB | peak / RSS | bytes per name |"
 echo "|---|---|---|---|---|---|---|---|"
 
-for kind in fqdns records; do
+for kind in $(want meridian && echo fqdns records); do
   m=$d/meridian-$kind; mkdir -p "$m/zones"
   printf 'listen: [127.0.0.1:5412]\nzones: zones\nwatch: false\n' > "$m/meridian.yaml"
   gen "meridian-$kind" "$m/zones/scale.yaml"
@@ -96,7 +100,7 @@ done
 # Signed: the health-checked names in a signed zone, then one query with DO for each name
 # (every answer signed once): the signature cache's entries and bytes (from the metrics)
 # and the RSS it adds, at N names. Up to 100,000 names (the cache holds 131,072).
-if command -v dnsperf >/dev/null && [ "$N" -le 100000 ]; then
+if want meridian && command -v dnsperf >/dev/null && [ "$N" -le 100000 ]; then
   m=$d/meridian-signed; mkdir -p "$m/zones"
   printf 'listen: [127.0.0.1:5412]\nzones: zones\nwatch: false\nadmin: { listen: "127.0.0.1:5418" }\n' > "$m/meridian.yaml"
   gen meridian-fqdns "$m/zones/scale.yaml"
@@ -140,7 +144,7 @@ PY
   rm -rf "$m"
 fi
 
-if command -v gdnsd >/dev/null; then
+if want gdnsd && command -v gdnsd >/dev/null; then
   kinds="dyna records"; [ "$N" -le 100000 ] || kinds=records
   for kind in $kinds; do
     g=$d/gdnsd-$kind; mkdir -p "$g/zones" "$g/run" "$g/state"
@@ -161,7 +165,7 @@ if command -v gdnsd >/dev/null; then
   done
 fi
 
-if command -v knotd >/dev/null; then
+if want knot && command -v knotd >/dev/null; then
   k=$d/knot; mkdir -p "$k/run" "$k/db"
   cat > "$k/knot.conf" <<EOF
 server:

@@ -1,5 +1,6 @@
 //! Any text as a zone file: a list of errors, or a zone that compiles into a table that
-//! answers. Never a panic.
+//! answers. Never a panic. And wherever the quick YAML reader reads the text, serde-saphyr
+//! reads the same values at the same places.
 #![no_main]
 
 use std::path::Path;
@@ -28,6 +29,9 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
+    if let Err(difference) = meridian::config::yaml_readers_agree(text) {
+        panic!("{difference}");
+    }
     let Ok(zone) = meridian::config::parse_zone(Path::new("fuzz.yaml"), text) else {
         return;
     };

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_saphyr::Spanned;
+use super::yaml::Spanned;
 
 use super::error::Report;
 use super::roles::validate_rules;
@@ -195,7 +195,7 @@ fn validate_address(
 /// where they do nothing is a mistake. Returns whether there were none.
 fn reject_http_fields(r: &mut Report, field: &str, raw: &CheckRaw, kind: &str) -> bool {
     let at = |v: &Option<Spanned<String>>| v.as_ref().map(|s| s.referenced);
-    let mut unused: Vec<(&str, Option<serde_saphyr::Location>)> = match kind {
+    let mut unused: Vec<(&str, Option<super::yaml::Location>)> = match kind {
         "http" | "https" => vec![("tls", raw.tls.as_ref().map(|s| s.referenced))],
         "vault" => vec![
             ("expect", raw.expect.as_ref().map(|s| s.referenced)),

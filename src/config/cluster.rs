@@ -35,7 +35,7 @@ const MIN_KEY: usize = 32;
 pub(super) fn validate_cluster(
     r: &mut Report,
     base: &Path,
-    raw: &serde_saphyr::Spanned<ClusterRaw>,
+    raw: &super::yaml::Spanned<ClusterRaw>,
 ) -> Option<ClusterConfig> {
     let c = &raw.value;
     let errors = r.count();

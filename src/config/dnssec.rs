@@ -9,12 +9,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::yaml::Spanned;
 use hickory_proto::dnssec::crypto::{EcdsaSigningKey, Ed25519SigningKey};
 use hickory_proto::dnssec::{Algorithm, PublicKey, PublicKeyBuf, SigningKey};
 use hickory_proto::rr::Name;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
-use serde_saphyr::Spanned;
 
 use super::error::Report;
 use super::yaml::DnssecRaw;

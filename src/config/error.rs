@@ -3,7 +3,7 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use serde_saphyr::Location;
+use super::yaml::Location;
 
 /// One problem in one file, at one place.
 #[derive(Clone, Debug, PartialEq, Eq)]

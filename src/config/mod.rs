@@ -14,6 +14,7 @@ mod dnssec;
 mod error;
 mod load;
 mod master;
+mod quick_yaml;
 mod rdata;
 mod roles;
 mod server;
@@ -34,6 +35,7 @@ pub use load::{load, load_reusing, parse_zone, with_dependencies, zone_files};
 pub use server::{DEFAULT_LISTEN, load_server};
 pub use transfer::{TransferConfig, TransferView, TsigKeyConfig};
 pub use types::*;
+pub use yaml::yaml_readers_agree;
 
 #[cfg(test)]
 mod tests {

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use serde_saphyr::Spanned;
+use super::yaml::Spanned;
 
 use super::check::parse_status_range;
 use super::error::Report;

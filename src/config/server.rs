@@ -200,7 +200,7 @@ pub fn load_server(file: &Path) -> Result<ServerConfig, ConfigError> {
         }
     };
     let identity = raw.identity.as_ref().map_or_else(Default::default, |i| {
-        let mut text = |v: &Option<serde_saphyr::Spanned<String>>, field: &str| {
+        let mut text = |v: &Option<super::yaml::Spanned<String>>, field: &str| {
             let v = v.as_ref()?;
             let t = v.value.trim();
             if t.is_empty() || t.len() > 255 || !t.is_ascii() {
@@ -319,8 +319,8 @@ fn group_name(gid: u32) -> String {
 
 fn validate_run_as(
     r: &mut Report,
-    user: Option<&serde_saphyr::Spanned<String>>,
-    group: Option<&serde_saphyr::Spanned<String>>,
+    user: Option<&super::yaml::Spanned<String>>,
+    group: Option<&super::yaml::Spanned<String>>,
 ) -> Option<RunAs> {
     let Some(user) = user else {
         if let Some(g) = group {
@@ -368,7 +368,7 @@ pub(super) fn validate_access(
     let Some(raw) = raw else {
         return AccessConfig::default();
     };
-    let mut networks = |list: &serde_saphyr::Spanned<super::yaml::TextList>, what: &str| {
+    let mut networks = |list: &super::yaml::Spanned<super::yaml::TextList>, what: &str| {
         let mut out = Vec::new();
         for (i, (loc, text)) in items(list).enumerate() {
             match text.trim().parse::<IpNet>() {
@@ -455,21 +455,24 @@ fn validate_cookies(r: &mut Report, raw: Option<&CookiesRaw>, edns_udp_size: u16
 
 fn validate_rate_limit(r: &mut Report, raw: &RateLimitRaw) -> RateLimitConfig {
     let d = RateLimitConfig::default();
-    let mut within =
-        |v: &Option<serde_saphyr::Spanned<u32>>, field: &str, lo: u32, hi: u32, default: u32| {
-            match v {
-                None => default,
-                Some(s) if (lo..=hi).contains(&s.value) => s.value,
-                Some(s) => {
-                    r.at(
-                        s.referenced,
-                        field,
-                        format!("must be between {lo} and {hi}"),
-                    );
-                    default
-                }
+    let mut within = |v: &Option<super::yaml::Spanned<u32>>,
+                      field: &str,
+                      lo: u32,
+                      hi: u32,
+                      default: u32| {
+        match v {
+            None => default,
+            Some(s) if (lo..=hi).contains(&s.value) => s.value,
+            Some(s) => {
+                r.at(
+                    s.referenced,
+                    field,
+                    format!("must be between {lo} and {hi}"),
+                );
+                default
             }
-        };
+        }
+    };
     let responses_per_second = within(
         &raw.responses_per_second,
         "rate-limit.responses-per-second",
@@ -486,7 +489,7 @@ fn validate_rate_limit(r: &mut Report, raw: &RateLimitRaw) -> RateLimitConfig {
     );
     let slip = within(&raw.slip, "rate-limit.slip", 0, 10, d.slip);
     let mut prefix =
-        |v: &Option<serde_saphyr::Spanned<u8>>, field: &str, max: u8, default: u8| match v {
+        |v: &Option<super::yaml::Spanned<u8>>, field: &str, max: u8, default: u8| match v {
             None => default,
             Some(s) if s.value <= max => s.value,
             Some(s) => {
@@ -545,7 +548,7 @@ fn validate_rate_limit(r: &mut Report, raw: &RateLimitRaw) -> RateLimitConfig {
 /// A positive duration (`500ms`, `2s`), or `default` when absent (or, after reporting, wrong).
 fn duration(
     r: &mut Report,
-    value: &Option<serde_saphyr::Spanned<String>>,
+    value: &Option<super::yaml::Spanned<String>>,
     field: &str,
     default: Duration,
 ) -> Duration {
@@ -561,8 +564,7 @@ fn duration(
 
 fn validate_tcp(r: &mut Report, raw: &TcpRaw) -> TcpConfig {
     let defaults = TcpConfig::default();
-    let mut count = |v: &Option<serde_saphyr::Spanned<usize>>, field: &str, default: usize| match v
-    {
+    let mut count = |v: &Option<super::yaml::Spanned<usize>>, field: &str, default: usize| match v {
         None => default,
         Some(c) if c.value == 0 => {
             r.at(c.referenced, field, "must be at least 1");

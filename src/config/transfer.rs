@@ -4,10 +4,10 @@
 
 use std::net::{IpAddr, SocketAddr};
 
+use super::yaml::Spanned;
 use hickory_proto::rr::Name;
 use hickory_proto::rr::rdata::tsig::TsigAlgorithm;
 use ipnet::IpNet;
-use serde_saphyr::Spanned;
 
 use super::error::Report;
 use super::types::SiteConfig;

@@ -8,10 +8,60 @@ use std::path::Path;
 use hickory_proto::rr::RecordType;
 use serde::Deserialize;
 use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
-use serde_saphyr::{Location, Spanned};
 
 use super::error::ConfigError;
 use crate::model::{Policy, Quorum, WhenAllDown};
+
+/// Where a value was written: line and column from 1, both 0 when unknown.
+///
+/// serde-saphyr's `Location` also keeps the value's span and source (28 bytes), and its
+/// `Spanned` keeps two of them (where a value is used and where it is defined, which differ
+/// only through aliases): a zone of a million records held some 300 MB of positions while
+/// it was read. The errors and warnings need the line and the column, nothing more.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Location {
+    line: u32,
+    column: u32,
+}
+
+impl Location {
+    pub(super) const UNKNOWN: Location = Location { line: 0, column: 0 };
+
+    pub(super) fn line(&self) -> u64 {
+        self.line.into()
+    }
+
+    pub(super) fn column(&self) -> u64 {
+        self.column.into()
+    }
+}
+
+impl From<serde_saphyr::Location> for Location {
+    fn from(at: serde_saphyr::Location) -> Location {
+        Location {
+            line: at.line().try_into().unwrap_or(u32::MAX),
+            column: at.column().try_into().unwrap_or(u32::MAX),
+        }
+    }
+}
+
+/// A value and where it was written (where an alias uses it, for a value reached through
+/// one, as serde-saphyr's `referenced`).
+#[derive(Clone, Debug)]
+pub(super) struct Spanned<T> {
+    pub(super) value: T,
+    pub(super) referenced: Location,
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Spanned<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let spanned = serde_saphyr::Spanned::<T>::deserialize(d)?;
+        Ok(Spanned {
+            value: spanned.value,
+            referenced: spanned.referenced.into(),
+        })
+    }
+}
 
 /// A scalar read as text whatever YAML typed it as (`200`, `1.5`, `true`, `abc`).
 #[derive(Clone, Debug)]
@@ -85,7 +135,6 @@ pub(super) fn unplaced<T>(value: T) -> Spanned<T> {
     Spanned {
         value,
         referenced: Location::UNKNOWN,
-        defined: Location::UNKNOWN,
     }
 }
 
@@ -101,7 +150,7 @@ pub(super) fn items(list: &Spanned<TextList>) -> impl Iterator<Item = (Location,
     })
 }
 
-#[derive(Deserialize)]
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub(super) struct ServerRaw {
     pub(super) listen: Option<Spanned<TextList>>,
@@ -126,7 +175,7 @@ pub(super) struct ServerRaw {
     pub(super) cluster: Option<Spanned<ClusterRaw>>,
 }
 
-#[derive(Deserialize)]
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub(super) struct ClusterRaw {
     pub(super) listen: Spanned<String>,
@@ -135,7 +184,7 @@ pub(super) struct ClusterRaw {
     pub(super) key_file: Option<Spanned<String>>,
 }
 
-#[derive(Deserialize)]
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub(super) struct IdentityRaw {
     pub(super) nsid: Option<Spanned<String>>,
@@ -143,7 +192,7 @@ pub(super) struct IdentityRaw {
     pub(super) hostname: Option<Spanned<String>>,
 }
 
-#[derive(Deserialize)]
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub(super) struct CookiesRaw {
     pub(super) enabled: Option<bool>,
@@ -152,7 +201,7 @@ pub(super) struct CookiesRaw {
     pub(super) nocookie_udp_size: Option<Spanned<u16>>,
 }
 
-#[derive(Deserialize)]
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub(super) struct RateLimitRaw {
     pub(super) responses_per_second: Option<Spanned<u32>>,
@@ -164,7 +213,7 @@ pub(super) struct RateLimitRaw {
     pub(super) table_size: Option<Spanned<usize>>,
 }
 
-#[derive(Deserialize)]
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub(super) struct TcpRaw {
     pub(super) max_connections: Option<Spanned<usize>>,
@@ -174,7 +223,7 @@ pub(super) struct TcpRaw {
     pub(super) max_queries_per_connection: Option<Spanned<usize>>,
 }
 
-#[derive(Deserialize)]
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub(super) struct AdminRaw {
     pub(super) listen: Option<Spanned<String>>,
@@ -182,7 +231,7 @@ pub(super) struct AdminRaw {
     pub(super) token_file: Option<Spanned<String>>,
 }
 
-#[derive(Deserialize)]
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub(super) struct ForwardRaw {
     pub(super) upstreams: Spanned<TextList>,
@@ -191,7 +240,7 @@ pub(super) struct ForwardRaw {
     pub(super) cache_size: Option<usize>,
 }
 
-#[derive(Deserialize)]
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub(super) struct ZoneRaw {
     pub(super) zone: Spanned<String>,
@@ -211,7 +260,7 @@ pub(super) struct ZoneRaw {
     pub(super) transfer_view: Option<Spanned<String>>,
 }
 
-#[derive(Deserialize)]
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub(super) struct TransferRaw {
     pub(super) allow: Option<Spanned<TextList>>,
@@ -219,7 +268,7 @@ pub(super) struct TransferRaw {
     pub(super) tsig: Option<Spanned<TsigRaw>>,
 }
 
-#[derive(Deserialize)]
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub(super) struct TsigRaw {
     pub(super) name: Spanned<String>,
@@ -227,7 +276,7 @@ pub(super) struct TsigRaw {
     pub(super) secret: Spanned<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub(super) struct DnssecRaw {
     pub(super) algorithm: Option<Spanned<String>>,
@@ -240,7 +289,7 @@ pub(super) struct DnssecRaw {
     pub(super) cds: Option<Spanned<bool>>,
 }
 
-#[derive(Deserialize)]
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub(super) struct AccessRaw {
     pub(super) allow: Option<Spanned<TextList>>,
@@ -248,7 +297,7 @@ pub(super) struct AccessRaw {
     pub(super) action: Option<Spanned<String>>,
 }
 
-#[derive(Deserialize)]
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub(super) struct SoaRaw {
     pub(super) mname: Option<Spanned<String>>,
@@ -264,6 +313,7 @@ pub(super) struct SoaRaw {
 /// order. Only the types given are kept: a struct with a field per type held some 1.1 KB
 /// per owner (a position pair for each, given or not) while a zone was read, which made
 /// reading a large zone cost gigabytes.
+#[derive(Debug)]
 pub(super) struct RecordSetRaw {
     pub(super) ttl: Option<Spanned<u32>>,
     pub(super) sets: Vec<(RecordType, Spanned<TextList>)>,
@@ -361,7 +411,7 @@ impl<'de> Deserialize<'de> for RecordSetRaw {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub(super) struct SiteRaw {
     pub(super) lat: Option<Spanned<f64>>,
@@ -378,7 +428,7 @@ pub(super) struct SiteRaw {
     pub(super) checks: Option<Vec<Spanned<CheckRaw>>>,
 }
 
-#[derive(Deserialize)]
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 ///
 /// The fields most names leave out are boxed: every name of a zone is held in this form
@@ -400,7 +450,7 @@ pub(super) struct FqdnRaw {
     pub(super) members: Spanned<Vec<Spanned<MemberRaw>>>,
 }
 
-#[derive(Deserialize)]
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 /// Rare fields boxed, as in [`FqdnRaw`].
 pub(super) struct MemberRaw {
@@ -414,7 +464,7 @@ pub(super) struct MemberRaw {
     pub(super) checks: Option<Vec<Spanned<CheckRaw>>>,
 }
 
-#[derive(Deserialize)]
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub(super) struct CheckRaw {
     #[serde(rename = "type")]
@@ -441,7 +491,7 @@ pub(super) struct CheckRaw {
 }
 
 /// One rule of an HTTP check's `roles:`.
-#[derive(Deserialize)]
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub(super) struct RoleRaw {
     pub(super) role: Spanned<String>,
@@ -451,12 +501,8 @@ pub(super) struct RoleRaw {
     pub(super) healthy: Option<bool>,
 }
 
-/// Parses YAML into `T`, turning a serde error into a positioned [`ConfigError`].
-pub(super) fn parse_yaml<T: for<'de> Deserialize<'de>>(
-    file: &Path,
-    text: &str,
-) -> Result<T, ConfigError> {
-    let mut path = String::new();
+/// serde-saphyr's limits for Meridian's files.
+fn budget() -> serde_saphyr::Budget {
     // serde-saphyr's default budget (250,000 nodes) stops a zone of some 15,000 names; a
     // zone of 100,000 names with 3 members each is about 2.5 million events. Alias
     // expansion keeps its own limits, which are what stop YAML bombs.
@@ -464,6 +510,22 @@ pub(super) fn parse_yaml<T: for<'de> Deserialize<'de>>(
     budget.max_events = 100_000_000;
     budget.max_nodes = 50_000_000;
     budget.max_total_scalar_bytes = 1 << 30;
+    budget
+}
+
+/// Parses YAML into `T`, turning a serde error into a positioned [`ConfigError`].
+///
+/// The quick reader (`quick_yaml`) reads the common YAML in half serde-saphyr's time;
+/// serde-saphyr reads the rest, and every file with an error, whose message it gives.
+pub(super) fn parse_yaml<T: for<'de> Deserialize<'de>>(
+    file: &Path,
+    text: &str,
+) -> Result<T, ConfigError> {
+    let budget = budget();
+    if let Some(parsed) = super::quick_yaml::read(text, &budget) {
+        return Ok(parsed);
+    }
+    let mut path = String::new();
     let mut options = serde_saphyr::Options::default();
     options.budget = Some(budget);
     // Tracking the path costs a fifth of the parse: parse without it, and only for a file
@@ -482,7 +544,7 @@ pub(super) fn parse_yaml<T: for<'de> Deserialize<'de>>(
         })
     })
     .map_err(|e| {
-        let loc = e.location().unwrap_or(Location::UNKNOWN);
+        let loc = e.location().unwrap_or(serde_saphyr::Location::UNKNOWN);
         let inner = e.without_snippet().to_string();
         // The position is reported separately; drop serde-saphyr's own suffix.
         let message = match inner.rfind(" at line ") {
@@ -517,6 +579,34 @@ pub(super) fn parse_yaml<T: for<'de> Deserialize<'de>>(
     })
 }
 
+/// Whether the quick reader agrees with serde-saphyr on `text` read as `T`: wherever it
+/// gives a value, serde-saphyr gives the same one, with the same positions. `Ok(true)` when
+/// the quick reader read it, `Ok(false)` when it left it to serde-saphyr.
+fn readers_agree<T: for<'de> Deserialize<'de> + fmt::Debug>(text: &str) -> Result<bool, String> {
+    let Some(quick) = super::quick_yaml::read::<T>(text, &budget()) else {
+        return Ok(false);
+    };
+    let mut options = serde_saphyr::Options::default();
+    options.budget = Some(budget());
+    match serde_saphyr::from_str_with_options::<T>(text, options) {
+        Ok(full) if format!("{quick:?}") == format!("{full:?}") => Ok(true),
+        Ok(full) => Err(format!(
+            "the readers differ\nquick:        {quick:?}\nserde-saphyr: {full:?}"
+        )),
+        Err(e) => Err(format!(
+            "the quick reader read {quick:?}, serde-saphyr failed: {e}"
+        )),
+    }
+}
+
+/// [`readers_agree`] for a zone file and a server file, for the `zone` fuzz target.
+#[doc(hidden)]
+pub fn yaml_readers_agree(text: &str) -> Result<(), String> {
+    readers_agree::<ZoneRaw>(text)?;
+    readers_agree::<ServerRaw>(text)?;
+    Ok(())
+}
+
 /// A hash of a file's text (SipHash with fixed keys: the same text, the same hash).
 /// SipHash with fixed keys rather than std's `DefaultHasher`, whose algorithm may change
 /// between Rust releases: a zone's derived SOA serial comes from this hash, and servers
@@ -541,4 +631,166 @@ pub(super) fn read_file(path: &Path) -> Result<String, ConfigError> {
             format!("is not UTF-8 text (byte {})", e.utf8_error().valid_up_to()),
         )
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A zone in most of the shapes the files take: block and flow collections, quoted
+    /// and plain scalars, escapes, numbers, YAML 1.1 booleans, floats, nulls, keys that
+    /// look like numbers, and text beyond ASCII (spans count characters and bytes apart).
+    const ZONE: &str = r#"# a comment
+zone: "kemp.local"
+ttl: 60
+soa: { mname: ns1, rname: 'hostmaster', serial: 7, refresh: -1 }
+ns: [ns1, "ns2.kemp.local."]
+records:
+  ns1: { A: 192.0.2.53 }
+  ns2:
+    A: [192.0.2.54, 192.0.2.55]
+    AAAA: "2001:db8::53"
+  1: { PTR: host.kemp.local. }
+  2.0.192: { TXT: ["v=spf1 -all", 'it''s', "tab\there", "é ünï"] }
+  mail: { ttl: 300, MX: "10 mx.kemp.local.", TYPE65534: '\# 0' }
+  txt:
+    TXT: >-
+      folded
+      text
+sites:
+  ams:
+    lat: 52.37
+    lon: -4.9
+    countries: [NL, BE]
+    networks: [10.1.0.0/16]
+    default: yes
+  fra: { lat: 50, lon: 8.68, continents: EU, enabled: off }
+fqdns:
+  vault:
+    selection: fixed-weight
+    quorum: majority
+    when-all-down: none
+    answers: 2
+    failover-within: 10s
+    roles: [active, [standby, perf-standby]]
+    check:
+      type: http
+      port: 8200
+      path: /v1/sys/health
+      expect: [200, 429, 4xx]
+      tls-verify: false
+      interval: 2s
+      rise: 2
+      roles:
+        - { role: active, status: 200, json: { sealed: false, n: 1.5, m: ~, l: [1, -2] } }
+    members:
+      - { address: 192.0.2.1, weight: 10, site: ams, node: node1 }
+      - address: 192.0.2.2
+        weight: -3
+        enabled: true
+        checks: [{ type: tcp, port: 22 }, { type: icmp }]
+      - address: "2001:db8::2"
+  ünïcode: { members: [{ address: 192.0.2.9, recovery: ~ }] }
+"#;
+
+    #[test]
+    fn the_quick_reader_reads_a_zone_as_serde_saphyr_does() {
+        assert_eq!(readers_agree::<ZoneRaw>(ZONE), Ok(true));
+    }
+
+    #[test]
+    fn the_quick_reader_reads_every_file_in_the_repository_as_serde_saphyr_does() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let mut files = Vec::new();
+        let mut dirs = vec![root.to_path_buf()];
+        while let Some(dir) = dirs.pop() {
+            for entry in std::fs::read_dir(&dir).unwrap() {
+                let path = entry.unwrap().path();
+                let name = path.file_name().unwrap().to_string_lossy().into_owned();
+                if path.is_dir() && !name.starts_with('.') && name != "target" {
+                    dirs.push(path);
+                } else if name.ends_with(".yaml") {
+                    files.push(path);
+                }
+            }
+        }
+        let mut read = 0;
+        for file in &files {
+            let text = std::fs::read_to_string(file).unwrap();
+            let zone = dir_is(file, "zones") || dir_is(file, "zone");
+            let server = file.file_name().unwrap() == "meridian.yaml";
+            let agreed = match (zone, server) {
+                (true, _) => readers_agree::<ZoneRaw>(&text),
+                (_, true) => readers_agree::<ServerRaw>(&text),
+                _ => continue,
+            };
+            let parsed = match (zone, server) {
+                (true, _) => parse_yaml::<ZoneRaw>(file, &text).is_ok(),
+                _ => parse_yaml::<ServerRaw>(file, &text).is_ok(),
+            };
+            // Every file serde-saphyr reads is in the quick reader's subset.
+            assert_eq!(agreed, Ok(parsed), "{}", file.display());
+            read += usize::from(parsed);
+        }
+        assert!(read >= 30, "only {read} files read");
+    }
+
+    fn dir_is(file: &Path, name: &str) -> bool {
+        file.parent()
+            .and_then(Path::file_name)
+            .is_some_and(|d| d.to_string_lossy().contains(name))
+    }
+
+    /// YAML outside the subset is left to serde-saphyr, which reads it as before.
+    #[test]
+    fn the_quick_reader_leaves_the_rest_to_serde_saphyr() {
+        let outside = [
+            // anchors, aliases and merge keys
+            "zone: a.test\nns: [ns1]\nrecords:\n  ns1: &x { A: 192.0.2.1 }\n  ns2: *x\n",
+            "zone: a.test\nns: [ns1]\nrecords:\n  ns1: { A: 192.0.2.1 }\n  ns2: { <<: {A: 192.0.2.2} }\n",
+            // tags, and integer spellings it does not read
+            "zone: a.test\nns: [ns1]\nttl: !!int 60\n",
+            "zone: a.test\nns: [ns1]\nttl: 0x3c\n",
+            "zone: a.test\nns: [ns1]\nttl: +60\n",
+            "zone: a.test\nns: [ns1]\nttl: 6_0\n",
+            // floats that are not finite
+            "zone: a.test\nns: [ns1]\nsites: { x: { lat: .inf } }\n",
+            // a directive, and a second document
+            "%YAML 1.2\n---\nzone: a.test\nns: [ns1]\n",
+            "zone: a.test\nns: [ns1]\n---\nzone: b.test\nns: [ns1]\n",
+        ];
+        for text in outside {
+            assert_eq!(readers_agree::<ZoneRaw>(text), Ok(false), "{text}");
+        }
+        // serde-saphyr still reads the anchored zone, and the quick reader's refusal to
+        // guess does not change what the file means.
+        let raw: ZoneRaw = parse_yaml(Path::new("z.yaml"), outside[0]).unwrap();
+        assert_eq!(raw.records.len(), 2);
+        let raw: ZoneRaw = parse_yaml(Path::new("z.yaml"), outside[3]).unwrap();
+        assert_eq!(raw.ttl.map(|t| t.value), Some(60));
+    }
+
+    /// Errors are serde-saphyr's, at their place, whichever reader starts.
+    #[test]
+    fn files_with_errors_get_serde_saphyrs_positioned_error() {
+        let cases = [
+            (
+                "zone: a.test\nns: [ns1]\nrecords:\n  x: { A: 1 }\n  x: { A: 2 }\n",
+                5,
+            ),
+            ("zone: a.test\nns: [ns1]\nttl: -5\n", 3),
+            (
+                "zone: a.test\nns: [ns1]\nfqdns:\n  x:\n    members: [{ address: a, wieght: 1 }]\n",
+                5,
+            ),
+            ("zone: a.test\nns: [ns1]\nrecords: { x: { A: [1, 2 }\n", 3),
+        ];
+        for (text, line) in cases {
+            assert_eq!(readers_agree::<ZoneRaw>(text), Ok(false), "{text}");
+            let e = parse_yaml::<ZoneRaw>(Path::new("z.yaml"), text)
+                .err()
+                .unwrap();
+            assert_eq!(e.line, line, "{text}: {e}");
+        }
+    }
 }

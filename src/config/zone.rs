@@ -5,11 +5,11 @@ use std::net::IpAddr;
 use std::path::Path;
 use std::sync::Arc;
 
+use super::yaml::{Location, Spanned};
 use hickory_proto::rr::rdata::TXT;
 use hickory_proto::rr::{Name, RData, RecordType};
 use hickory_proto::serialize::txt::Parser as ZoneFileParser;
 use ipnet::IpNet;
-use serde_saphyr::{Location, Spanned};
 use std::time::Duration;
 
 use super::budget::{Budget, worst_case};
@@ -72,7 +72,9 @@ pub(super) fn validate_zone(file: &Path, mut raw: ZoneRaw) -> Result<ZoneConfig,
         .filter_map(|(owner, _)| parse_owner(owner, &origin).ok())
         .filter(|owner| *owner != origin)
         .collect();
-    let mut records = Vec::new();
+    // Room for every record set at once: growing by doubling copies the sets over and
+    // over, and holds half as much again at the peak.
+    let mut records = Vec::with_capacity(raw.records.values().map(|s| s.value.sets.len()).sum());
     // Taken, so that each owner's raw form is freed once validated: a large zone is not
     // held twice.
     for (owner_text, set) in std::mem::take(&mut raw.records) {
@@ -314,7 +316,9 @@ fn validate_rrsets(
             );
             continue;
         }
-        let mut rdata = Vec::new();
+        // Exactly as many as given: a `Vec` grown by a push keeps room for four, and an
+        // `RData` is large (a zone of a million record sets took a gigabyte more).
+        let mut rdata = Vec::with_capacity(values.value.0.len());
         for (i, (loc, text)) in items(values).enumerate() {
             match parse_rdata(rtype, text, origin) {
                 Ok(d) if rdata.contains(&d) => {
@@ -889,52 +893,58 @@ fn check_conflicts(
     records: &[RecordSetConfig],
     names: &[HealthCheckedNameConfig],
 ) {
-    // The static record sets by owner, so that each name looks up its own (a scan per
-    // name was quadratic in a large zone).
-    let mut by_owner: HashMap<Name, Vec<&RecordSetConfig>> = HashMap::new();
-    for set in records {
-        by_owner
-            .entry(set.owner.to_lowercase())
-            .or_default()
-            .push(set);
+    // Each name by its lower-cased form, so that each record set looks up its owner (a scan
+    // per name was quadratic in a large zone). Keyed by the names rather than the record
+    // sets: a zone of a million static records and no names builds nothing.
+    let mut by_name: HashMap<Name, usize> = HashMap::with_capacity(names.len());
+    let mut twice = Vec::new();
+    for (i, f) in names.iter().enumerate() {
+        // Two fqdns keys may spell the same name (`vault` and `vault.kemp.local.`).
+        if by_name.insert(f.name.to_lowercase(), i).is_some() {
+            twice.push(f);
+        }
     }
-    for f in names {
-        let key = relative_key(&f.name, origin);
-        let at = raw
-            .fqdns
-            .get(&key)
-            .map_or(Location::UNKNOWN, |s| s.referenced);
-        let sets = by_owner.get(&f.name.to_lowercase());
-        for set in sets.into_iter().flatten() {
-            let clash = match set.rtype {
-                RecordType::CNAME => Some("a CNAME"),
-                RecordType::A if f.members.iter().any(|m| m.address.is_ipv4()) => {
-                    Some("static A records")
-                }
-                RecordType::AAAA if f.members.iter().any(|m| m.address.is_ipv6()) => {
-                    Some("static AAAA records")
-                }
-                _ => None,
-            };
-            if let Some(what) = clash {
-                r.at(
-                    at,
-                    format!("fqdns.{key}"),
-                    format!("{} also has {what} under records.{key}", f.name),
-                );
+    let mut clashes: Vec<(usize, &RecordSetConfig)> = Vec::new();
+    if !by_name.is_empty() {
+        for set in records {
+            if let Some(&i) = by_name.get(&set.owner.to_lowercase()) {
+                clashes.push((i, set));
             }
         }
     }
-    // Two fqdns keys may spell the same name (`vault` and `vault.kemp.local.`).
-    let mut seen = HashSet::new();
-    for f in names {
-        if !seen.insert(f.name.to_lowercase()) {
+    // In the order of the names, and of the records under each.
+    clashes.sort_by_key(|&(i, _)| i);
+    for (i, set) in clashes {
+        let f = &names[i];
+        let clash = match set.rtype {
+            RecordType::CNAME => Some("a CNAME"),
+            RecordType::A if f.members.iter().any(|m| m.address.is_ipv4()) => {
+                Some("static A records")
+            }
+            RecordType::AAAA if f.members.iter().any(|m| m.address.is_ipv6()) => {
+                Some("static AAAA records")
+            }
+            _ => None,
+        };
+        if let Some(what) = clash {
+            let key = relative_key(&f.name, origin);
+            let at = raw
+                .fqdns
+                .get(&key)
+                .map_or(Location::UNKNOWN, |s| s.referenced);
             r.at(
-                Location::UNKNOWN,
-                format!("fqdns.{}", relative_key(&f.name, origin)),
-                format!("{} is defined twice", f.name),
+                at,
+                format!("fqdns.{key}"),
+                format!("{} also has {what} under records.{key}", f.name),
             );
         }
+    }
+    for f in twice {
+        r.at(
+            Location::UNKNOWN,
+            format!("fqdns.{}", relative_key(&f.name, origin)),
+            format!("{} is defined twice", f.name),
+        );
     }
 }
 

@@ -1,0 +1,651 @@
+//! The quick reader: serde straight over granit-parser's events, for the YAML that
+//! Meridian's files are written in, with the same values and positions (`Spanned`) that
+//! serde-saphyr gives.
+//!
+//! Written by hand because no crate does this: serde-saphyr reads a zone of 100,000 names
+//! in about twice the time of the parser's events beneath it (it records events for
+//! anchors, keeps a budget and a fingerprint of every key, and carries state for comments,
+//! tags and includes), and that parse was most of a large zone's load time.
+//!
+//! It reads a subset: one document of block and flow collections with plain and quoted
+//! scalars; no anchors, aliases, tags, merge keys or directives. Scalars are typed by
+//! serde-saphyr's rules (YAML 1.1 booleans, its integer and float spellings); where the two
+//! readers could tell a scalar apart, this one gives up rather than guess. Anything outside
+//! the subset, and any error at all, gives `None`, and the caller reads the file again with
+//! serde-saphyr, which gives the value or the positioned error. The `zone` fuzz target
+//! checks that whenever this reader gives a value, serde-saphyr gives the same one, at the
+//! same lines and columns.
+
+use std::borrow::Cow;
+use std::collections::HashSet;
+use std::fmt;
+
+use granit_parser::{Event, Parser, ScalarStyle, Span, StrInput};
+use serde::Deserialize;
+use serde::de::value::BorrowedStrDeserializer;
+use serde::de::{self, DeserializeSeed, IntoDeserializer, MapAccess, SeqAccess, Visitor};
+
+/// Reads `text` as `T`, or `None` when it is outside the subset or does not fit `T`.
+pub(super) fn read<T: for<'de> Deserialize<'de>>(
+    text: &str,
+    budget: &serde_saphyr::Budget,
+) -> Option<T> {
+    // The parser's limits as serde-saphyr sets them from the same budget, so that both
+    // readers accept the same documents.
+    let mut options = granit_parser::Options::default();
+    options.simple_key_max_lookahead = budget.simple_key_max_lookahead;
+    options.flow_nesting_limit = budget.flow_nesting_limit;
+    options.block_nesting_limit = options
+        .block_nesting_limit
+        .max(budget.max_depth.saturating_add(1));
+    options.emit_comments = false;
+    let mut reader = Reader {
+        parser: Parser::new_from_str_with_options(text, options),
+        depth: 0,
+        max_depth: budget.max_depth,
+        events_left: budget.max_events.min(budget.max_nodes),
+        scalar_bytes_left: budget.max_total_scalar_bytes,
+    };
+    if !matches!(reader.next().ok()?.0, Event::StreamStart)
+        || !matches!(reader.next().ok()?.0, Event::DocumentStart(_, None))
+    {
+        return None;
+    }
+    let value = T::deserialize(&mut reader).ok()?;
+    let ends = matches!(reader.next().ok()?.0, Event::DocumentEnd)
+        && matches!(reader.next().ok()?.0, Event::StreamEnd);
+    ends.then_some(value)
+}
+
+/// Why the reader stopped does not matter: the caller reads the file again with
+/// serde-saphyr, whose error names the problem.
+#[derive(Debug)]
+pub(super) struct GiveUp;
+
+impl fmt::Display for GiveUp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("outside the quick YAML reader's subset")
+    }
+}
+
+impl std::error::Error for GiveUp {}
+
+impl de::Error for GiveUp {
+    fn custom<T: fmt::Display>(_: T) -> Self {
+        GiveUp
+    }
+}
+
+struct Reader<'de> {
+    parser: Parser<'de, StrInput<'de>>,
+    depth: usize,
+    max_depth: usize,
+    events_left: usize,
+    scalar_bytes_left: usize,
+}
+
+impl<'de> Reader<'de> {
+    fn next(&mut self) -> Result<(Event<'de>, Span), GiveUp> {
+        self.events_left = self.events_left.checked_sub(1).ok_or(GiveUp)?;
+        match self.parser.next() {
+            Some(Ok(event)) => Ok(event),
+            _ => Err(GiveUp),
+        }
+    }
+
+    fn peek(&mut self) -> Result<&(Event<'de>, Span), GiveUp> {
+        match self.parser.peek() {
+            Some(Ok(event)) => Ok(event),
+            _ => Err(GiveUp),
+        }
+    }
+
+    /// The next event, which must be a scalar without anchor or tag.
+    fn scalar(&mut self) -> Result<(Cow<'de, str>, ScalarStyle), GiveUp> {
+        match self.next()?.0 {
+            Event::Scalar(text, style, 0, None) => {
+                self.scalar_bytes_left = self
+                    .scalar_bytes_left
+                    .checked_sub(text.len())
+                    .ok_or(GiveUp)?;
+                Ok((text, style))
+            }
+            _ => Err(GiveUp),
+        }
+    }
+
+    /// Whether the next event is a plain null (`~`, `null`, or nothing at all).
+    fn null_next(&mut self) -> Result<bool, GiveUp> {
+        Ok(matches!(
+            &self.peek()?.0,
+            Event::Scalar(text, ScalarStyle::Plain, 0, None) if is_null(text)
+        ))
+    }
+
+    /// Opens a collection: its start event, without anchor or tag.
+    fn open(&mut self, mapping: bool) -> Result<(), GiveUp> {
+        let opened = match self.next()?.0 {
+            Event::MappingStart(_, 0, None) => mapping,
+            Event::SequenceStart(_, 0, None) => !mapping,
+            _ => false,
+        };
+        self.depth += 1;
+        if opened && self.depth <= self.max_depth {
+            Ok(())
+        } else {
+            Err(GiveUp)
+        }
+    }
+}
+
+fn visit_text<'de, V: Visitor<'de>>(text: Cow<'de, str>, visitor: V) -> Result<V::Value, GiveUp> {
+    match text {
+        Cow::Borrowed(text) => visitor.visit_borrowed_str(text),
+        Cow::Owned(text) => visitor.visit_string(text),
+    }
+}
+
+/// serde-saphyr's null: a plain scalar of these spellings, or empty.
+fn is_null(text: &str) -> bool {
+    matches!(text, "" | "~" | "null" | "Null" | "NULL")
+}
+
+/// The padding serde-saphyr trims before it reads a number or a boolean.
+fn trim(text: &str) -> &str {
+    text.trim_matches([' ', '\t', '\r', '\n'])
+}
+
+/// A YAML 1.1 boolean (serde-saphyr's default, `strict_booleans` off).
+fn boolean(text: &str) -> Option<bool> {
+    let t = trim(text);
+    let is = |words: [&str; 4]| words.iter().any(|w| t.eq_ignore_ascii_case(w));
+    if is(["true", "yes", "y", "on"]) {
+        Some(true)
+    } else if is(["false", "no", "n", "off"]) {
+        Some(false)
+    } else {
+        None
+    }
+}
+
+/// What serde-saphyr's integer parse makes of digits after any sign, where this reader can
+/// tell: `Ok(None)` is no integer, and `Err` a spelling (`+`, `_`, `0x`, `0o`, `0b`) it
+/// leaves to serde-saphyr.
+fn decimal(digits: &str, signed: bool) -> Result<Option<u128>, GiveUp> {
+    let radix = digits.len() > 1
+        && digits.starts_with('0')
+        && matches!(
+            digits.as_bytes()[1],
+            b'x' | b'X' | b'o' | b'O' | b'b' | b'B'
+        );
+    if radix || digits.contains('_') || (!signed && digits.starts_with('+')) {
+        return Err(GiveUp);
+    }
+    let zero_led = digits.len() > 1 && digits.starts_with('0');
+    if digits.is_empty() || zero_led || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Ok(None);
+    }
+    Ok(digits.parse().ok())
+}
+
+/// `.inf`, `-.inf`, `.nan` and their capitalised forms, which serde-saphyr reads as floats
+/// that are not finite.
+fn non_finite(t: &str) -> bool {
+    let unsigned = t.strip_prefix(['-', '+']).unwrap_or(t);
+    matches!(
+        unsigned,
+        ".nan" | ".NaN" | ".NAN" | ".inf" | ".Inf" | ".INF"
+    )
+}
+
+/// A finite float as serde-saphyr reads one; `Err` where it reads something else.
+fn float(text: &str) -> Result<f64, GiveUp> {
+    let t = trim(text);
+    if non_finite(t) {
+        return Err(GiveUp);
+    }
+    t.parse::<f64>()
+        .ok()
+        .filter(|v| v.is_finite())
+        .ok_or(GiveUp)
+}
+
+/// What a plain scalar is when nothing says what it should be (serde-saphyr's
+/// `deserialize_any`: null, boolean, integer, float, else text).
+enum Untyped {
+    Null,
+    Bool(bool),
+    Unsigned(u64),
+    Signed(i64),
+    Float(f64),
+    Text,
+}
+
+fn untyped(text: &str) -> Result<Untyped, GiveUp> {
+    if is_null(text) {
+        return Ok(Untyped::Null);
+    }
+    if let Some(b) = boolean(text) {
+        return Ok(Untyped::Bool(b));
+    }
+    let t = trim(text);
+    match t.strip_prefix('-') {
+        Some(digits) => {
+            if let Some(n) = decimal(digits, true)?.filter(|&n| n <= 1 << 63) {
+                return Ok(Untyped::Signed((-(n as i128)) as i64));
+            }
+        }
+        None => {
+            if let Some(n) = decimal(t, false)?.and_then(|n| u64::try_from(n).ok()) {
+                return Ok(Untyped::Unsigned(n));
+            }
+        }
+    }
+    if non_finite(t) {
+        return Err(GiveUp);
+    }
+    match t.parse::<f64>() {
+        Ok(v) if v.is_finite() => Ok(Untyped::Float(v)),
+        // A numeral too large for f64 is an error there; `inf` or `nan` spelled out is text.
+        Ok(_)
+            if t.trim_start_matches(['-', '+'])
+                .starts_with(|c: char| c.is_ascii_digit()) =>
+        {
+            Err(GiveUp)
+        }
+        _ => Ok(Untyped::Text),
+    }
+}
+
+/// serde-saphyr's marker for `Spanned<T>` (`__yaml_spanned`), and the fields of the map it
+/// then reads: a private protocol of serde-saphyr's, pinned by the crate's exact version in
+/// Cargo.toml, and checked by the tests and the fuzz target.
+const SPANNED: &str = "__yaml_spanned";
+const SPANNED_FIELDS: [&str; 4] = [
+    "__serde_saphyr_private_spanned",
+    "value",
+    "referenced",
+    "defined",
+];
+
+impl<'de> de::Deserializer<'de> for &mut Reader<'de> {
+    type Error = GiveUp;
+
+    fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, GiveUp> {
+        match self.peek()?.0 {
+            Event::SequenceStart(..) => return self.deserialize_seq(visitor),
+            Event::MappingStart(..) => return self.deserialize_map(visitor),
+            _ => {}
+        }
+        let (text, style) = self.scalar()?;
+        if style != ScalarStyle::Plain {
+            return visit_text(text, visitor);
+        }
+        match untyped(&text)? {
+            Untyped::Null => visitor.visit_unit(),
+            Untyped::Bool(b) => visitor.visit_bool(b),
+            Untyped::Unsigned(n) => visitor.visit_u64(n),
+            Untyped::Signed(n) => visitor.visit_i64(n),
+            Untyped::Float(v) => visitor.visit_f64(v),
+            Untyped::Text => visit_text(text, visitor),
+        }
+    }
+
+    fn deserialize_bool<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, GiveUp> {
+        visitor.visit_bool(boolean(&self.scalar()?.0).ok_or(GiveUp)?)
+    }
+
+    fn deserialize_u64<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, GiveUp> {
+        let n = decimal(trim(&self.scalar()?.0), false)?.ok_or(GiveUp)?;
+        visitor.visit_u64(u64::try_from(n).map_err(|_| GiveUp)?)
+    }
+
+    fn deserialize_u8<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, GiveUp> {
+        self.deserialize_u64(visitor)
+    }
+
+    fn deserialize_u16<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, GiveUp> {
+        self.deserialize_u64(visitor)
+    }
+
+    fn deserialize_u32<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, GiveUp> {
+        self.deserialize_u64(visitor)
+    }
+
+    fn deserialize_i64<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, GiveUp> {
+        let (text, _) = self.scalar()?;
+        let t = trim(&text);
+        let n = match t.strip_prefix('-') {
+            Some(digits) => decimal(digits, true)?
+                .filter(|&n| n <= 1 << 63)
+                .map(|n| (-(n as i128)) as i64),
+            None => decimal(t, false)?.and_then(|n| i64::try_from(n).ok()),
+        };
+        visitor.visit_i64(n.ok_or(GiveUp)?)
+    }
+
+    fn deserialize_i8<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, GiveUp> {
+        self.deserialize_i64(visitor)
+    }
+
+    fn deserialize_i16<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, GiveUp> {
+        self.deserialize_i64(visitor)
+    }
+
+    fn deserialize_i32<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, GiveUp> {
+        self.deserialize_i64(visitor)
+    }
+
+    fn deserialize_f64<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, GiveUp> {
+        visitor.visit_f64(float(&self.scalar()?.0)?)
+    }
+
+    fn deserialize_str<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, GiveUp> {
+        if self.null_next()? {
+            return Err(GiveUp);
+        }
+        visit_text(self.scalar()?.0, visitor)
+    }
+
+    fn deserialize_string<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, GiveUp> {
+        self.deserialize_str(visitor)
+    }
+
+    fn deserialize_option<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, GiveUp> {
+        if self.null_next()? {
+            self.next()?;
+            return visitor.visit_none();
+        }
+        visitor.visit_some(self)
+    }
+
+    fn deserialize_newtype_struct<V: Visitor<'de>>(
+        self,
+        name: &'static str,
+        visitor: V,
+    ) -> Result<V::Value, GiveUp> {
+        if name != SPANNED {
+            return visitor.visit_newtype_struct(self);
+        }
+        let at = Position::of(&self.peek()?.1)?;
+        visitor.visit_newtype_struct(SpannedValue { reader: self, at })
+    }
+
+    fn deserialize_seq<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, GiveUp> {
+        self.open(false)?;
+        let mut items = Items {
+            reader: &mut *self,
+            ended: false,
+        };
+        let value = visitor.visit_seq(&mut items)?;
+        if !items.ended {
+            return Err(GiveUp);
+        }
+        self.depth -= 1;
+        Ok(value)
+    }
+
+    fn deserialize_map<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, GiveUp> {
+        self.entries(visitor, Some(Seen::default()))
+    }
+
+    fn deserialize_struct<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        _fields: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, GiveUp> {
+        // serde's derive rejects a field given twice itself.
+        self.entries(visitor, None)
+    }
+
+    fn deserialize_enum<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        _variants: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, GiveUp> {
+        match self.scalar()? {
+            (text, ScalarStyle::Plain) => visitor.visit_enum(text.into_deserializer()),
+            _ => Err(GiveUp),
+        }
+    }
+
+    fn deserialize_unit<V: Visitor<'de>>(self, _visitor: V) -> Result<V::Value, GiveUp> {
+        Err(GiveUp)
+    }
+
+    serde::forward_to_deserialize_any! {
+        i128 u128 f32 char bytes byte_buf unit_struct tuple tuple_struct identifier ignored_any
+    }
+}
+
+impl<'de> Reader<'de> {
+    /// A mapping's entries; `seen` keeps its keys to refuse one given twice, for maps read
+    /// by visitors that would otherwise keep the last.
+    fn entries<V: Visitor<'de>>(
+        &mut self,
+        visitor: V,
+        seen: Option<Seen<'de>>,
+    ) -> Result<V::Value, GiveUp> {
+        self.open(true)?;
+        let mut entries = Entries {
+            reader: &mut *self,
+            seen,
+            ended: false,
+        };
+        let value = visitor.visit_map(&mut entries)?;
+        if !entries.ended {
+            return Err(GiveUp);
+        }
+        self.depth -= 1;
+        Ok(value)
+    }
+}
+
+struct Items<'a, 'de> {
+    reader: &'a mut Reader<'de>,
+    ended: bool,
+}
+
+impl<'de> SeqAccess<'de> for &mut Items<'_, 'de> {
+    type Error = GiveUp;
+
+    fn next_element_seed<T: DeserializeSeed<'de>>(
+        &mut self,
+        seed: T,
+    ) -> Result<Option<T::Value>, GiveUp> {
+        if matches!(self.reader.peek()?.0, Event::SequenceEnd) {
+            self.reader.next()?;
+            self.ended = true;
+            return Ok(None);
+        }
+        seed.deserialize(&mut *self.reader).map(Some)
+    }
+}
+
+/// The keys of one mapping so far: a list while it is short, a set beyond.
+#[derive(Default)]
+struct Seen<'de> {
+    few: Vec<Cow<'de, str>>,
+    many: HashSet<Cow<'de, str>>,
+}
+
+impl<'de> Seen<'de> {
+    /// False if `key` was seen before.
+    fn insert(&mut self, key: Cow<'de, str>) -> bool {
+        if self.many.is_empty() {
+            if self.few.contains(&key) {
+                return false;
+            }
+            self.few.push(key);
+            if self.few.len() > 16 {
+                self.many.extend(self.few.drain(..));
+            }
+            return true;
+        }
+        self.many.insert(key)
+    }
+}
+
+struct Entries<'a, 'de> {
+    reader: &'a mut Reader<'de>,
+    seen: Option<Seen<'de>>,
+    ended: bool,
+}
+
+impl<'de> MapAccess<'de> for &mut Entries<'_, 'de> {
+    type Error = GiveUp;
+
+    fn next_key_seed<K: DeserializeSeed<'de>>(
+        &mut self,
+        seed: K,
+    ) -> Result<Option<K::Value>, GiveUp> {
+        if matches!(self.reader.peek()?.0, Event::MappingEnd) {
+            self.reader.next()?;
+            self.ended = true;
+            return Ok(None);
+        }
+        let (key, style) = self.reader.scalar()?;
+        // A null key, and `<<` (a merge key to serde-saphyr), are left to serde-saphyr.
+        if style == ScalarStyle::Plain && (is_null(&key) || key == "<<") {
+            return Err(GiveUp);
+        }
+        if let Some(seen) = &mut self.seen
+            && !seen.insert(key.clone())
+        {
+            return Err(GiveUp);
+        }
+        match key {
+            Cow::Borrowed(key) => seed.deserialize(BorrowedStrDeserializer::new(key)),
+            Cow::Owned(key) => seed.deserialize(key.into_deserializer()),
+        }
+        .map(Some)
+    }
+
+    fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, GiveUp> {
+        seed.deserialize(&mut *self.reader)
+    }
+}
+
+/// Where a value starts, as serde-saphyr's `Location` records it: line from 1, column
+/// from 1. (Its span is left out: Meridian keeps only the line and the column.)
+#[derive(Clone, Copy)]
+struct Position {
+    line: u32,
+    column: u32,
+}
+
+impl Position {
+    fn of(span: &Span) -> Result<Position, GiveUp> {
+        let number = |n: usize| u32::try_from(n).map_err(|_| GiveUp);
+        Ok(Position {
+            line: number(span.start.line())?,
+            column: number(span.start.col() + 1)?,
+        })
+    }
+}
+
+/// A `Spanned<T>` as serde-saphyr presents one: a map of its marker, the value, and where
+/// it is referenced and defined (the same place, without aliases).
+struct SpannedValue<'a, 'de> {
+    reader: &'a mut Reader<'de>,
+    at: Position,
+}
+
+impl<'de> de::Deserializer<'de> for SpannedValue<'_, 'de> {
+    type Error = GiveUp;
+
+    fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, GiveUp> {
+        visitor.visit_map(SpannedFields {
+            reader: self.reader,
+            at: self.at,
+            field: 0,
+        })
+    }
+
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf
+        option unit unit_struct newtype_struct seq tuple tuple_struct map struct enum
+        identifier ignored_any
+    }
+}
+
+struct SpannedFields<'a, 'de> {
+    reader: &'a mut Reader<'de>,
+    at: Position,
+    field: usize,
+}
+
+impl<'de> MapAccess<'de> for SpannedFields<'_, 'de> {
+    type Error = GiveUp;
+
+    fn next_key_seed<K: DeserializeSeed<'de>>(
+        &mut self,
+        seed: K,
+    ) -> Result<Option<K::Value>, GiveUp> {
+        let Some(&name) = SPANNED_FIELDS.get(self.field) else {
+            return Ok(None);
+        };
+        self.field += 1;
+        seed.deserialize(BorrowedStrDeserializer::new(name))
+            .map(Some)
+    }
+
+    fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, GiveUp> {
+        match self.field {
+            1 => seed.deserialize(true.into_deserializer()),
+            2 => seed.deserialize(&mut *self.reader),
+            _ => seed.deserialize(Fields::location(self.at)),
+        }
+    }
+}
+
+/// serde-saphyr's `Location` as it reads itself: a map of its line and column.
+struct Fields {
+    values: [(&'static str, u32); 2],
+    next: usize,
+}
+
+impl Fields {
+    fn location(at: Position) -> Fields {
+        Fields {
+            values: [("line", at.line), ("column", at.column)],
+            next: 0,
+        }
+    }
+}
+
+impl<'de> de::Deserializer<'de> for Fields {
+    type Error = GiveUp;
+
+    fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, GiveUp> {
+        visitor.visit_map(self)
+    }
+
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf
+        option unit unit_struct newtype_struct seq tuple tuple_struct map struct enum
+        identifier ignored_any
+    }
+}
+
+impl<'de> MapAccess<'de> for Fields {
+    type Error = GiveUp;
+
+    fn next_key_seed<K: DeserializeSeed<'de>>(
+        &mut self,
+        seed: K,
+    ) -> Result<Option<K::Value>, GiveUp> {
+        let Some(&(name, _)) = self.values.get(self.next) else {
+            return Ok(None);
+        };
+        self.next += 1;
+        seed.deserialize(BorrowedStrDeserializer::new(name))
+            .map(Some)
+    }
+
+    fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, GiveUp> {
+        seed.deserialize(self.values[self.next - 1].1.into_deserializer())
+    }
+}
