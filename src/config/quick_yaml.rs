@@ -257,16 +257,9 @@ fn untyped(text: &str) -> Result<Untyped, GiveUp> {
     }
 }
 
-/// serde-saphyr's marker for `Spanned<T>` (`__yaml_spanned`), and the fields of the map it
-/// then reads: a private protocol of serde-saphyr's, pinned by the crate's exact version in
-/// Cargo.toml, and checked by the tests and the fuzz target.
+/// The newtype that asks for a value with its place (see `yaml::Spanned`), answered with
+/// a tuple of line, column and value.
 const SPANNED: &str = "__yaml_spanned";
-const SPANNED_FIELDS: [&str; 4] = [
-    "__serde_saphyr_private_spanned",
-    "value",
-    "referenced",
-    "defined",
-];
 
 impl<'de> de::Deserializer<'de> for &mut Reader<'de> {
     type Error = GiveUp;
@@ -546,8 +539,8 @@ impl Position {
     }
 }
 
-/// A `Spanned<T>` as serde-saphyr presents one: a map of its marker, the value, and where
-/// it is referenced and defined (the same place, without aliases).
+/// A value with its place, as `yaml::Spanned` reads it from this reader: a tuple of line,
+/// column and value.
 struct SpannedValue<'a, 'de> {
     reader: &'a mut Reader<'de>,
     at: Position,
@@ -556,96 +549,53 @@ struct SpannedValue<'a, 'de> {
 impl<'de> de::Deserializer<'de> for SpannedValue<'_, 'de> {
     type Error = GiveUp;
 
-    fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, GiveUp> {
-        visitor.visit_map(SpannedFields {
+    fn deserialize_tuple<V: Visitor<'de>>(
+        self,
+        len: usize,
+        visitor: V,
+    ) -> Result<V::Value, GiveUp> {
+        if len != 3 {
+            return Err(GiveUp);
+        }
+        visitor.visit_seq(SpannedParts {
             reader: self.reader,
             at: self.at,
-            field: 0,
+            next: 0,
         })
     }
 
+    fn deserialize_any<V: Visitor<'de>>(self, _visitor: V) -> Result<V::Value, GiveUp> {
+        Err(GiveUp)
+    }
+
     serde::forward_to_deserialize_any! {
         bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf
-        option unit unit_struct newtype_struct seq tuple tuple_struct map struct enum
-        identifier ignored_any
+        option unit unit_struct newtype_struct seq tuple_struct map struct enum identifier
+        ignored_any
     }
 }
 
-struct SpannedFields<'a, 'de> {
+struct SpannedParts<'a, 'de> {
     reader: &'a mut Reader<'de>,
     at: Position,
-    field: usize,
+    next: u8,
 }
 
-impl<'de> MapAccess<'de> for SpannedFields<'_, 'de> {
+impl<'de> SeqAccess<'de> for SpannedParts<'_, 'de> {
     type Error = GiveUp;
 
-    fn next_key_seed<K: DeserializeSeed<'de>>(
+    fn next_element_seed<T: DeserializeSeed<'de>>(
         &mut self,
-        seed: K,
-    ) -> Result<Option<K::Value>, GiveUp> {
-        let Some(&name) = SPANNED_FIELDS.get(self.field) else {
-            return Ok(None);
-        };
-        self.field += 1;
-        seed.deserialize(BorrowedStrDeserializer::new(name))
-            .map(Some)
-    }
-
-    fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, GiveUp> {
-        match self.field {
-            1 => seed.deserialize(true.into_deserializer()),
-            2 => seed.deserialize(&mut *self.reader),
-            _ => seed.deserialize(Fields::location(self.at)),
-        }
-    }
-}
-
-/// serde-saphyr's `Location` as it reads itself: a map of its line and column.
-struct Fields {
-    values: [(&'static str, u32); 2],
-    next: usize,
-}
-
-impl Fields {
-    fn location(at: Position) -> Fields {
-        Fields {
-            values: [("line", at.line), ("column", at.column)],
-            next: 0,
-        }
-    }
-}
-
-impl<'de> de::Deserializer<'de> for Fields {
-    type Error = GiveUp;
-
-    fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, GiveUp> {
-        visitor.visit_map(self)
-    }
-
-    serde::forward_to_deserialize_any! {
-        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf
-        option unit unit_struct newtype_struct seq tuple tuple_struct map struct enum
-        identifier ignored_any
-    }
-}
-
-impl<'de> MapAccess<'de> for Fields {
-    type Error = GiveUp;
-
-    fn next_key_seed<K: DeserializeSeed<'de>>(
-        &mut self,
-        seed: K,
-    ) -> Result<Option<K::Value>, GiveUp> {
-        let Some(&(name, _)) = self.values.get(self.next) else {
-            return Ok(None);
-        };
+        seed: T,
+    ) -> Result<Option<T::Value>, GiveUp> {
         self.next += 1;
-        seed.deserialize(BorrowedStrDeserializer::new(name))
-            .map(Some)
-    }
-
-    fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, GiveUp> {
-        seed.deserialize(self.values[self.next - 1].1.into_deserializer())
+        match self.next {
+            1 => seed.deserialize(self.at.line.into_deserializer()).map(Some),
+            2 => seed
+                .deserialize(self.at.column.into_deserializer())
+                .map(Some),
+            3 => seed.deserialize(&mut *self.reader).map(Some),
+            _ => Ok(None),
+        }
     }
 }

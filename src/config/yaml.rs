@@ -53,13 +53,109 @@ pub(super) struct Spanned<T> {
     pub(super) referenced: Location,
 }
 
+/// How a value comes with its place. serde-saphyr's private protocol (what its own
+/// `Spanned` reads, pinned by the crate's exact version in Cargo.toml): a newtype of this
+/// name, read as a map of a marker, the value, and where it is referenced and defined.
+/// The quick reader answers the same newtype with a tuple of line, column and value instead:
+/// the map costs an allocated key and two `Location`s through serde for every value, a
+/// tenth of the quick reader's time.
+const SPANNED_NEWTYPE: &str = "__yaml_spanned";
+const SPANNED_MARKER: &str = "__serde_saphyr_private_spanned";
+
 impl<'de, T: Deserialize<'de>> Deserialize<'de> for Spanned<T> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let spanned = serde_saphyr::Spanned::<T>::deserialize(d)?;
+        d.deserialize_newtype_struct(SPANNED_NEWTYPE, Newtype(std::marker::PhantomData))
+    }
+}
+
+struct Newtype<T>(std::marker::PhantomData<T>);
+
+impl<'de, T: Deserialize<'de>> Visitor<'de> for Newtype<T> {
+    type Value = Spanned<T>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a value with its place")
+    }
+
+    fn visit_newtype_struct<D: Deserializer<'de>>(self, d: D) -> Result<Spanned<T>, D::Error> {
+        // serde-saphyr turns the tuple into its map; the quick reader gives the tuple.
+        d.deserialize_tuple(3, Parts(std::marker::PhantomData))
+    }
+}
+
+struct Parts<T>(std::marker::PhantomData<T>);
+
+impl<'de, T: Deserialize<'de>> Visitor<'de> for Parts<T> {
+    type Value = Spanned<T>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a value with its place")
+    }
+
+    /// The quick reader's: line, column, value.
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Spanned<T>, A::Error> {
+        let missing = || de::Error::custom("a value without its place");
+        let line = seq.next_element::<u32>()?.ok_or_else(missing)?;
+        let column = seq.next_element::<u32>()?.ok_or_else(missing)?;
+        let value = seq.next_element::<T>()?.ok_or_else(missing)?;
         Ok(Spanned {
-            value: spanned.value,
-            referenced: spanned.referenced.into(),
+            value,
+            referenced: Location { line, column },
         })
+    }
+
+    /// serde-saphyr's.
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Spanned<T>, A::Error> {
+        let missing = || de::Error::custom("a value without its place");
+        if map.next_key::<Part>()? != Some(Part::Marker) {
+            return Err(missing());
+        }
+        map.next_value::<de::IgnoredAny>()?;
+        let mut value = None;
+        let mut referenced = None;
+        while let Some(part) = map.next_key::<Part>()? {
+            match part {
+                Part::Value => value = Some(map.next_value::<T>()?),
+                Part::Referenced => referenced = Some(map.next_value::<serde_saphyr::Location>()?),
+                Part::Marker | Part::Other => {
+                    map.next_value::<serde_saphyr::Location>()?;
+                }
+            }
+        }
+        Ok(Spanned {
+            value: value.ok_or_else(missing)?,
+            referenced: referenced.ok_or_else(missing)?.into(),
+        })
+    }
+}
+
+/// A key of serde-saphyr's map.
+#[derive(PartialEq)]
+enum Part {
+    Marker,
+    Value,
+    Referenced,
+    Other,
+}
+
+impl<'de> Deserialize<'de> for Part {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Part, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = Part;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a part of a value with its place")
+            }
+            fn visit_str<E: de::Error>(self, key: &str) -> Result<Part, E> {
+                Ok(match key {
+                    SPANNED_MARKER => Part::Marker,
+                    "value" => Part::Value,
+                    "referenced" => Part::Referenced,
+                    _ => Part::Other,
+                })
+            }
+        }
+        d.deserialize_identifier(V)
     }
 }
 

@@ -373,13 +373,69 @@ fn most_seen_role(peers: &[PeerView]) -> Option<u8> {
 /// scheme, port or trailing dot), never 0; members are known by the same hash of their
 /// address and node name, so the query path compares numbers.
 pub fn vote_of(host: &str) -> u64 {
-    // FNV-1a: stable across runs and builds, unlike `DefaultHasher`'s promise.
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in host.trim_end_matches('.').bytes() {
-        h ^= u64::from(b.to_ascii_lowercase());
-        h = h.wrapping_mul(0x0100_0000_01b3);
+    let mut vote = Vote::default();
+    vote.add_text(host.trim_end_matches('.'));
+    vote.finish()
+}
+
+/// [`vote_of`] of a text given in pieces (`write!`), without the text: what a table
+/// compiles for each of its members (some 300,000 strings formatted and dropped a load,
+/// at 100,000 names). Equal to `vote_of` of the whole text when it does not end in a dot.
+pub struct Vote(u64);
+
+impl Default for Vote {
+    fn default() -> Vote {
+        // FNV-1a: stable across runs and builds, unlike `DefaultHasher`'s promise.
+        Vote(0xcbf2_9ce4_8422_2325)
     }
-    h.max(1)
+}
+
+impl Vote {
+    pub fn add_text(&mut self, text: &str) {
+        for b in text.bytes() {
+            self.0 ^= u64::from(b.to_ascii_lowercase());
+            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+
+    /// An address as `Display` writes it; IPv4 without `fmt`'s number formatting, which
+    /// was most of the cost.
+    pub fn address(&mut self, address: std::net::IpAddr) {
+        use std::fmt::Write;
+        match address {
+            std::net::IpAddr::V4(v4) => {
+                for (i, octet) in v4.octets().into_iter().enumerate() {
+                    let mut digits = [b'.', 0, 0, 0];
+                    let mut n = 1;
+                    if octet >= 100 {
+                        digits[n] = b'0' + octet / 100;
+                        n += 1;
+                    }
+                    if octet >= 10 {
+                        digits[n] = b'0' + octet / 10 % 10;
+                        n += 1;
+                    }
+                    digits[n] = b'0' + octet % 10;
+                    let from = usize::from(i == 0);
+                    self.add_text(std::str::from_utf8(&digits[from..=n]).expect("ASCII digits"));
+                }
+            }
+            std::net::IpAddr::V6(v6) => {
+                let _ = write!(self, "{v6}");
+            }
+        }
+    }
+
+    pub fn finish(&self) -> u64 {
+        self.0.max(1)
+    }
+}
+
+impl std::fmt::Write for Vote {
+    fn write_str(&mut self, text: &str) -> std::fmt::Result {
+        self.add_text(text);
+        Ok(())
+    }
 }
 
 /// The health of one member as the query path sees it: up when it is enabled (in YAML,
@@ -592,5 +648,35 @@ impl MemberHealth {
             return None;
         }
         self.probes.iter().filter_map(|p| p.change_deadline()).min()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fmt::Write;
+    use std::net::IpAddr;
+
+    #[test]
+    fn a_vote_in_pieces_is_the_vote_of_the_whole_text() {
+        for text in [
+            "192.0.2.1",
+            "10.0.0.0",
+            "255.255.255.255",
+            "1.23.100.9",
+            "2001:db8::1",
+            "::ffff:192.0.2.1",
+            "::",
+        ] {
+            let address: IpAddr = text.parse().unwrap();
+            let mut vote = Vote::default();
+            vote.address(address);
+            assert_eq!(vote.finish(), vote_of(text), "{text}");
+            let mut vote = Vote::default();
+            write!(vote, "Vault.kemp.local. ").unwrap();
+            vote.address(address);
+            let whole = vote_of(&format!("vault.kemp.local. {text}"));
+            assert_eq!(vote.finish(), whole, "{text}");
+        }
     }
 }

@@ -14,7 +14,7 @@ use hickory_proto::rr::{LowerName, Name, RData, Record, RecordType};
 use super::{HealthCheckedName, Node, NodeMap, QueryOptions, RrSet, Table, Zone, ZoneTable};
 use crate::config::{Config, HealthCheckedNameConfig, UnchangedZone, ZoneConfig};
 use crate::geo::{self, SiteMap};
-use crate::model::health::vote_of;
+use crate::model::health::{Vote, vote_of};
 use crate::model::name::{KeyBuf, key_of};
 use crate::model::{Counters, MemberHealth, PackedRecords, Policy, ProbeSet, StoredRecord};
 use crate::select::{Member, Pool, Rules, StickyTable};
@@ -107,7 +107,11 @@ impl ZoneTable {
     fn compile(zc: &ZoneConfig, inputs: &Inputs) -> ZoneTable {
         let mut zone = ZoneTable {
             zone: zone_of(zc, inputs),
-            nodes: NodeMap::default(),
+            // Room for every owner at once: growing the map rehashes it over and over.
+            nodes: NodeMap::with_capacity_and_hasher(
+                owners(zc) + zc.health_checked.len(),
+                Default::default(),
+            ),
             wildcards: false,
             cuts: false,
         };
@@ -208,6 +212,15 @@ impl ZoneTable {
         }
         self.nodes.get_mut(key.as_bytes()).expect("just inserted")
     }
+}
+
+/// How many owners the zone's record sets have (they come in order of owner).
+fn owners(zc: &ZoneConfig) -> usize {
+    1 + zc
+        .records
+        .windows(2)
+        .filter(|w| w[0].owner != w[1].owner)
+        .count()
 }
 
 /// NSID and the CHAOS TXT records, as Knot and NSD answer them: TTL 0, class CH.
@@ -329,11 +342,21 @@ fn compile_health_checked(
                 health.set_draining(previous.and_then(|m| m.health.draining_since()));
                 health
             },
-            tag: vote_of(&format!("{lower_text} {}", mc.address)) as u32,
+            tag: {
+                let mut vote = Vote::default();
+                vote.add_text(&lower_text);
+                vote.add_text(" ");
+                vote.address(mc.address);
+                vote.finish() as u32
+            },
             // The counter of the member this one replaces: counts never reset on reload.
             counters: previous.map_or_else(Arc::default, |m| Arc::clone(&m.counters)),
             identity: [
-                vote_of(&mc.address.to_string()),
+                {
+                    let mut vote = Vote::default();
+                    vote.address(mc.address);
+                    vote.finish()
+                },
                 mc.node.as_deref().map_or(0, vote_of),
             ],
         };
