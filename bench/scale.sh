@@ -8,12 +8,12 @@
 # table, not probing) and as static records; gdnsd with them as DYNA multifo resources
 # (service type `up`) and as static records; Knot with them as static records. Each server
 # starts alone, pinned to CPU $SERVER_CPU; "ready" is the time from its start to the first
-# correct answer for the last name; RSS is read then and again 2 s later (Meridian hands
-# freed memory back after loading), peak is VmHWM, and "peak / RSS" compares the load's
-# peak with what the server keeps while serving. gdnsd's DYNA row is left out above
-# 100,000 names: it took 106 s to load 100,000 here, and its load time grows faster than
-# the name count. Ports 5412-5416, loopback only;
-# everything started is stopped on exit, and each wait is bounded (300 s).
+# correct answer for the last name (asked every 10 ms); RSS is read then and again 2 s
+# later (Meridian hands freed memory back after loading), peak is VmHWM, and "peak / RSS"
+# compares the load's peak with what the server keeps while serving. gdnsd's DYNA row is
+# left out above 100,000 names: it took 106 s to load 100,000 here, and its load time
+# grows faster than the name count. Ports 5412-5416, loopback only; everything started
+# is stopped on exit, and each wait is bounded (300 s).
 # SERVERS="meridian knot" runs only those of meridian, gdnsd and knot (to compare two
 # Meridian builds, say, without gdnsd's long DYNA load).
 set -euo pipefail
@@ -72,13 +72,13 @@ measure() {
   until dig +short +norec +time=1 +tries=1 @127.0.0.1 -p "$port" "n$((N - 1)).scale.test" A 2>/dev/null | grep -q '^127\.'; do
     kill -0 "$pid" 2>/dev/null || { echo "$label died:" >&2; tail "$d/$label.log" >&2; exit 1; }
     [ $(( ($(date +%s%N) - start_ns) / 1000000000 )) -lt 300 ] || { echo "$label not ready in 300 s" >&2; exit 1; }
-    sleep 0.05
+    sleep 0.01
   done
   local ready_ms=$(( ($(date +%s%N) - start_ns) / 1000000 ))
   local rss_ready; rss_ready=$(awk '/^VmRSS/ {print $2}' "/proc/$pid/status")
   sleep 2
   local rss peak; rss=$(awk '/^VmRSS/ {print $2}' "/proc/$pid/status"); peak=$(awk '/^VmHWM/ {print $2}' "/proc/$pid/status")
-  printf '| %s | %s | %.1f | %d | %d | %d | %.2f | %d |\n' "$label" "$N" "$(awk "BEGIN {print $ready_ms / 1000}")" \
+  printf '| %s | %s | %.2f | %d | %d | %d | %.2f | %d |\n' "$label" "$N" "$(awk "BEGIN {print $ready_ms / 1000}")" \
     $((rss_ready / 1024)) $((rss / 1024)) $((peak / 1024)) "$(awk "BEGIN {print $peak / $rss}")" $((rss * 1024 / N))
   kill "$pid"; wait "$pid" 2>/dev/null || true; pid=
 }

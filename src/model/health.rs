@@ -392,7 +392,11 @@ impl Default for Vote {
 
 impl Vote {
     pub fn add_text(&mut self, text: &str) {
-        for b in text.bytes() {
+        self.add_bytes(text.as_bytes());
+    }
+
+    fn add_bytes(&mut self, bytes: &[u8]) {
+        for &b in bytes {
             self.0 ^= u64::from(b.to_ascii_lowercase());
             self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
         }
@@ -416,8 +420,7 @@ impl Vote {
                         n += 1;
                     }
                     digits[n] = b'0' + octet % 10;
-                    let from = usize::from(i == 0);
-                    self.add_text(std::str::from_utf8(&digits[from..=n]).expect("ASCII digits"));
+                    self.add_bytes(&digits[usize::from(i == 0)..=n]);
                 }
             }
             std::net::IpAddr::V6(v6) => {

@@ -9,7 +9,7 @@ use std::sync::atomic::AtomicU32;
 use std::sync::{Arc, OnceLock};
 
 use hickory_proto::rr::rdata::{NS, SOA};
-use hickory_proto::rr::{LowerName, Name, RData, Record, RecordType};
+use hickory_proto::rr::{Name, RData, Record, RecordType};
 
 use super::{HealthCheckedName, Node, NodeMap, QueryOptions, RrSet, Table, Zone, ZoneTable};
 use crate::config::{Config, HealthCheckedNameConfig, UnchangedZone, ZoneConfig};
@@ -303,8 +303,14 @@ fn compile_health_checked(
     zc: &ZoneConfig,
     inputs: &Inputs,
 ) -> HealthCheckedName {
-    let lower = LowerName::new(&fc.name);
-    let lower_text = lower.to_string();
+    // The name as text, for the hashes below (which lower-case as they go): a lower-cased
+    // `Name` cost a sixth of compiling a large table.
+    let text = fc.name.to_string();
+    // The member each one replaces, found by the name once and by the address after.
+    let previous_name = inputs
+        .previous
+        .health_checked_at(KeyBuf::of(&fc.name).as_bytes())
+        .map(|(name, _)| name);
     let mut v4 = Vec::new();
     let mut v6 = Vec::new();
     // Validation made every member's roles the same.
@@ -327,7 +333,7 @@ fn compile_health_checked(
             .collect();
         let site = mc.site.map(|i| &zc.sites[i]);
         let enabled = mc.enabled && site.is_none_or(|s| s.enabled);
-        let previous = inputs.previous.member(&lower, mc.address);
+        let previous = previous_name.and_then(|n| n.members().find(|m| m.address == mc.address));
         let in_maintenance = previous.is_some_and(|m| m.health.in_maintenance());
         let acknowledged = previous.map(|m| m.health.acknowledged_downs());
         let member = Member {
@@ -344,7 +350,7 @@ fn compile_health_checked(
             },
             tag: {
                 let mut vote = Vote::default();
-                vote.add_text(&lower_text);
+                vote.add_text(&text);
                 vote.add_text(" ");
                 vote.address(mc.address);
                 vote.finish() as u32
@@ -366,9 +372,15 @@ fn compile_health_checked(
             v6.push(member);
         }
     }
+    // What roles' log lines call the name (only names with roles keep it).
+    let label = if fc.roles.is_empty() {
+        String::new()
+    } else {
+        text.to_ascii_lowercase()
+    };
     HealthCheckedName {
         name: fc.name.clone(),
-        tag: vote_of(&lower_text) as u32 | 1,
+        tag: vote_of(&text) as u32 | 1,
         ttl: fc.ttl,
         rules: Rules {
             policy: fc.policy,
@@ -380,13 +392,13 @@ fn compile_health_checked(
             when_all_down: fc.when_all_down,
         },
         v4: sticky(
-            Pool::new(v4).with_roles(&fc.roles, leader_role, &lower_text),
+            Pool::new(v4).with_roles(&fc.roles, leader_role, &label),
             fc,
             inputs,
             4,
         ),
         v6: sticky(
-            Pool::new(v6).with_roles(&fc.roles, leader_role, &lower_text),
+            Pool::new(v6).with_roles(&fc.roles, leader_role, &label),
             fc,
             inputs,
             6,

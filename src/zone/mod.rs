@@ -413,7 +413,12 @@ impl Table {
 
     /// The health-checked name `name`, with its zone.
     pub fn health_checked(&self, name: &LowerName) -> Option<(&HealthCheckedName, &Zone)> {
-        let (node, zone) = self.get(KeyBuf::of(name).as_bytes())?;
+        self.health_checked_at(KeyBuf::of(name).as_bytes())
+    }
+
+    /// [`Table::health_checked`] by the name's key (its lower-cased wire form).
+    pub fn health_checked_at(&self, key: &[u8]) -> Option<(&HealthCheckedName, &Zone)> {
+        let (node, zone) = self.get(key)?;
         node.health_checked().map(|f| (f, zone))
     }
 
