@@ -129,11 +129,11 @@ impl ZoneTable {
         let origin = zc.origin.clone();
         let soa_rdata = soa_rdata(zc, self.zone.serial());
         let apex = self.node(&origin);
-        apex.rrsets.push(rrset(
+        apex.add_rrset(rrset(
             RecordType::SOA,
             vec![Record::from_rdata(origin.clone(), zc.ttl, soa_rdata)],
         ));
-        apex.rrsets.push(rrset(
+        apex.add_rrset(rrset(
             RecordType::NS,
             zc.ns
                 .iter()
@@ -147,7 +147,7 @@ impl ZoneTable {
                 .expect("the DNSKEY of a key read from its file digests")
         });
         for (rtype, records) in keys.into_iter().flatten() {
-            self.node(&origin).rrsets.push(rrset(rtype, records));
+            self.node(&origin).add_rrset(rrset(rtype, records));
         }
 
         for set in &zc.records {
@@ -168,7 +168,7 @@ impl ZoneTable {
                 // The apex NS list may be extended under records.@.
                 existing.records = existing.records.join(&PackedRecords::new(&records));
             } else {
-                node.rrsets.push(rrset(set.rtype, records));
+                node.add_rrset(rrset(set.rtype, records));
             }
         }
 
@@ -197,10 +197,7 @@ impl ZoneTable {
         for key in missing {
             self.nodes.insert(key, Node::default());
         }
-        // Pushes left room to grow; a table never grows.
-        for node in self.nodes.values_mut() {
-            node.rrsets.shrink_to_fit();
-        }
+        // Inserts left room to grow; a table never grows.
         self.nodes.shrink_to_fit();
     }
 
