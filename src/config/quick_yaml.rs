@@ -122,6 +122,19 @@ impl<'de> Reader<'de> {
         ))
     }
 
+    /// Whether the next event ends the collection (a mapping, or a sequence), taking it.
+    fn closes(&mut self, mapping: bool) -> Result<bool, GiveUp> {
+        let end = match self.peek()?.0 {
+            Event::MappingEnd => mapping,
+            Event::SequenceEnd => !mapping,
+            _ => false,
+        };
+        if end {
+            self.next()?;
+        }
+        Ok(end)
+    }
+
     /// Opens a collection: its start event, without anchor or tag.
     fn open(&mut self, mapping: bool) -> Result<(), GiveUp> {
         let opened = match self.next()?.0 {
@@ -257,10 +270,6 @@ fn untyped(text: &str) -> Result<Untyped, GiveUp> {
     }
 }
 
-/// The newtype that asks for a value with its place (see `yaml::Spanned`), answered with
-/// a tuple of line, column and value.
-const SPANNED: &str = "__yaml_spanned";
-
 impl<'de> de::Deserializer<'de> for &mut Reader<'de> {
     type Error = GiveUp;
 
@@ -357,7 +366,7 @@ impl<'de> de::Deserializer<'de> for &mut Reader<'de> {
         name: &'static str,
         visitor: V,
     ) -> Result<V::Value, GiveUp> {
-        if name != SPANNED {
+        if name != super::yaml::SPANNED_NEWTYPE {
             return visitor.visit_newtype_struct(self);
         }
         let at = Position::of(&self.peek()?.1)?;
@@ -448,8 +457,7 @@ impl<'de> SeqAccess<'de> for &mut Items<'_, 'de> {
         &mut self,
         seed: T,
     ) -> Result<Option<T::Value>, GiveUp> {
-        if matches!(self.reader.peek()?.0, Event::SequenceEnd) {
-            self.reader.next()?;
+        if self.reader.closes(false)? {
             self.ended = true;
             return Ok(None);
         }
@@ -494,8 +502,7 @@ impl<'de> MapAccess<'de> for &mut Entries<'_, 'de> {
         &mut self,
         seed: K,
     ) -> Result<Option<K::Value>, GiveUp> {
-        if matches!(self.reader.peek()?.0, Event::MappingEnd) {
-            self.reader.next()?;
+        if self.reader.closes(true)? {
             self.ended = true;
             return Ok(None);
         }

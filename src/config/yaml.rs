@@ -59,7 +59,7 @@ pub(super) struct Spanned<T> {
 /// The quick reader answers the same newtype with a tuple of line, column and value instead:
 /// the map costs an allocated key and two `Location`s through serde for every value, a
 /// tenth of the quick reader's time.
-const SPANNED_NEWTYPE: &str = "__yaml_spanned";
+pub(super) const SPANNED_NEWTYPE: &str = "__yaml_spanned";
 const SPANNED_MARKER: &str = "__serde_saphyr_private_spanned";
 
 impl<'de, T: Deserialize<'de>> Deserialize<'de> for Spanned<T> {
