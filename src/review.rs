@@ -91,11 +91,11 @@ pub fn questions(configs: &[&Config]) -> BTreeSet<(Name, RecordType)> {
         for zone in &config.zones {
             out.insert((zone.origin.clone(), RecordType::NS));
             for set in &zone.records {
-                out.insert((set.owner.clone(), set.rtype));
+                out.insert((set.owner(), set.rtype));
                 // An alias answers address queries through its target.
                 if set.rtype == RecordType::CNAME {
-                    out.insert((set.owner.clone(), RecordType::A));
-                    out.insert((set.owner.clone(), RecordType::AAAA));
+                    out.insert((set.owner(), RecordType::A));
+                    out.insert((set.owner(), RecordType::AAAA));
                 }
             }
             for name in &zone.health_checked {

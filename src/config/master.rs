@@ -67,7 +67,7 @@ pub(super) fn read(
         ns: Vec::new(),
         has_soa: false,
     };
-    let mut by_owner: BTreeMap<(Name, RecordType), RecordSetConfig> = BTreeMap::new();
+    let mut by_owner: BTreeMap<(Name, RecordType), (u32, Vec<RData>)> = BTreeMap::new();
     for set in sets.into_values() {
         let owner = set.name().clone();
         if !origin.zone_of(&owner) {
@@ -99,19 +99,17 @@ pub(super) fn read(
             _ => {
                 let ttl = records.first().map_or(ttl, |r| r.ttl);
                 by_owner
-                    .entry((owner.clone(), rtype))
-                    .or_insert_with(|| RecordSetConfig {
-                        owner,
-                        ttl,
-                        rtype,
-                        rdata: Vec::new(),
-                    })
-                    .rdata
+                    .entry((owner, rtype))
+                    .or_insert_with(|| (ttl, Vec::new()))
+                    .1
                     .extend(records.iter().map(|r| r.data.clone()));
             }
         }
     }
-    out.records = by_owner.into_values().collect();
+    out.records = by_owner
+        .into_iter()
+        .map(|((owner, rtype), (ttl, rdata))| RecordSetConfig::new(&owner, ttl, rtype, rdata))
+        .collect();
     Ok(out)
 }
 

@@ -16,6 +16,7 @@ mod load;
 mod master;
 mod quick_yaml;
 mod rdata;
+mod records_yaml;
 mod roles;
 mod server;
 mod transfer;
@@ -58,7 +59,7 @@ mod tests {
         assert_eq!(z.soa.mname.to_string(), "ns1.example.test.");
         assert_eq!(z.soa.rname.to_string(), "hostmaster.example.test.");
         assert_eq!(
-            z.records[0].rdata,
+            z.records[0].rdata(),
             vec![RData::A(
                 "192.0.2.53".parse::<std::net::Ipv4Addr>().unwrap().into()
             )]
@@ -161,7 +162,7 @@ mod tests {
     fn relative_and_absolute_rdata_names() {
         let text = "zone: example.test\nns: [ns1]\nrecords:\n  www: { CNAME: vault }\n  _x._tcp: { SRV: \"0 0 8200 vault.example.test.\" }\n  mx: { MX: \"10 mail\" }\n";
         let z = zone(text).unwrap();
-        let get = |t| z.records.iter().find(|s| s.rtype == t).unwrap().rdata[0].to_string();
+        let get = |t| z.records.iter().find(|s| s.rtype == t).unwrap().rdata()[0].to_string();
         assert_eq!(get(RecordType::CNAME), "vault.example.test.");
         assert_eq!(get(RecordType::SRV), "0 0 8200 vault.example.test.");
         assert_eq!(get(RecordType::MX), "10 mail.example.test.");

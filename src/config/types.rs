@@ -10,7 +10,10 @@ use ipnet::IpNet;
 
 use super::budget::Budget;
 use crate::geo::GeoDb;
-use crate::model::{Check, CheckSpec, Policy, ProbeKey, Quorum, Recovery, Roles, WhenAllDown};
+use crate::model::name::KeyBuf;
+use crate::model::{
+    Check, CheckSpec, PackedRecords, Policy, ProbeKey, Quorum, Recovery, Roles, WhenAllDown,
+};
 
 /// The whole configuration: server settings and every zone.
 #[derive(Clone, Debug)]
@@ -310,13 +313,49 @@ pub struct SoaConfig {
     pub minimum: u32,
 }
 
-/// A static RRset.
+/// A static RRset, encoded once as the table keeps it: compiling copies the bytes rather
+/// than encoding hickory's types again, and a zone of a million record sets holds no
+/// `RData` (some 100 bytes a record) and no owner `Name` (80 bytes a set) while it loads.
+/// The owner is the records' own.
 #[derive(Clone, Debug)]
 pub struct RecordSetConfig {
-    pub owner: Name,
     pub ttl: u32,
     pub rtype: RecordType,
-    pub rdata: Vec<RData>,
+    pub records: PackedRecords,
+}
+
+impl RecordSetConfig {
+    /// # Panics
+    /// If `rdata` is empty (a set has a record), or a record does not encode.
+    pub fn new(owner: &Name, ttl: u32, rtype: RecordType, rdata: Vec<RData>) -> Self {
+        assert!(!rdata.is_empty(), "a record set has records");
+        RecordSetConfig {
+            ttl,
+            rtype,
+            records: PackedRecords::of_rdata(owner, ttl, &rdata),
+        }
+    }
+
+    pub fn owner(&self) -> Name {
+        self.first().owner()
+    }
+
+    /// The owner's key (lower-cased wire form), as the table has it.
+    pub fn owner_key(&self) -> KeyBuf {
+        self.first().owner_key()
+    }
+
+    /// The records' data, decoded.
+    pub fn rdata(&self) -> Vec<RData> {
+        self.records.iter().map(|r| r.record().data).collect()
+    }
+
+    fn first(&self) -> crate::model::WireRef<'_> {
+        self.records
+            .iter()
+            .next()
+            .expect("a record set has records")
+    }
 }
 
 #[derive(Clone, Debug)]

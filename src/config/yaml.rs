@@ -5,11 +5,11 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::Path;
 
-use hickory_proto::rr::RecordType;
 use serde::Deserialize;
-use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 
 use super::error::ConfigError;
+use super::records_yaml::RecordsRaw;
 use crate::model::{Policy, Quorum, WhenAllDown};
 
 /// Where a value was written: line and column from 1, both 0 when unknown.
@@ -64,40 +64,51 @@ const SPANNED_MARKER: &str = "__serde_saphyr_private_spanned";
 
 impl<'de, T: Deserialize<'de>> Deserialize<'de> for Spanned<T> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_newtype_struct(SPANNED_NEWTYPE, Newtype(std::marker::PhantomData))
+        SpannedSeed(std::marker::PhantomData::<T>).deserialize(d)
     }
 }
 
-struct Newtype<T>(std::marker::PhantomData<T>);
+/// [`Spanned`] for a value read through a seed (one that appends to lists it is given).
+pub(super) struct SpannedSeed<S>(pub(super) S);
 
-impl<'de, T: Deserialize<'de>> Visitor<'de> for Newtype<T> {
-    type Value = Spanned<T>;
+impl<'de, S: DeserializeSeed<'de>> DeserializeSeed<'de> for SpannedSeed<S> {
+    type Value = Spanned<S::Value>;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_newtype_struct(SPANNED_NEWTYPE, Newtype(self.0))
+    }
+}
+
+struct Newtype<S>(S);
+
+impl<'de, S: DeserializeSeed<'de>> Visitor<'de> for Newtype<S> {
+    type Value = Spanned<S::Value>;
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("a value with its place")
     }
 
-    fn visit_newtype_struct<D: Deserializer<'de>>(self, d: D) -> Result<Spanned<T>, D::Error> {
+    fn visit_newtype_struct<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
         // serde-saphyr turns the tuple into its map; the quick reader gives the tuple.
-        d.deserialize_tuple(3, Parts(std::marker::PhantomData))
+        d.deserialize_tuple(3, Parts(self.0))
     }
 }
 
-struct Parts<T>(std::marker::PhantomData<T>);
+struct Parts<S>(S);
 
-impl<'de, T: Deserialize<'de>> Visitor<'de> for Parts<T> {
-    type Value = Spanned<T>;
+impl<'de, S: DeserializeSeed<'de>> Visitor<'de> for Parts<S> {
+    type Value = Spanned<S::Value>;
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("a value with its place")
     }
 
     /// The quick reader's: line, column, value.
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Spanned<T>, A::Error> {
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
         let missing = || de::Error::custom("a value without its place");
         let line = seq.next_element::<u32>()?.ok_or_else(missing)?;
         let column = seq.next_element::<u32>()?.ok_or_else(missing)?;
-        let value = seq.next_element::<T>()?.ok_or_else(missing)?;
+        let value = seq.next_element_seed(self.0)?.ok_or_else(missing)?;
         Ok(Spanned {
             value,
             referenced: Location { line, column },
@@ -105,17 +116,21 @@ impl<'de, T: Deserialize<'de>> Visitor<'de> for Parts<T> {
     }
 
     /// serde-saphyr's.
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Spanned<T>, A::Error> {
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let missing = || de::Error::custom("a value without its place");
         if map.next_key::<Part>()? != Some(Part::Marker) {
             return Err(missing());
         }
         map.next_value::<de::IgnoredAny>()?;
+        let mut seed = Some(self.0);
         let mut value = None;
         let mut referenced = None;
         while let Some(part) = map.next_key::<Part>()? {
             match part {
-                Part::Value => value = Some(map.next_value::<T>()?),
+                Part::Value => {
+                    let seed = seed.take().ok_or_else(missing)?;
+                    value = Some(map.next_value_seed(seed)?);
+                }
                 Part::Referenced => referenced = Some(map.next_value::<serde_saphyr::Location>()?),
                 Part::Marker | Part::Other => {
                     map.next_value::<serde_saphyr::Location>()?;
@@ -344,7 +359,7 @@ pub(super) struct ZoneRaw {
     pub(super) soa: Option<Spanned<SoaRaw>>,
     pub(super) ns: Spanned<TextList>,
     #[serde(default)]
-    pub(super) records: BTreeMap<String, Spanned<RecordSetRaw>>,
+    pub(super) records: RecordsRaw,
     #[serde(default)]
     pub(super) sites: BTreeMap<String, Spanned<SiteRaw>>,
     #[serde(default)]
@@ -403,108 +418,6 @@ pub(super) struct SoaRaw {
     pub(super) retry: Option<i32>,
     pub(super) expire: Option<i32>,
     pub(super) minimum: Option<u32>,
-}
-
-/// One owner's static records: its `ttl` and the record types given, in [`RECORD_TYPES`]
-/// order. Only the types given are kept: a struct with a field per type held some 1.1 KB
-/// per owner (a position pair for each, given or not) while a zone was read, which made
-/// reading a large zone cost gigabytes.
-#[derive(Debug)]
-pub(super) struct RecordSetRaw {
-    pub(super) ttl: Option<Spanned<u32>>,
-    pub(super) sets: Vec<(RecordType, Spanned<TextList>)>,
-}
-
-/// The record types `records:` takes by name; any other type is `TYPE<number>` (RFC 3597).
-pub(super) const RECORD_TYPES: [(&str, RecordType); 17] = [
-    ("A", RecordType::A),
-    ("AAAA", RecordType::AAAA),
-    ("CNAME", RecordType::CNAME),
-    ("NS", RecordType::NS),
-    ("MX", RecordType::MX),
-    ("TXT", RecordType::TXT),
-    ("SRV", RecordType::SRV),
-    ("CAA", RecordType::CAA),
-    ("PTR", RecordType::PTR),
-    ("TLSA", RecordType::TLSA),
-    ("SSHFP", RecordType::SSHFP),
-    ("NAPTR", RecordType::NAPTR),
-    ("SVCB", RecordType::SVCB),
-    ("HTTPS", RecordType::HTTPS),
-    ("LOC", super::rdata::LOC),
-    ("URI", super::rdata::URI),
-    ("DS", RecordType::DS),
-];
-
-/// The type a `records:` key names: one of [`RECORD_TYPES`], or `TYPE<number>`.
-fn record_type(key: &str) -> Option<RecordType> {
-    if let Some(&(_, rtype)) = RECORD_TYPES.iter().find(|(n, _)| *n == key) {
-        return Some(rtype);
-    }
-    let code: u16 = key.strip_prefix("TYPE")?.parse().ok()?;
-    Some(RecordType::from(code))
-}
-
-impl<'de> Deserialize<'de> for RecordSetRaw {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        const FIELDS: &[&str] = &[
-            "ttl",
-            "A",
-            "AAAA",
-            "CNAME",
-            "NS",
-            "MX",
-            "TXT",
-            "SRV",
-            "CAA",
-            "PTR",
-            "TLSA",
-            "SSHFP",
-            "NAPTR",
-            "SVCB",
-            "HTTPS",
-            "LOC",
-            "URI",
-            "DS",
-            "TYPE<number>",
-        ];
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = RecordSetRaw;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a map of record types to values")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RecordSetRaw, A::Error> {
-                let mut out = RecordSetRaw {
-                    ttl: None,
-                    sets: Vec::new(),
-                };
-                while let Some(key) = map.next_key::<String>()? {
-                    if key == "ttl" {
-                        if out.ttl.is_some() {
-                            return Err(de::Error::duplicate_field("ttl"));
-                        }
-                        out.ttl = Some(map.next_value()?);
-                        continue;
-                    }
-                    let Some(rtype) = record_type(&key) else {
-                        return Err(de::Error::unknown_field(&key, FIELDS));
-                    };
-                    if out.sets.iter().any(|(t, _)| *t == rtype) {
-                        return Err(de::Error::custom(format_args!(
-                            "duplicate field `{key}` (type {rtype} is given twice)"
-                        )));
-                    }
-                    out.sets.push((rtype, map.next_value()?));
-                }
-                out.sets
-                    .sort_by_key(|(t, _)| RECORD_TYPES.iter().position(|(_, r)| r == t));
-                out.sets.shrink_to_fit();
-                Ok(out)
-            }
-        }
-        d.deserialize_map(V)
-    }
 }
 
 #[derive(Debug, Deserialize)]

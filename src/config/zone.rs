@@ -6,7 +6,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use super::yaml::{Location, Spanned};
-use crate::model::name::{KeyBuf, key_of};
+use crate::model::name::key_of;
 use hickory_proto::rr::rdata::TXT;
 use hickory_proto::rr::{Name, RData, RecordType};
 use hickory_proto::serialize::txt::Parser as ZoneFileParser;
@@ -16,11 +16,12 @@ use std::time::Duration;
 use super::budget::{Budget, worst_case};
 use super::check::validate_checks;
 use super::error::{ConfigError, Report};
+use super::records_yaml::Owner;
 use super::roles::validate_tiers;
 use super::types::{
     HealthCheckedNameConfig, MemberConfig, RecordSetConfig, SiteConfig, SoaConfig, ZoneConfig,
 };
-use super::yaml::{FqdnRaw, RecordSetRaw, SiteRaw, SoaRaw, TextList, ZoneRaw, items};
+use super::yaml::{FqdnRaw, SiteRaw, SoaRaw, TextList, ZoneRaw, items};
 use crate::model::{Policy, Recovery, Roles, WhenAllDown};
 
 /// Records of one type at one name, at most: BIND's `max-records-per-type` default. More
@@ -68,32 +69,32 @@ pub(super) fn validate_zone(file: &Path, mut raw: ZoneRaw) -> Result<ZoneConfig,
     // AAAA of the name servers) may be given: anything else would be hidden by the cut.
     let cuts: Vec<Name> = raw
         .records
-        .iter()
-        .filter(|(_, set)| set.value.sets.iter().any(|(t, _)| *t == RecordType::NS))
-        .filter_map(|(owner, _)| parse_owner(owner, &origin).ok())
+        .owners()
+        .filter(|owner| owner.types().any(|t| t == RecordType::NS))
+        .filter_map(|owner| parse_owner(owner.name(), &origin).ok())
         .filter(|owner| *owner != origin)
         .collect();
     // Room for every record set at once: growing by doubling copies the sets over and
     // over, and holds half as much again at the peak.
-    let mut records = Vec::with_capacity(raw.records.values().map(|s| s.value.sets.len()).sum());
-    // Taken, so that each owner's raw form is freed once validated: a large zone is not
-    // held twice.
-    for (owner_text, set) in std::mem::take(&mut raw.records) {
-        let field = format!("records.{owner_text}");
-        let owner = match parse_owner(&owner_text, &origin) {
+    let mut records = Vec::with_capacity(raw.records.sets());
+    for set in raw.records.owners() {
+        let field = format!("records.{}", set.name());
+        let owner = match parse_owner(set.name(), &origin) {
             Ok(n) => n,
             Err(msg) => {
-                r.at(set.referenced, field, msg);
+                r.at(set.at(), field, msg);
                 continue;
             }
         };
-        let types: Vec<RecordType> = set.value.sets.iter().map(|(t, _)| *t).collect();
+        let types: Vec<RecordType> = set.types().collect();
         if let Some(message) = occluded(&owner, &types, &cuts) {
-            r.at(set.referenced, field, message);
+            r.at(set.at(), field, message);
             continue;
         }
-        validate_rrsets(&mut r, &field, &owner, &origin, ttl, &set, &mut records);
+        validate_rrsets(&mut r, &field, &owner, &origin, ttl, set, &mut records);
     }
+    // Freed before the rest is read: a large zone is not held twice.
+    drop(std::mem::take(&mut raw.records));
 
     let records_file = raw.records_file.as_ref().and_then(|rf| {
         add_master_file(&mut r, file, rf, &origin, ttl, &cuts, &mut ns, &mut records)
@@ -250,52 +251,47 @@ fn validate_rrsets(
     owner: &Name,
     origin: &Name,
     zone_ttl: u32,
-    set: &Spanned<RecordSetRaw>,
+    set: Owner,
     out: &mut Vec<RecordSetConfig>,
 ) {
-    let raw = &set.value;
-    let ttl = raw.ttl.as_ref().map_or(zone_ttl, |t| t.value);
-    let present: Vec<RecordType> = raw.sets.iter().map(|(t, _)| *t).collect();
+    let ttl = set.ttl().map_or(zone_ttl, |t| t.value);
+    let present: Vec<RecordType> = set.types().collect();
     if present.is_empty() {
         r.at(
-            set.referenced,
+            set.at(),
             field,
             "no records (give at least one type, e.g. A: [192.0.2.1])",
         );
     }
-    for (rtype, values) in &raw.sets {
-        let rtype = *rtype;
+    for values in set.sets() {
+        let rtype = values.rtype();
         let tfield = format!("{field}.{rtype}");
-        if values.value.0.len() > MAX_RECORDS_PER_RRSET {
+        if values.len() > MAX_RECORDS_PER_RRSET {
             r.at(
-                values.referenced,
+                values.at(),
                 &tfield,
                 format!(
                     "{} records; a name has at most {MAX_RECORDS_PER_RRSET} of one type",
-                    values.value.0.len()
+                    values.len()
                 ),
             );
             continue;
         }
         if rtype == RecordType::CNAME && present.len() > 1 {
             r.at(
-                values.referenced,
+                values.at(),
                 &tfield,
                 "a CNAME cannot stand beside other data at the same name (RFC 1034 3.6.2)",
             );
             continue;
         }
-        if rtype == RecordType::CNAME && values.value.0.len() != 1 {
-            r.at(
-                values.referenced,
-                &tfield,
-                "a name has exactly one CNAME target",
-            );
+        if rtype == RecordType::CNAME && values.len() != 1 {
+            r.at(values.at(), &tfield, "a name has exactly one CNAME target");
             continue;
         }
         if rtype == RecordType::DS && !present.contains(&RecordType::NS) {
             r.at(
-                values.referenced,
+                values.at(),
                 &tfield,
                 "DS records belong at a delegation point: give the name NS records too",
             );
@@ -303,24 +299,20 @@ fn validate_rrsets(
         }
         if rtype == RecordType::DS && owner == origin {
             r.at(
-                values.referenced,
+                values.at(),
                 &tfield,
                 "the apex's DS records belong in the parent zone (`meridian dnssec` prints them)",
             );
             continue;
         }
         if rtype == RecordType::CNAME && owner == origin {
-            r.at(
-                values.referenced,
-                &tfield,
-                "the zone apex cannot be a CNAME",
-            );
+            r.at(values.at(), &tfield, "the zone apex cannot be a CNAME");
             continue;
         }
         // Exactly as many as given: a `Vec` grown by a push keeps room for four, and an
         // `RData` is large (a zone of a million record sets took a gigabyte more).
-        let mut rdata = Vec::with_capacity(values.value.0.len());
-        for (i, (loc, text)) in items(values).enumerate() {
+        let mut rdata = Vec::with_capacity(values.len());
+        for (i, (loc, text)) in values.items().enumerate() {
             match parse_rdata(rtype, text, origin) {
                 Ok(d) if rdata.contains(&d) => {
                     r.at(loc, format!("{tfield}[{i}]"), "duplicate record")
@@ -346,16 +338,11 @@ fn validate_rrsets(
                 Err(msg) => r.at(loc, format!("{tfield}[{i}]"), msg),
             }
         }
-        if values.value.0.is_empty() {
-            r.at(values.referenced, &tfield, "empty list");
+        if values.len() == 0 {
+            r.at(values.at(), &tfield, "empty list");
         }
         if !rdata.is_empty() {
-            out.push(RecordSetConfig {
-                owner: owner.clone(),
-                ttl,
-                rtype,
-                rdata,
-            });
+            out.push(RecordSetConfig::new(owner, ttl, rtype, rdata));
         }
     }
 }
@@ -399,16 +386,16 @@ fn add_master_file(
             .records
             .iter()
             .filter(|s| s.rtype == RecordType::NS)
-            .map(|s| s.owner.clone()),
+            .map(|s| s.owner()),
     );
-    let mut by_owner: HashMap<&Name, Vec<RecordType>> = HashMap::new();
+    let mut by_owner: HashMap<Name, Vec<RecordType>> = HashMap::new();
     for set in &master.records {
-        by_owner.entry(&set.owner).or_default().push(set.rtype);
+        by_owner.entry(set.owner()).or_default().push(set.rtype);
     }
     for (owner, types) in &by_owner {
         let problem = occluded(owner, types, &cuts).or_else(|| {
             let cname = types.contains(&RecordType::CNAME);
-            (cname && (types.len() > 1 || *owner == origin)).then(|| {
+            (cname && (types.len() > 1 || owner == origin)).then(|| {
                 format!("{owner}: a CNAME cannot stand beside other data, nor at the apex (RFC 1034 3.6.2)")
             })
         });
@@ -420,17 +407,19 @@ fn add_master_file(
             );
         }
     }
+    let in_yaml: HashSet<(Box<[u8]>, RecordType)> = records
+        .iter()
+        .map(|y| (y.owner_key().as_bytes().into(), y.rtype))
+        .collect();
     for set in master.records {
-        if records
-            .iter()
-            .any(|y| y.owner == set.owner && y.rtype == set.rtype)
-        {
+        if in_yaml.contains(&(set.owner_key().as_bytes().into(), set.rtype)) {
             r.at(
                 given.referenced,
                 "records-file",
                 format!(
                     "{} {} is both under records: and in {shown}: keep one",
-                    set.owner, set.rtype
+                    set.owner(),
+                    set.rtype
                 ),
             );
             continue;
@@ -909,7 +898,7 @@ fn check_conflicts(
     let mut clashes: Vec<(usize, &RecordSetConfig)> = Vec::new();
     if !by_name.is_empty() {
         for set in records {
-            if let Some(&i) = by_name.get(KeyBuf::of(&set.owner).as_bytes()) {
+            if let Some(&i) = by_name.get(set.owner_key().as_bytes()) {
                 clashes.push((i, set));
             }
         }

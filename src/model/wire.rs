@@ -14,7 +14,7 @@
 
 use std::net::IpAddr;
 
-use hickory_proto::rr::{Name, Record};
+use hickory_proto::rr::{DNSClass, Name, RData, Record};
 use hickory_proto::serialize::binary::{
     BinDecodable, BinDecoder, BinEncodable, BinEncoder, NameEncoding,
 };
@@ -118,6 +118,13 @@ impl<'a> WireRef<'a> {
     pub fn owner(&self) -> Name {
         super::name::name_of(self.owner_bytes())
     }
+
+    /// Its owner's key (lower-cased wire form), as the table looks names up.
+    pub fn owner_key(&self) -> super::name::KeyBuf {
+        super::name::KeyBuf::read(self.owner_bytes(), 0)
+            .expect("a stored owner is a name")
+            .0
+    }
 }
 
 /// A single record (a CNAME, a zone's negative-answer SOA), in one allocation.
@@ -135,6 +142,13 @@ impl StoredRecord {
         }
     }
 
+    /// A record already encoded (one of a [`PackedRecords`]).
+    pub fn from_wire(record: WireRef) -> Self {
+        StoredRecord {
+            bytes: record.bytes.into(),
+        }
+    }
+
     pub fn wire(&self) -> WireRef<'_> {
         WireRef { bytes: &self.bytes }
     }
@@ -147,7 +161,7 @@ impl StoredRecord {
 
 /// The records of one record set, back to back in one allocation, each behind its
 /// length (two bytes).
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct PackedRecords {
     bytes: Box<[u8]>,
 }
@@ -161,6 +175,43 @@ impl PackedRecords {
             encode(record, &mut bytes);
             let len = (bytes.len() - at - 2) as u16;
             bytes[at..at + 2].copy_from_slice(&len.to_be_bytes());
+        }
+        PackedRecords {
+            bytes: bytes.into_boxed_slice(),
+        }
+    }
+
+    /// Records of class IN at `owner`: what a zone file gives. The same bytes as [`new`]
+    /// from hickory's `Record`s, with the owner and the fixed fields written once here and
+    /// only each record's data encoded by hickory: encoding whole records took a tenth of
+    /// loading a zone of a million records.
+    ///
+    /// [`new`]: PackedRecords::new
+    pub fn of_rdata(owner: &Name, ttl: u32, rdata: &[RData]) -> Self {
+        let mut head = Vec::with_capacity(2 + owner.len());
+        head.push(0);
+        for label in owner.iter() {
+            head.push(label.len() as u8);
+            head.extend_from_slice(label);
+        }
+        head.push(0);
+        head[0] = (head.len() - 1) as u8;
+        let mut data = Vec::new();
+        // Room for addresses, so that most sets allocate once.
+        let mut bytes = Vec::with_capacity(rdata.len() * (head.len() + 28));
+        for d in rdata {
+            data.clear();
+            let mut enc = BinEncoder::new(&mut data);
+            enc.set_name_encoding(NameEncoding::Uncompressed);
+            d.emit(&mut enc).expect("valid data encodes");
+            let len = head.len() + 10 + data.len();
+            bytes.extend_from_slice(&(len as u16).to_be_bytes());
+            bytes.extend_from_slice(&head);
+            bytes.extend_from_slice(&u16::from(d.record_type()).to_be_bytes());
+            bytes.extend_from_slice(&u16::from(DNSClass::IN).to_be_bytes());
+            bytes.extend_from_slice(&ttl.to_be_bytes());
+            bytes.extend_from_slice(&(data.len() as u16).to_be_bytes());
+            bytes.extend_from_slice(&data);
         }
         PackedRecords {
             bytes: bytes.into_boxed_slice(),
@@ -258,6 +309,43 @@ pub fn address_len(owner: &Name, pointer: bool, address: IpAddr) -> usize {
 mod tests {
     use super::*;
     use hickory_proto::rr::{Name, RData};
+
+    /// Records packed from their data are the bytes packed from hickory's whole records.
+    #[test]
+    fn records_packed_from_their_data_are_hickorys() {
+        use hickory_proto::rr::rdata::NULL;
+        use hickory_proto::rr::rdata::{CNAME, MX, SRV, TXT};
+        let owner = Name::from_ascii("Www.Example.test.").unwrap();
+        let target = Name::from_ascii("mail.example.test.").unwrap();
+        let sets: [Vec<RData>; 6] = [
+            vec![
+                RData::A(std::net::Ipv4Addr::new(192, 0, 2, 1).into()),
+                RData::A(std::net::Ipv4Addr::new(192, 0, 2, 2).into()),
+            ],
+            vec![RData::AAAA(std::net::Ipv6Addr::LOCALHOST.into())],
+            vec![RData::CNAME(CNAME(target.clone()))],
+            vec![RData::MX(MX::new(10, target.clone()))],
+            vec![RData::TXT(TXT::new(vec!["a b".into(), "c".into()]))],
+            vec![
+                RData::SRV(SRV::new(0, 5, 8200, target)),
+                RData::Unknown {
+                    code: hickory_proto::rr::RecordType::Unknown(65280),
+                    rdata: NULL::with(vec![1, 2, 3]),
+                },
+            ],
+        ];
+        for rdata in sets {
+            let records: Vec<Record> = rdata
+                .iter()
+                .map(|d| Record::from_rdata(owner.clone(), 300, d.clone()))
+                .collect();
+            assert_eq!(
+                PackedRecords::of_rdata(&owner, 300, &rdata).bytes,
+                PackedRecords::new(&records).bytes,
+                "{rdata:?}"
+            );
+        }
+    }
 
     #[test]
     fn written_len_matches_what_write_appends() {

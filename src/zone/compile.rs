@@ -151,24 +151,23 @@ impl ZoneTable {
         }
 
         for set in &zc.records {
-            let records: Vec<Record> = set
-                .rdata
-                .iter()
-                .map(|d| Record::from_rdata(set.owner.clone(), set.ttl, d.clone()))
-                .collect();
-            let node = self.node(&set.owner);
+            let node = self.node_of_key(set.owner_key().as_bytes());
             if set.rtype == RecordType::CNAME {
-                let RData::CNAME(target) = &set.rdata[0] else {
-                    unreachable!("validated CNAME")
-                };
-                let target = key_of(&target.0);
-                let cname = records.into_iter().next().expect("one CNAME");
-                node.cname = Some(Box::new((StoredRecord::new(&cname), target)));
+                let cname = set.records.iter().next().expect("one CNAME");
+                // A CNAME's data is its target, uncompressed.
+                let (target, _) = KeyBuf::read(cname.rdata(), 0).expect("validated CNAME");
+                node.cname = Some(Box::new((
+                    StoredRecord::from_wire(cname),
+                    target.as_bytes().into(),
+                )));
             } else if let Some(existing) = node.rrsets.iter_mut().find(|s| s.rtype == set.rtype) {
                 // The apex NS list may be extended under records.@.
-                existing.records = existing.records.join(&PackedRecords::new(&records));
+                existing.records = existing.records.join(&set.records);
             } else {
-                node.add_rrset(rrset(set.rtype, records));
+                node.add_rrset(RrSet {
+                    rtype: set.rtype,
+                    records: set.records.clone(),
+                });
             }
         }
 
@@ -202,12 +201,15 @@ impl ZoneTable {
     }
 
     fn node(&mut self, name: &Name) -> &mut Node {
+        self.node_of_key(KeyBuf::of(name).as_bytes())
+    }
+
+    fn node_of_key(&mut self, key: &[u8]) -> &mut Node {
         // Several record sets may share an owner: allocate the key only for a new one.
-        let key = KeyBuf::of(name);
-        if !self.nodes.contains_key(key.as_bytes()) {
-            self.nodes.insert(key.as_bytes().into(), Node::default());
+        if !self.nodes.contains_key(key) {
+            self.nodes.insert(key.into(), Node::default());
         }
-        self.nodes.get_mut(key.as_bytes()).expect("just inserted")
+        self.nodes.get_mut(key).expect("just inserted")
     }
 }
 
@@ -216,7 +218,7 @@ fn owners(zc: &ZoneConfig) -> usize {
     1 + zc
         .records
         .windows(2)
-        .filter(|w| w[0].owner != w[1].owner)
+        .filter(|w| w[0].owner_key().as_bytes() != w[1].owner_key().as_bytes())
         .count()
 }
 

@@ -1,0 +1,437 @@
+//! A zone's `records:` as written, read into a few flat lists.
+//!
+//! Every other part of a zone file is read into a tree of serde's usual shapes. `records:`
+//! is where a large zone is large: a million owners read as a map of lists of strings held
+//! some 480 bytes each, in seven allocations, while the file was read. Here every owner,
+//! record set and value is an entry in one of three lists, and every text is in one string,
+//! so that reading allocates nothing per owner and frees the lot at once.
+
+use std::fmt::{self, Write as _};
+
+use hickory_proto::rr::RecordType;
+use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+
+use super::yaml::{Location, Spanned, SpannedSeed};
+
+/// Every owner's record sets under `records:`, in the order written.
+#[derive(Debug, Default)]
+pub(super) struct RecordsRaw {
+    /// Every owner's name and every value, back to back.
+    text: String,
+    owners: Vec<OwnerRaw>,
+    sets: Vec<SetRaw>,
+    values: Vec<ValueRaw>,
+}
+
+/// A range of one of [`RecordsRaw`]'s lists (or of its text).
+#[derive(Clone, Copy, Debug)]
+struct Range {
+    start: u32,
+    end: u32,
+}
+
+impl Range {
+    fn get<'a, T>(&self, list: &'a [T]) -> &'a [T] {
+        &list[self.start as usize..self.end as usize]
+    }
+
+    fn text<'a>(&self, text: &'a str) -> &'a str {
+        &text[self.start as usize..self.end as usize]
+    }
+}
+
+#[derive(Debug)]
+struct OwnerRaw {
+    name: Range,
+    at: Location,
+    ttl: Option<Spanned<u32>>,
+    sets: Range,
+}
+
+#[derive(Debug)]
+struct SetRaw {
+    rtype: RecordType,
+    at: Location,
+    values: Range,
+}
+
+#[derive(Debug)]
+struct ValueRaw {
+    /// Unknown for a lone scalar (`A: 192.0.2.1`): it takes its set's.
+    at: Location,
+    text: Range,
+}
+
+/// The record types `records:` takes by name; any other type is `TYPE<number>` (RFC 3597).
+/// An owner's sets are kept in this order.
+pub(super) const RECORD_TYPES: [(&str, RecordType); 17] = [
+    ("A", RecordType::A),
+    ("AAAA", RecordType::AAAA),
+    ("CNAME", RecordType::CNAME),
+    ("NS", RecordType::NS),
+    ("MX", RecordType::MX),
+    ("TXT", RecordType::TXT),
+    ("SRV", RecordType::SRV),
+    ("CAA", RecordType::CAA),
+    ("PTR", RecordType::PTR),
+    ("TLSA", RecordType::TLSA),
+    ("SSHFP", RecordType::SSHFP),
+    ("NAPTR", RecordType::NAPTR),
+    ("SVCB", RecordType::SVCB),
+    ("HTTPS", RecordType::HTTPS),
+    ("LOC", super::rdata::LOC),
+    ("URI", super::rdata::URI),
+    ("DS", RecordType::DS),
+];
+
+/// The type a `records:` key names: one of [`RECORD_TYPES`], or `TYPE<number>`.
+fn record_type(key: &str) -> Option<RecordType> {
+    if let Some(&(_, rtype)) = RECORD_TYPES.iter().find(|(n, _)| *n == key) {
+        return Some(rtype);
+    }
+    let code: u16 = key.strip_prefix("TYPE")?.parse().ok()?;
+    Some(RecordType::from(code))
+}
+
+/// What the keys of an owner's mapping may be, for the error that names them.
+const FIELDS: &[&str] = &[
+    "ttl",
+    "A",
+    "AAAA",
+    "CNAME",
+    "NS",
+    "MX",
+    "TXT",
+    "SRV",
+    "CAA",
+    "PTR",
+    "TLSA",
+    "SSHFP",
+    "NAPTR",
+    "SVCB",
+    "HTTPS",
+    "LOC",
+    "URI",
+    "DS",
+    "TYPE<number>",
+];
+
+impl RecordsRaw {
+    /// How many owners.
+    #[cfg(test)]
+    pub(super) fn len(&self) -> usize {
+        self.owners.len()
+    }
+
+    /// How many record sets, over all owners.
+    pub(super) fn sets(&self) -> usize {
+        self.sets.len()
+    }
+
+    pub(super) fn owners(&self) -> impl Iterator<Item = Owner<'_>> {
+        self.owners.iter().map(|owner| Owner { raw: self, owner })
+    }
+}
+
+/// One owner, as written.
+#[derive(Clone, Copy)]
+pub(super) struct Owner<'a> {
+    raw: &'a RecordsRaw,
+    owner: &'a OwnerRaw,
+}
+
+impl<'a> Owner<'a> {
+    /// The key as written (relative, absolute or `@`).
+    pub(super) fn name(&self) -> &'a str {
+        self.owner.name.text(&self.raw.text)
+    }
+
+    pub(super) fn at(&self) -> Location {
+        self.owner.at
+    }
+
+    pub(super) fn ttl(&self) -> Option<&'a Spanned<u32>> {
+        self.owner.ttl.as_ref()
+    }
+
+    /// Its record sets, in [`RECORD_TYPES`] order.
+    pub(super) fn sets(&self) -> impl Iterator<Item = Set<'a>> + use<'a> {
+        let raw = self.raw;
+        self.owner
+            .sets
+            .get(&raw.sets)
+            .iter()
+            .map(move |set| Set { raw, set })
+    }
+
+    pub(super) fn types(&self) -> impl Iterator<Item = RecordType> + use<'a> {
+        self.sets().map(|s| s.rtype())
+    }
+}
+
+/// One record set, as written.
+#[derive(Clone, Copy)]
+pub(super) struct Set<'a> {
+    raw: &'a RecordsRaw,
+    set: &'a SetRaw,
+}
+
+impl<'a> Set<'a> {
+    pub(super) fn rtype(&self) -> RecordType {
+        self.set.rtype
+    }
+
+    pub(super) fn at(&self) -> Location {
+        self.set.at
+    }
+
+    /// How many values.
+    pub(super) fn len(&self) -> usize {
+        self.set.values.get(&self.raw.values).len()
+    }
+
+    /// The values with their positions (a lone scalar takes the set's).
+    pub(super) fn items(&self) -> impl Iterator<Item = (Location, &'a str)> + use<'a> {
+        let (raw, set_at) = (self.raw, self.set.at);
+        self.set.values.get(&raw.values).iter().map(move |v| {
+            let at = if v.at.line() == 0 { set_at } else { v.at };
+            (at, v.text.text(&raw.text))
+        })
+    }
+}
+
+/// An index into the lists, which a file of more than 4 GiB of records would overflow.
+fn index<E: de::Error>(at: usize) -> Result<u32, E> {
+    u32::try_from(at).map_err(|_| E::custom("records: too large (more than 4 GiB)"))
+}
+
+impl<'de> serde::Deserialize<'de> for RecordsRaw {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = RecordsRaw;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a map of owner names to their records")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RecordsRaw, A::Error> {
+                let mut out = RecordsRaw::default();
+                while let Some(name) = map.next_key_seed(Key(&mut out.text))? {
+                    let sets_start = index(out.sets.len())?;
+                    let owner = map.next_value_seed(SpannedSeed(OwnerSeed(&mut out)))?;
+                    out.owners.push(OwnerRaw {
+                        name,
+                        at: owner.referenced,
+                        ttl: owner.value,
+                        sets: Range {
+                            start: sets_start,
+                            end: index(out.sets.len())?,
+                        },
+                    });
+                }
+                Ok(out)
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+/// An owner's name, appended to the text (read as a `String` key was).
+struct Key<'a>(&'a mut String);
+
+impl<'de> DeserializeSeed<'de> for Key<'_> {
+    type Value = Range;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Range, D::Error> {
+        d.deserialize_string(self)
+    }
+}
+
+impl Visitor<'_> for Key<'_> {
+    type Value = Range;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a string")
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Range, E> {
+        let start = index(self.0.len())?;
+        self.0.push_str(v);
+        Ok(Range {
+            start,
+            end: index(self.0.len())?,
+        })
+    }
+}
+
+/// An owner's mapping: its sets are appended to the lists; its `ttl` is returned.
+struct OwnerSeed<'a>(&'a mut RecordsRaw);
+
+impl<'de> DeserializeSeed<'de> for OwnerSeed<'_> {
+    type Value = Option<Spanned<u32>>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+/// A key of an owner's mapping, read without allocating.
+enum SetKey {
+    Ttl,
+    Type(RecordType),
+    Unknown(String),
+}
+
+impl<'de> serde::Deserialize<'de> for SetKey {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<SetKey, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = SetKey;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_str<E: de::Error>(self, key: &str) -> Result<SetKey, E> {
+                Ok(match key {
+                    "ttl" => SetKey::Ttl,
+                    _ => record_type(key).map_or_else(|| SetKey::Unknown(key.into()), SetKey::Type),
+                })
+            }
+        }
+        d.deserialize_string(V)
+    }
+}
+
+impl<'de> Visitor<'de> for OwnerSeed<'_> {
+    type Value = Option<Spanned<u32>>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a map of record types to values")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let out = self.0;
+        let first = out.sets.len();
+        let mut ttl = None;
+        while let Some(key) = map.next_key::<SetKey>()? {
+            let rtype = match key {
+                SetKey::Ttl if ttl.is_some() => return Err(de::Error::duplicate_field("ttl")),
+                SetKey::Ttl => {
+                    ttl = Some(map.next_value()?);
+                    continue;
+                }
+                SetKey::Unknown(key) => return Err(de::Error::unknown_field(&key, FIELDS)),
+                SetKey::Type(rtype) => rtype,
+            };
+            if out.sets[first..].iter().any(|s| s.rtype == rtype) {
+                let key = RECORD_TYPES.iter().find(|(_, t)| *t == rtype).map_or_else(
+                    || format!("TYPE{}", u16::from(rtype)),
+                    |(n, _)| n.to_string(),
+                );
+                return Err(de::Error::custom(format_args!(
+                    "duplicate field `{key}` (type {rtype} is given twice)"
+                )));
+            }
+            let values = map.next_value_seed(SpannedSeed(Values(&mut *out)))?;
+            out.sets.push(SetRaw {
+                rtype,
+                at: values.referenced,
+                values: values.value,
+            });
+        }
+        out.sets[first..].sort_by_key(|s| RECORD_TYPES.iter().position(|(_, r)| *r == s.rtype));
+        Ok(ttl)
+    }
+}
+
+/// A value or a list of values (`A: 192.0.2.1` or `A: [192.0.2.1, 192.0.2.2]`), appended
+/// to the lists.
+struct Values<'a>(&'a mut RecordsRaw);
+
+impl<'de> DeserializeSeed<'de> for Values<'_> {
+    type Value = Range;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Range, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl Values<'_> {
+    /// A lone scalar: one value, without a place of its own.
+    fn one<E: de::Error>(self, v: impl fmt::Display) -> Result<Range, E> {
+        let start = index(self.0.values.len())?;
+        let text = append(&mut self.0.text, v)?;
+        self.0.values.push(ValueRaw {
+            at: Location::UNKNOWN,
+            text,
+        });
+        Ok(Range {
+            start,
+            end: start + 1,
+        })
+    }
+}
+
+impl<'de> Visitor<'de> for Values<'_> {
+    type Value = Range;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a value or a list of values")
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Range, A::Error> {
+        let RecordsRaw { text, values, .. } = self.0;
+        let start = index(values.len())?;
+        while let Some(v) = seq.next_element_seed(SpannedSeed(Scalar(&mut *text)))? {
+            values.push(ValueRaw {
+                at: v.referenced,
+                text: v.value,
+            });
+        }
+        Ok(Range {
+            start,
+            end: index(values.len())?,
+        })
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Range, E> {
+        self.one(v)
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Range, E> {
+        self.one(v)
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Range, E> {
+        self.one(v)
+    }
+}
+
+/// Appends `v` as text; its range.
+fn append<E: de::Error>(text: &mut String, v: impl fmt::Display) -> Result<Range, E> {
+    let start = index(text.len())?;
+    write!(text, "{v}").expect("a String takes any text");
+    Ok(Range {
+        start,
+        end: index(text.len())?,
+    })
+}
+
+/// A scalar in a list, as text whatever YAML typed it as (`200`, `1.5`, `true`, `abc`),
+/// appended to the text.
+struct Scalar<'a>(&'a mut String);
+
+impl<'de> DeserializeSeed<'de> for Scalar<'_> {
+    type Value = Range;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Range, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl Visitor<'_> for Scalar<'_> {
+    type Value = Range;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a scalar")
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Range, E> {
+        append(self.0, v)
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Range, E> {
+        append(self.0, v)
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Range, E> {
+        append(self.0, v)
+    }
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Range, E> {
+        append(self.0, v)
+    }
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Range, E> {
+        append(self.0, v)
+    }
+}
