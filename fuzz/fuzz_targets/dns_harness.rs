@@ -79,8 +79,8 @@ pub fn pair() -> &'static Pair {
             .unwrap();
         let a = Meridian::new(&config, Vec::new());
         let b = Meridian::new(&config, Vec::new());
-        rt.block_on(a.apply(&config));
-        rt.block_on(b.apply(&config));
+        rt.block_on(a.apply(config.clone()));
+        rt.block_on(b.apply(config));
         Pair { rt, a, b }
     })
 }

@@ -196,26 +196,32 @@ impl PackedRecords {
         }
         head.push(0);
         head[0] = (head.len() - 1) as u8;
-        let mut data = Vec::new();
-        // Room for addresses, so that most sets allocate once.
-        let mut bytes = Vec::with_capacity(rdata.len() * (head.len() + 28));
-        for d in rdata {
-            data.clear();
-            let mut enc = BinEncoder::new(&mut data);
-            enc.set_name_encoding(NameEncoding::Uncompressed);
-            d.emit(&mut enc).expect("valid data encodes");
-            let len = head.len() + 10 + data.len();
-            bytes.extend_from_slice(&(len as u16).to_be_bytes());
-            bytes.extend_from_slice(&head);
-            bytes.extend_from_slice(&u16::from(d.record_type()).to_be_bytes());
-            bytes.extend_from_slice(&u16::from(DNSClass::IN).to_be_bytes());
-            bytes.extend_from_slice(&ttl.to_be_bytes());
-            bytes.extend_from_slice(&(data.len() as u16).to_be_bytes());
-            bytes.extend_from_slice(&data);
+        thread_local! {
+            // Encoded here, then copied into an allocation of the exact size: a set's own
+            // buffer, grown or shrunk to size, kept some 16 bytes of slack in each of a
+            // large zone's millions of sets.
+            static BUFFERS: std::cell::RefCell<(Vec<u8>, Vec<u8>)> = Default::default();
         }
-        PackedRecords {
-            bytes: bytes.into_boxed_slice(),
-        }
+        BUFFERS.with_borrow_mut(|(bytes, data)| {
+            bytes.clear();
+            for d in rdata {
+                data.clear();
+                let mut enc = BinEncoder::new(data);
+                enc.set_name_encoding(NameEncoding::Uncompressed);
+                d.emit(&mut enc).expect("valid data encodes");
+                let len = head.len() + 10 + data.len();
+                bytes.extend_from_slice(&(len as u16).to_be_bytes());
+                bytes.extend_from_slice(&head);
+                bytes.extend_from_slice(&u16::from(d.record_type()).to_be_bytes());
+                bytes.extend_from_slice(&u16::from(DNSClass::IN).to_be_bytes());
+                bytes.extend_from_slice(&ttl.to_be_bytes());
+                bytes.extend_from_slice(&(data.len() as u16).to_be_bytes());
+                bytes.extend_from_slice(data);
+            }
+            PackedRecords {
+                bytes: bytes[..].into(),
+            }
+        })
     }
 
     /// These records followed by `more`'s.

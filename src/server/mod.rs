@@ -33,7 +33,8 @@ pub struct Running {
 /// multi-threaded tokio runtime.
 pub async fn start(config: Config) -> io::Result<Running> {
     // What the files looked like as loaded, to notice any change from here on.
-    let seen = watch::watched_paths(&config).fingerprint();
+    let watched = Arc::new(watch::watched_paths(&config));
+    let seen = watched.fingerprint();
     log_loaded(&config);
     // Bind first, so that a busy port fails start-up before any probing.
     let mut bound = Vec::new();
@@ -68,9 +69,12 @@ pub async fn start(config: Config) -> io::Result<Running> {
     if config.server.run_as.is_some() {
         meridian.checker.open_icmp_sockets().await;
     }
-    meridian.apply(&config).await;
+    // The zones go to the table whole; the server settings stay for what follows.
+    let serving = serving_status(&config, "started");
+    let server = config.server.clone();
+    meridian.apply(config).await;
     meridian.restore_flags();
-    if let Some(run_as) = &config.server.run_as {
+    if let Some(run_as) = &server.run_as {
         match privileges::drop_to(run_as)? {
             true => {
                 info!(user = %run_as.user, group = %run_as.group, "dropped root: running as this user")
@@ -88,7 +92,7 @@ pub async fn start(config: Config) -> io::Result<Running> {
         "first health-check round done"
     );
 
-    let (tcp, udp) = dns::start(meridian.clone(), bound, config.server.tcp)?;
+    let (tcp, udp) = dns::start(meridian.clone(), bound, server.tcp)?;
     for addr in &addrs {
         info!(%addr, "listening on UDP and TCP");
     }
@@ -96,7 +100,6 @@ pub async fn start(config: Config) -> io::Result<Running> {
     let hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
         .inspect_err(|e| warn!("cannot listen for SIGHUP: {e}"))
         .ok();
-    let watched = Arc::new(watch::watched_paths(&config));
     let watching = watch::watch(watched.clone());
     let mut tasks = vec![tokio::spawn(watch::reloader(
         meridian.clone(),
@@ -121,8 +124,8 @@ pub async fn start(config: Config) -> io::Result<Running> {
         }
         None => None,
     };
-    notify::ready(&serving_status(&config, "started"));
-    drop(config);
+    notify::ready(&serving);
+    drop(server);
     release_free_memory();
     Ok(Running {
         addrs,

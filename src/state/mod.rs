@@ -202,14 +202,14 @@ impl Meridian {
     /// in whole, then stops the probes it no longer uses. Unchanged probes keep their
     /// state, and members that stay keep their maintenance flag. Must run on a
     /// multi-threaded runtime (compiling blocks in place).
-    pub async fn apply(&self, config: &Config) {
+    pub async fn apply(&self, config: Config) {
         self.apply_reusing(config, &[]).await;
     }
 
     /// Like [`Meridian::apply`], with the zones of `unchanged` files kept as the serving
     /// table has them: their members keep their state, and only the changed zones are
     /// compiled.
-    pub async fn apply_reusing(&self, config: &Config, unchanged: &[UnchangedZone]) {
+    pub async fn apply_reusing(&self, config: Config, unchanged: &[UnchangedZone]) {
         for w in config.warnings() {
             warn!("configuration: {w}");
         }
@@ -241,6 +241,8 @@ impl Meridian {
                 }
             }
         }
+        // The zones go to the compiler whole (their records move into the table).
+        let Config { server, zones } = config;
         let report = self.checker.sync(&probes).await;
         if report.started > 0 {
             info!(
@@ -269,7 +271,9 @@ impl Meridian {
                 std::thread::scope(|scope| {
                     std::thread::Builder::new()
                         .name("compile".into())
-                        .spawn_scoped(scope, || Table::compile_reusing(config, unchanged, &inputs))
+                        .spawn_scoped(scope, || {
+                            Table::compile_reusing(&server, zones, unchanged, &inputs)
+                        })
                         .expect("a thread to compile on")
                         .join()
                         .expect("compiling does not panic")
@@ -291,11 +295,11 @@ impl Meridian {
         if let Some(cluster) = self.cluster.get() {
             cluster.loaded(self.table.load().fingerprint());
         }
-        self.forwarder.configure(config.server.forward.as_ref());
-        let cookies = &config.server.cookies;
+        self.forwarder.configure(server.forward.as_ref());
+        let cookies = &server.cookies;
         self.cookies
             .configure(cookies.secret, cookies.secret_lifetime);
-        if let Some(limits) = &config.server.rate_limit {
+        if let Some(limits) = &server.rate_limit {
             let limiter = self
                 .limiter
                 .get_or_init(|| RateLimiter::new(limits.table_size));
@@ -307,7 +311,7 @@ impl Meridian {
             }
         }
         let slots = self.signatures.stats().slots;
-        if slots != config.server.signature_cache.next_power_of_two() {
+        if slots != server.signature_cache.next_power_of_two() {
             warn!(
                 slots,
                 "signature-cache changed: restart Meridian to apply it"
@@ -399,10 +403,9 @@ impl Meridian {
         if config.server.cluster.as_ref() != self.cluster.get().map(|c| c.config()) {
             warn!("cluster settings changed: restart Meridian to apply them");
         }
-        self.apply_reusing(&config, &unchanged).await;
+        self.apply_reusing(config, &unchanged).await;
         // The new table serves from here; handing freed memory back comes after.
         let serving_after = started.elapsed();
-        drop(config);
         release_free_memory();
         self.counters.reloads_ok.fetch_add(1, Ordering::Relaxed);
         info!(

@@ -12,7 +12,9 @@ use hickory_proto::rr::rdata::{NS, SOA};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 
 use super::{HealthCheckedName, Node, NodeMap, QueryOptions, RrSet, Table, Zone, ZoneTable};
-use crate::config::{Config, HealthCheckedNameConfig, UnchangedZone, ZoneConfig};
+use crate::config::{
+    Config, HealthCheckedNameConfig, RecordSetConfig, ServerConfig, UnchangedZone, ZoneConfig,
+};
 use crate::geo::{self, SiteMap};
 use crate::model::health::{Vote, vote_of};
 use crate::model::name::{KeyBuf, key_of};
@@ -41,17 +43,24 @@ impl Table {
     /// # Panics
     /// If `inputs.probes` lacks a probe the configuration uses.
     pub fn compile(config: &Config, inputs: &Inputs) -> Table {
-        Table::compile_reusing(config, &[], inputs)
+        Table::compile_reusing(&config.server, config.zones.clone(), &[], inputs)
     }
 
-    /// Builds the table for `config`, with the zones of `unchanged` files taken as they
-    /// are from the table being replaced: only the changed zones are compiled.
+    /// Builds the table for `server` and `zones`, with the zones of `unchanged` files taken
+    /// as they are from the table being replaced: only the changed zones are compiled.
+    /// The zones are taken whole: their records, encoded as the table keeps them, move into
+    /// it rather than being copied (a zone of a million records was held twice).
     ///
     /// # Panics
     /// If `inputs.probes` lacks a probe the configuration uses, or the table being
     /// replaced lacks an unchanged zone.
-    pub fn compile_reusing(config: &Config, unchanged: &[UnchangedZone], inputs: &Inputs) -> Table {
-        let server = &config.server;
+    pub fn compile_reusing(
+        server: &ServerConfig,
+        zones: Vec<ZoneConfig>,
+        unchanged: &[UnchangedZone],
+        inputs: &Inputs,
+    ) -> Table {
+        let changed = zones;
         let mut zones: Vec<Arc<ZoneTable>> = inputs
             .previous
             .unchanged_zones(unchanged)
@@ -63,9 +72,8 @@ impl Table {
             "an unchanged zone is in the table it was compiled into"
         );
         zones.extend(
-            config
-                .zones
-                .iter()
+            changed
+                .into_iter()
                 .map(|zc| Arc::new(ZoneTable::compile(zc, inputs))),
         );
         zones.sort_by(|a, b| a.zone.file.cmp(&b.zone.file));
@@ -104,18 +112,19 @@ impl Table {
 
 impl ZoneTable {
     /// Compiles one zone.
-    fn compile(zc: &ZoneConfig, inputs: &Inputs) -> ZoneTable {
+    fn compile(mut zc: ZoneConfig, inputs: &Inputs) -> ZoneTable {
         let mut zone = ZoneTable {
-            zone: zone_of(zc, inputs),
+            zone: zone_of(&zc, inputs),
             // Room for every owner at once: growing the map rehashes it over and over.
             nodes: NodeMap::with_capacity_and_hasher(
-                owners(zc) + zc.health_checked.len(),
+                owners(&zc) + zc.health_checked.len(),
                 Default::default(),
             ),
             wildcards: false,
             cuts: false,
         };
-        zone.add_names(zc, inputs);
+        let records = std::mem::take(&mut zc.records);
+        zone.add_names(&zc, records, inputs);
         zone.wildcards = zone.nodes.keys().any(|k| k.starts_with(b"\x01*"));
         let apex = zone.zone.key.len();
         zone.cuts = zone
@@ -125,7 +134,7 @@ impl ZoneTable {
         zone
     }
 
-    fn add_names(&mut self, zc: &ZoneConfig, inputs: &Inputs) {
+    fn add_names(&mut self, zc: &ZoneConfig, records: Vec<RecordSetConfig>, inputs: &Inputs) {
         let origin = zc.origin.clone();
         let soa_rdata = soa_rdata(zc, self.zone.serial());
         let apex = self.node(&origin);
@@ -150,7 +159,7 @@ impl ZoneTable {
             self.node(&origin).add_rrset(rrset(rtype, records));
         }
 
-        for set in &zc.records {
+        for set in records {
             let node = self.node_of_key(set.owner_key().as_bytes());
             if set.rtype == RecordType::CNAME {
                 let cname = set.records.iter().next().expect("one CNAME");
@@ -166,7 +175,7 @@ impl ZoneTable {
             } else {
                 node.add_rrset(RrSet {
                     rtype: set.rtype,
-                    records: set.records.clone(),
+                    records: set.records,
                 });
             }
         }

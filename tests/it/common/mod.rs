@@ -96,7 +96,7 @@ pub fn in_process(zones: &[(&str, &str)]) -> InProcess {
         .build()
         .unwrap();
     let state = Meridian::new(&config, Vec::new());
-    rt.block_on(state.apply(&config));
+    rt.block_on(state.apply(config));
     InProcess {
         state,
         rt,
