@@ -159,25 +159,38 @@ impl ZoneTable {
             self.node(&origin).add_rrset(rrset(rtype, records));
         }
 
-        for set in records {
-            let node = self.node_of_key(set.owner_key().as_bytes());
-            if set.rtype == RecordType::CNAME {
-                let cname = set.records.iter().next().expect("one CNAME");
-                // A CNAME's data is its target, uncompressed.
-                let (target, _) = KeyBuf::read(cname.rdata(), 0).expect("validated CNAME");
-                node.cname = Some(Box::new((
-                    StoredRecord::from_wire(cname),
-                    target.as_bytes().into(),
-                )));
-            } else if let Some(existing) = node.rrsets.iter_mut().find(|s| s.rtype == set.rtype) {
-                // The apex NS list may be extended under records.@.
-                existing.records = existing.records.join(&set.records);
-            } else {
-                node.add_rrset(RrSet {
-                    rtype: set.rtype,
-                    records: set.records,
-                });
+        // An owner's sets come together: its node is looked up once, and its slice of
+        // sets is allocated once, for them all.
+        let mut records = records.into_iter().peekable();
+        let mut sets: Vec<RrSet> = Vec::new();
+        while let Some(first) = records.next() {
+            let key = first.owner_key();
+            let node = self.node_of_key(key.as_bytes());
+            let mut next = Some(first);
+            while let Some(set) = next {
+                if set.rtype == RecordType::CNAME {
+                    let cname = set.records.iter().next().expect("one CNAME");
+                    // A CNAME's data is its target, uncompressed.
+                    let (target, _) = KeyBuf::read(cname.rdata(), 0).expect("validated CNAME");
+                    node.cname = Some(Box::new((
+                        StoredRecord::from_wire(cname),
+                        target.as_bytes().into(),
+                    )));
+                } else if let Some(existing) =
+                    (node.rrsets.iter_mut().chain(sets.iter_mut())).find(|s| s.rtype == set.rtype)
+                {
+                    // The apex NS list may be extended under records.@, and two spellings
+                    // of one owner give one set.
+                    existing.records = existing.records.join(&set.records);
+                } else {
+                    sets.push(RrSet {
+                        rtype: set.rtype,
+                        records: set.records,
+                    });
+                }
+                next = records.next_if(|s| s.owner_key().as_bytes() == key.as_bytes());
             }
+            node.add_rrsets(&mut sets);
         }
 
         for name in &zc.health_checked {
@@ -216,9 +229,9 @@ impl ZoneTable {
     fn node_of_key(&mut self, key: &[u8]) -> &mut Node {
         // Several record sets may share an owner: allocate the key only for a new one.
         if !self.nodes.contains_key(key) {
-            self.nodes.insert(key.into(), Node::default());
+            return self.nodes.entry(key.into()).or_default();
         }
-        self.nodes.get_mut(key).expect("just inserted")
+        self.nodes.get_mut(key).expect("present")
     }
 }
 

@@ -252,10 +252,18 @@ impl Node {
 
     /// Adds an RRset while compiling: the slice grows by one, exactly (a node has a few).
     fn add_rrset(&mut self, set: RrSet) {
-        let mut sets = std::mem::take(&mut self.rrsets).into_vec();
-        sets.reserve_exact(1);
-        sets.push(set);
-        self.rrsets = sets.into_boxed_slice();
+        self.add_rrsets(&mut vec![set]);
+    }
+
+    /// Adds the RRsets drained from `sets`, growing the slice exactly, once.
+    fn add_rrsets(&mut self, sets: &mut Vec<RrSet>) {
+        if sets.is_empty() {
+            return;
+        }
+        let mut all = std::mem::take(&mut self.rrsets).into_vec();
+        all.reserve_exact(sets.len());
+        all.append(sets);
+        self.rrsets = all.into_boxed_slice();
     }
 }
 
