@@ -311,8 +311,14 @@ for fixed in sys.argv[5].split() if len(sys.argv) > 5 else []:
     lost, sent = g(r"Queries lost:\s+(\d+)"), g(r"Queries sent:\s+(\d+)")
     avg = float(g(r"Average Latency \(s\):\s+([\d.]+)")) * 1000
     mx = float(g(r"max ([\d.]+)\)")) * 1000
-    # -v printed every answer with its latency: "> NOERROR name type 0.000158".
-    lat = sorted(float(l.split()[-1]) for l in t.splitlines() if l.startswith("> "))
+    # -v printed every answer with its latency: "> NOERROR name type 0.000158". A query
+    # that timed out has no latency at the end of its line ("> T name type"): it is lost.
+    def latency(line):
+        try:
+            return float(line.split()[-1])
+        except ValueError:
+            return None
+    lat = sorted(x for x in (latency(l) for l in t.splitlines() if l.startswith("> ")) if x is not None)
     pct = lambda q: lat[min(len(lat) - 1, int(q * len(lat)))] * 1000 if lat else float("nan")
     print(f"- {name} at {share}% of Meridian's saturation ({qps:,.0f} QPS): lost {lost} of {sent}, "
           f"latency avg {avg:.3f} ms, p50 {pct(0.5):.3f} ms, p99 {pct(0.99):.3f} ms, "
