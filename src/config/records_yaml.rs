@@ -435,3 +435,71 @@ impl Visitor<'_> for Scalar<'_> {
         append(self.0, v)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::yaml::{ZoneRaw, parse_yaml};
+    use std::path::Path;
+
+    fn read(records: &str) -> Result<ZoneRaw, String> {
+        let text = format!("zone: a.test\nns: [ns1]\nrecords:\n{records}");
+        parse_yaml::<ZoneRaw>(Path::new("z.yaml"), &text).map_err(|e| e.to_string())
+    }
+
+    /// Owners in the order written, sets in `RECORD_TYPES` order, values with their places
+    /// (a lone scalar takes its set's).
+    #[test]
+    fn records_keep_their_order_and_places() {
+        let raw = read(
+            "  www: { AAAA: \"2001:db8::1\", A: [192.0.2.1, 192.0.2.2], ttl: 60 }\n  \
+             api:\n    TYPE1: 192.0.2.3\n",
+        )
+        .unwrap();
+        let owners: Vec<Owner> = raw.records.owners().collect();
+        assert_eq!(
+            owners.iter().map(|o| o.name()).collect::<Vec<_>>(),
+            ["www", "api"]
+        );
+        assert_eq!(owners[0].ttl().map(|t| t.value), Some(60));
+        assert_eq!(owners[1].ttl().map(|t| t.value), None);
+        let www: Vec<Set> = owners[0].sets().collect();
+        assert_eq!(
+            www.iter().map(|s| s.rtype()).collect::<Vec<_>>(),
+            [RecordType::A, RecordType::AAAA]
+        );
+        let a: Vec<_> = www[0]
+            .items()
+            .map(|(at, v)| (at.line(), at.column(), v))
+            .collect();
+        assert_eq!(a, [(4, 35, "192.0.2.1"), (4, 46, "192.0.2.2")]);
+        // The lone AAAA and the lone TYPE1 value take their set's place.
+        let aaaa: Vec<_> = www[1]
+            .items()
+            .map(|(at, v)| (at.line(), at.column(), v))
+            .collect();
+        assert_eq!(aaaa, [(4, 16, "2001:db8::1")]);
+        let api: Vec<_> = owners[1]
+            .sets()
+            .flat_map(|s| s.items().collect::<Vec<_>>())
+            .collect();
+        assert_eq!(api.len(), 1);
+        assert_eq!(
+            (api[0].0.line(), api[0].0.column(), api[0].1),
+            (6, 12, "192.0.2.3")
+        );
+        assert_eq!(raw.records.sets(), 3);
+    }
+
+    /// A type given twice (under two spellings), an unknown type and a second `ttl` are
+    /// errors that name them.
+    #[test]
+    fn a_type_given_twice_or_unknown_is_an_error() {
+        let twice = read("  www: { A: 192.0.2.1, TYPE1: 192.0.2.2 }\n").unwrap_err();
+        assert!(twice.contains("type A is given twice"), "{twice}");
+        let unknown = read("  www: { AA: 192.0.2.1 }\n").unwrap_err();
+        assert!(unknown.contains("unknown field `AA`"), "{unknown}");
+        let ttl = read("  www: { ttl: 1, A: 192.0.2.1, ttl: 2 }\n").unwrap_err();
+        assert!(ttl.contains("ttl"), "{ttl}");
+    }
+}

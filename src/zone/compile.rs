@@ -46,21 +46,20 @@ impl Table {
         Table::compile_reusing(&config.server, config.zones.clone(), &[], inputs)
     }
 
-    /// Builds the table for `server` and `zones`, with the zones of `unchanged` files taken
-    /// as they are from the table being replaced: only the changed zones are compiled.
-    /// The zones are taken whole: their records, encoded as the table keeps them, move into
-    /// it rather than being copied (a zone of a million records was held twice).
+    /// Builds the table for `server` and the `changed` zones, with the zones of `unchanged`
+    /// files taken as they are from the table being replaced: only the changed zones are
+    /// compiled. They are taken whole: their records, encoded as the table keeps them, move
+    /// into it rather than being copied (a zone of a million records was held twice).
     ///
     /// # Panics
     /// If `inputs.probes` lacks a probe the configuration uses, or the table being
     /// replaced lacks an unchanged zone.
     pub fn compile_reusing(
         server: &ServerConfig,
-        zones: Vec<ZoneConfig>,
+        changed: Vec<ZoneConfig>,
         unchanged: &[UnchangedZone],
         inputs: &Inputs,
     ) -> Table {
-        let changed = zones;
         let mut zones: Vec<Arc<ZoneTable>> = inputs
             .previous
             .unchanged_zones(unchanged)
