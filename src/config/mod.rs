@@ -12,6 +12,7 @@ mod check;
 mod cluster;
 mod dnssec;
 mod error;
+mod flow_lines;
 mod load;
 mod master;
 mod quick_yaml;

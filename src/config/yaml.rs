@@ -511,7 +511,7 @@ pub(super) struct RoleRaw {
 }
 
 /// serde-saphyr's limits for Meridian's files.
-fn budget() -> serde_saphyr::Budget {
+pub(super) fn budget() -> serde_saphyr::Budget {
     // serde-saphyr's default budget (250,000 nodes) stops a zone of some 15,000 names; a
     // zone of 100,000 names with 3 members each is about 2.5 million events. Alias
     // expansion keeps its own limits, which are what stop YAML bombs.
@@ -591,7 +591,9 @@ pub(super) fn parse_yaml<T: for<'de> Deserialize<'de>>(
 /// Whether the quick reader agrees with serde-saphyr on `text` read as `T`: wherever it
 /// gives a value, serde-saphyr gives the same one, with the same positions. `Ok(true)` when
 /// the quick reader read it, `Ok(false)` when it left it to serde-saphyr.
-fn readers_agree<T: for<'de> Deserialize<'de> + fmt::Debug>(text: &str) -> Result<bool, String> {
+pub(super) fn readers_agree<T: for<'de> Deserialize<'de> + fmt::Debug>(
+    text: &str,
+) -> Result<bool, String> {
     let Some(quick) = super::quick_yaml::read::<T>(text, &budget()) else {
         return Ok(false);
     };
