@@ -11,11 +11,12 @@
 //! Written by hand because the YAML parser's events alone took 2.3 s for a million such
 //! lines, more than Knot's whole load of the same names: this gives the same events (the
 //! same text, style and place as the parser gives) at a fraction of the cost. It reads
-//! only what it can be sure of: printable ASCII, plain scalars of letters, digits and `_./+-` (with
-//! single spaces inside), quoted scalars without escapes, one line an entry. Anything
-//! else in the block (a nested entry, a comment inside a line, a colon in a plain scalar,
-//! a tab) leaves the whole block to the parser, and the `zone` fuzz target checks, as for
-//! the rest of the quick reader, that what it reads is what serde-saphyr reads.
+//! only what it can be sure of: printable ASCII, plain scalars of letters, digits and
+//! `_./+-` (words apart by spaces), quoted scalars without escapes, collections nested
+//! at most [`MAX_NESTING`] deep, one line an entry. Anything else in the block (a nested
+//! entry, a comment inside a line, a colon in a plain scalar, a tab) leaves the whole
+//! block to the parser, and the `zone` fuzz target checks, as for the rest of the quick
+//! reader, that what it reads is what serde-saphyr reads.
 
 use std::borrow::Cow;
 use std::collections::VecDeque;
