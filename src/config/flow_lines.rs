@@ -324,49 +324,55 @@ impl<'de> Tokens<'_, 'de> {
     }
 
     fn flow_mapping(&mut self, depth: usize) -> Option<()> {
-        let open = self.i;
-        self.expect(b'{')?;
-        self.give(Event::MappingStart(StructureStyle::Flow, 0, None), open);
-        self.spaces(0);
-        if self.peek()? != b'}' {
-            loop {
-                self.key()?;
-                self.expect(b':')?;
-                self.spaces(1)?;
-                self.value(depth)?;
-                self.spaces(0);
-                if self.peek()? == b'}' {
-                    break;
-                }
-                self.expect(b',')?;
-                self.spaces(0);
-            }
-        }
-        let close = self.i;
-        self.expect(b'}')?;
-        self.give(Event::MappingEnd, close);
-        Some(())
+        self.collection([b'{', b'}'], |t| {
+            t.key()?;
+            t.expect(b':')?;
+            t.spaces(1)?;
+            t.value(depth)
+        })
     }
 
     fn flow_sequence(&mut self, depth: usize) -> Option<()> {
-        let open = self.i;
-        self.expect(b'[')?;
-        self.give(Event::SequenceStart(StructureStyle::Flow, 0, None), open);
+        self.collection([b'[', b']'], |t| t.value(depth))
+    }
+
+    /// A flow collection between `brackets`: its start, its items apart by commas (each
+    /// read by `item`), its end.
+    fn collection(
+        &mut self,
+        brackets: [u8; 2],
+        mut item: impl FnMut(&mut Self) -> Option<()>,
+    ) -> Option<()> {
+        let [open, close] = brackets;
+        let (start, end) = if open == b'{' {
+            (
+                Event::MappingStart(StructureStyle::Flow, 0, None),
+                Event::MappingEnd,
+            )
+        } else {
+            (
+                Event::SequenceStart(StructureStyle::Flow, 0, None),
+                Event::SequenceEnd,
+            )
+        };
+        let at = self.i;
+        self.expect(open)?;
+        self.give(start, at);
         self.spaces(0);
-        if self.peek()? != b']' {
+        if self.peek()? != close {
             loop {
-                self.value(depth)?;
+                item(self)?;
                 self.spaces(0);
-                if self.peek()? == b']' {
+                if self.peek()? == close {
                     break;
                 }
                 self.expect(b',')?;
                 self.spaces(0);
             }
         }
-        let close = self.i;
-        self.expect(b']')?;
-        self.give(Event::SequenceEnd, close);
+        let at = self.i;
+        self.expect(close)?;
+        self.give(end, at);
         Some(())
     }
 }

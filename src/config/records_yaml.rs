@@ -251,12 +251,7 @@ impl Visitor<'_> for Key<'_> {
         f.write_str("a string")
     }
     fn visit_str<E: de::Error>(self, v: &str) -> Result<Range, E> {
-        let start = index(self.0.len())?;
-        self.0.push_str(v);
-        Ok(Range {
-            start,
-            end: index(self.0.len())?,
-        })
+        append(self.0, v)
     }
 }
 
