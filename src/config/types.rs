@@ -345,7 +345,8 @@ impl RecordSetConfig {
         self.first().owner_key()
     }
 
-    /// The records' data, decoded.
+    /// The records' data, decoded (for tests: the table reads the wire form).
+    #[cfg(test)]
     pub fn rdata(&self) -> Vec<RData> {
         self.records.iter().map(|r| r.record().data).collect()
     }
