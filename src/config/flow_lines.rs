@@ -57,38 +57,19 @@ impl<'de> FlowLines<'de> {
         line: usize,
         indent: usize,
     ) -> Option<(FlowLines<'de>, Rest)> {
-        let line_start = start.checked_sub(indent)?;
-        if indent == 0 || text.get(line_start..start)?.bytes().any(|b| b != b' ') {
-            return None;
-        }
-        // Checked whole before any event is given, so that a block this does not read is
-        // left to the parser from its start.
-        let (mut at, mut n) = (line_start, line);
-        let mut entries = 0usize;
-        while at < text.len() {
-            let next = next_line(text, at);
-            match classify(&text[at..next], indent) {
-                Line::Skip => {}
-                Line::Entry => {
-                    entry(text, at, n, indent, &mut |_, _| {})?;
-                    entries += 1;
-                }
-                Line::Outside if entries > 0 => break,
-                Line::Outside | Line::Other => return None,
-            }
-            at = next;
-            n += 1;
-        }
+        let (line_start, rest) = walk(text, start, line, indent, |at, n| {
+            entry(text, at, n, indent, &mut |_, _| {})
+        })?;
         let lines = FlowLines {
             text,
             at: line_start,
             line,
-            end: at,
+            end: rest.at,
             indent,
             pending: VecDeque::new(),
             ended: false,
         };
-        Some((lines, Rest { at, line: n }))
+        Some((lines, rest))
     }
 
     pub(super) fn peek(&mut self) -> Option<&(Event<'de>, Span)> {
@@ -123,6 +104,61 @@ impl<'de> FlowLines<'de> {
             self.line += 1;
         }
     }
+}
+
+/// Each entry of the block whose first key is at byte `start` of `text` (on `line`,
+/// `indent` columns in), as its events, given to `each`; where the text after the block
+/// begins. `None` unless every line of the block is an entry of the shape that `each`
+/// takes, or blank, or a comment. For a reader that builds its value from the entries
+/// straight away instead of going through [`FlowLines`] (`records_lines`).
+pub(super) fn read_entries<'de>(
+    text: &'de str,
+    start: usize,
+    line: usize,
+    indent: usize,
+    mut each: impl FnMut(&[(Event<'de>, Span)]) -> Option<()>,
+) -> Option<Rest> {
+    let mut events = Vec::new();
+    let (_, rest) = walk(text, start, line, indent, |at, n| {
+        events.clear();
+        entry(text, at, n, indent, &mut |e, s| events.push((e, s)))?;
+        each(&events)
+    })?;
+    Some(rest)
+}
+
+/// Goes through the block whose first key is at byte `start` (on `line`, `indent` columns
+/// in), giving each entry's line (its start and number) to `entry`: where the block's first
+/// line starts, and where the text after it begins. `None` at the first line that is not
+/// blank, a comment or an entry that `entry` takes.
+fn walk(
+    text: &str,
+    start: usize,
+    line: usize,
+    indent: usize,
+    mut entry: impl FnMut(usize, usize) -> Option<()>,
+) -> Option<(usize, Rest)> {
+    let line_start = start.checked_sub(indent)?;
+    if indent == 0 || text.get(line_start..start)?.bytes().any(|b| b != b' ') {
+        return None;
+    }
+    let (mut at, mut n) = (line_start, line);
+    let mut entries = 0usize;
+    while at < text.len() {
+        let next = next_line(text, at);
+        match classify(&text[at..next], indent) {
+            Line::Skip => {}
+            Line::Entry => {
+                entry(at, n)?;
+                entries += 1;
+            }
+            Line::Outside if entries > 0 => break,
+            Line::Outside | Line::Other => return None,
+        }
+        at = next;
+        n += 1;
+    }
+    Some((line_start, Rest { at, line: n }))
 }
 
 /// The start of the line after the one at `at` (or the end of the text).

@@ -22,12 +22,14 @@
 
 use std::borrow::Cow;
 use std::collections::{HashSet, VecDeque};
-use std::fmt;
 use std::hash::BuildHasher;
 
 use granit_parser::{Event, Parser, ScalarStyle, Span, StrInput, StructureStyle};
 
-use super::flow_lines::FlowLines;
+use super::flow_lines::{FlowLines, Rest};
+use super::records_lines;
+use super::records_yaml::{self, RecordsRaw};
+use super::scalar::{GiveUp, Untyped, boolean, decimal, float, is_null, trim, untyped};
 use serde::Deserialize;
 use serde::de::value::BorrowedStrDeserializer;
 use serde::de::{self, DeserializeSeed, IntoDeserializer, MapAccess, SeqAccess, Visitor};
@@ -84,25 +86,6 @@ fn read_counting<T: for<'de> Deserialize<'de>>(
     let ends = matches!(reader.next().ok()?.0, Event::DocumentEnd)
         && matches!(reader.next().ok()?.0, Event::StreamEnd);
     ends.then_some((value, reader.blocks_read_quickly))
-}
-
-/// Why the reader stopped does not matter: the caller reads the file again with
-/// serde-saphyr, whose error names the problem.
-#[derive(Debug)]
-pub(super) struct GiveUp;
-
-impl fmt::Display for GiveUp {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("outside the quick YAML reader's subset")
-    }
-}
-
-impl std::error::Error for GiveUp {}
-
-impl de::Error for GiveUp {
-    fn custom<T: fmt::Display>(_: T) -> Self {
-        GiveUp
-    }
 }
 
 struct Reader<'de> {
@@ -173,16 +156,73 @@ impl<'de> Reader<'de> {
     /// block with [`FlowLines`] when every line of it is an entry of one line, and the
     /// text after it with a parser of its own. Otherwise the parser goes on as it was.
     fn read_block_quickly(&mut self, first_key: &Span) {
+        let Some((start, line, indent)) = self.place(first_key) else {
+            return;
+        };
+        let Some((lines, rest)) = FlowLines::new(self.text, start, line, indent) else {
+            return;
+        };
+        if self.read_after(&rest) {
+            self.lines = Some(lines);
+        }
+    }
+
+    /// Before `records:`'s mapping: the block read by `records_lines` into the lists when
+    /// it is a block of one-line entries that reads, and the text after it with a parser
+    /// of its own; `None` (and the parser going on as it was) otherwise.
+    fn read_records_quickly(&mut self) -> Result<Option<RecordsRaw>, GiveUp> {
+        let span = match self.peek()? {
+            (Event::MappingStart(StructureStyle::Block, 0, None), span) => *span,
+            _ => return Ok(None),
+        };
+        // Where `open` would read the block with `FlowLines`, and within its limits.
+        let top_level = self.depth == 1 && self.root_column == Some(0) && self.lines.is_none();
+        let Some((start, line, indent)) = self.place(&span).filter(|_| top_level) else {
+            return Ok(None);
+        };
+        let (Some(events), true) = (self.events_left.checked_sub(2), self.depth < self.max_depth)
+        else {
+            return Ok(None);
+        };
+        let mut budget = records_lines::Budget {
+            // The mapping's start and end are the other two.
+            events,
+            scalar_bytes: self.scalar_bytes_left,
+            depth: self.max_depth - (self.depth + 1),
+        };
+        let mut seen = Seen::default();
+        let read = records_lines::read(self.text, start, line, indent, &mut budget, |name| {
+            seen.insert(name)
+        });
+        let Some((raw, rest)) = read else {
+            return Ok(None);
+        };
+        // The parser left behind takes the mapping's start, peeked, with it.
+        if !self.read_after(&rest) {
+            return Ok(None);
+        }
+        self.events_left = budget.events;
+        self.scalar_bytes_left = budget.scalar_bytes;
+        Ok(Some(raw))
+    }
+
+    /// Where a block mapping whose first key is at `first_key` starts in the file: its byte,
+    /// its line and its column.
+    fn place(&self, first_key: &Span) -> Option<(usize, usize, usize)> {
         // The parser's span is in the text it reads, which starts `base` bytes and
         // `line_offset` lines into the file after an earlier such block.
-        let Some(start) = first_key.start.byte_offset() else {
-            return;
-        };
-        let (start, line) = (self.base + start, self.line_offset + first_key.start.line());
-        let Some((lines, rest)) = FlowLines::new(self.text, start, line, first_key.start.col())
-        else {
-            return;
-        };
+        let start = first_key.start.byte_offset()?;
+        Some((
+            self.base + start,
+            self.line_offset + first_key.start.line(),
+            first_key.start.col(),
+        ))
+    }
+
+    /// Has a parser of its own read the text after a block read otherwise (from `rest`):
+    /// false, and the parser going on as it was, if that text is not the rest of the
+    /// top-level mapping.
+    fn read_after(&mut self, rest: &Rest) -> bool {
         let tail = &self.text[rest.at..];
         let mut after = VecDeque::new();
         let mut parser = Parser::new_from_str_with_options(tail, self.options.clone());
@@ -208,15 +248,15 @@ impl<'de> Reader<'de> {
                 ]
             );
             if !fits {
-                return;
+                return false;
             }
         }
         self.parser = parser;
         self.after = after;
-        self.lines = Some(lines);
         self.base = rest.at;
         self.line_offset = rest.line - 1;
         self.blocks_read_quickly += 1;
+        true
     }
 
     /// The next event, which must be a scalar without anchor or tag.
@@ -282,118 +322,6 @@ fn visit_text<'de, V: Visitor<'de>>(text: Cow<'de, str>, visitor: V) -> Result<V
     match text {
         Cow::Borrowed(text) => visitor.visit_borrowed_str(text),
         Cow::Owned(text) => visitor.visit_string(text),
-    }
-}
-
-/// serde-saphyr's null: a plain scalar of these spellings, or empty.
-fn is_null(text: &str) -> bool {
-    matches!(text, "" | "~" | "null" | "Null" | "NULL")
-}
-
-/// The padding serde-saphyr trims before it reads a number or a boolean.
-fn trim(text: &str) -> &str {
-    text.trim_matches([' ', '\t', '\r', '\n'])
-}
-
-/// A YAML 1.1 boolean (serde-saphyr's default, `strict_booleans` off).
-fn boolean(text: &str) -> Option<bool> {
-    let t = trim(text);
-    let is = |words: [&str; 4]| words.iter().any(|w| t.eq_ignore_ascii_case(w));
-    if is(["true", "yes", "y", "on"]) {
-        Some(true)
-    } else if is(["false", "no", "n", "off"]) {
-        Some(false)
-    } else {
-        None
-    }
-}
-
-/// What serde-saphyr's integer parse makes of digits after any sign, where this reader can
-/// tell: `Ok(None)` is no integer, and `Err` a spelling (`+`, `_`, `0x`, `0o`, `0b`) it
-/// leaves to serde-saphyr.
-fn decimal(digits: &str, signed: bool) -> Result<Option<u128>, GiveUp> {
-    let radix = digits.len() > 1
-        && digits.starts_with('0')
-        && matches!(
-            digits.as_bytes()[1],
-            b'x' | b'X' | b'o' | b'O' | b'b' | b'B'
-        );
-    if radix || digits.contains('_') || (!signed && digits.starts_with('+')) {
-        return Err(GiveUp);
-    }
-    let zero_led = digits.len() > 1 && digits.starts_with('0');
-    if digits.is_empty() || zero_led || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return Ok(None);
-    }
-    Ok(digits.parse().ok())
-}
-
-/// `.inf`, `-.inf`, `.nan` and their capitalised forms, which serde-saphyr reads as floats
-/// that are not finite.
-fn non_finite(t: &str) -> bool {
-    let unsigned = t.strip_prefix(['-', '+']).unwrap_or(t);
-    matches!(
-        unsigned,
-        ".nan" | ".NaN" | ".NAN" | ".inf" | ".Inf" | ".INF"
-    )
-}
-
-/// A finite float as serde-saphyr reads one; `Err` where it reads something else.
-fn float(text: &str) -> Result<f64, GiveUp> {
-    let t = trim(text);
-    if non_finite(t) {
-        return Err(GiveUp);
-    }
-    t.parse::<f64>()
-        .ok()
-        .filter(|v| v.is_finite())
-        .ok_or(GiveUp)
-}
-
-/// What a plain scalar is when nothing says what it should be (serde-saphyr's
-/// `deserialize_any`: null, boolean, integer, float, else text).
-enum Untyped {
-    Null,
-    Bool(bool),
-    Unsigned(u64),
-    Signed(i64),
-    Float(f64),
-    Text,
-}
-
-fn untyped(text: &str) -> Result<Untyped, GiveUp> {
-    if is_null(text) {
-        return Ok(Untyped::Null);
-    }
-    if let Some(b) = boolean(text) {
-        return Ok(Untyped::Bool(b));
-    }
-    let t = trim(text);
-    match t.strip_prefix('-') {
-        Some(digits) => {
-            if let Some(n) = decimal(digits, true)?.filter(|&n| n <= 1 << 63) {
-                return Ok(Untyped::Signed((-(n as i128)) as i64));
-            }
-        }
-        None => {
-            if let Some(n) = decimal(t, false)?.and_then(|n| u64::try_from(n).ok()) {
-                return Ok(Untyped::Unsigned(n));
-            }
-        }
-    }
-    if non_finite(t) {
-        return Err(GiveUp);
-    }
-    match t.parse::<f64>() {
-        Ok(v) if v.is_finite() => Ok(Untyped::Float(v)),
-        // A numeral too large for f64 is an error there; `inf` or `nan` spelled out is text.
-        Ok(_)
-            if t.trim_start_matches(['-', '+'])
-                .starts_with(|c: char| c.is_ascii_digit()) =>
-        {
-            Err(GiveUp)
-        }
-        _ => Ok(Untyped::Text),
     }
 }
 
@@ -493,6 +421,12 @@ impl<'de> de::Deserializer<'de> for &mut Reader<'de> {
         name: &'static str,
         visitor: V,
     ) -> Result<V::Value, GiveUp> {
+        if name == records_yaml::RECORDS_NEWTYPE {
+            return match self.read_records_quickly()? {
+                Some(raw) => records_yaml::give(raw, visitor),
+                None => visitor.visit_newtype_struct(self),
+            };
+        }
         if name != super::yaml::SPANNED_NEWTYPE {
             return visitor.visit_newtype_struct(self);
         }

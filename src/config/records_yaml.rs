@@ -6,7 +6,7 @@
 //! record set and value is an entry in one of three lists, and every text is in one string,
 //! so that reading allocates nothing per owner and frees the lot at once.
 
-use std::fmt::{self, Write as _};
+use std::fmt;
 
 use hickory_proto::rr::RecordType;
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
@@ -25,7 +25,7 @@ pub(super) struct RecordsRaw {
 
 /// A range of one of [`RecordsRaw`]'s lists (or of its text).
 #[derive(Clone, Copy, Debug)]
-struct Range {
+pub(super) struct Range {
     start: u32,
     end: u32,
 }
@@ -85,7 +85,7 @@ pub(super) const RECORD_TYPES: [(&str, RecordType); 17] = [
 ];
 
 /// The type a `records:` key names: one of [`RECORD_TYPES`], or `TYPE<number>`.
-fn record_type(key: &str) -> Option<RecordType> {
+pub(super) fn record_type(key: &str) -> Option<RecordType> {
     if let Some(&(_, rtype)) = RECORD_TYPES.iter().find(|(n, _)| *n == key) {
         return Some(rtype);
     }
@@ -200,6 +200,122 @@ impl<'a> Set<'a> {
     }
 }
 
+/// Building the lists, as the visitors below do and as the quick reader's own reader of
+/// one-line entries (`records_lines`) does.
+impl RecordsRaw {
+    /// `v` (an owner's name, or a value of a list), appended to the text.
+    pub(super) fn text<E: de::Error>(&mut self, v: &str) -> Result<Range, E> {
+        append(&mut self.text, v)
+    }
+
+    /// Room for `lines` owners of a typical two sets and three values, and `bytes` of
+    /// text: growing the lists by doubling copied them and touched twice their pages.
+    /// Room beyond what is used is never touched, so costs no memory.
+    pub(super) fn reserve(&mut self, lines: usize, bytes: usize) {
+        self.owners.reserve(lines);
+        self.sets.reserve(lines.saturating_mul(2));
+        self.values.reserve(lines.saturating_mul(3));
+        self.text.reserve(bytes);
+    }
+
+    /// A value of a list, at its place.
+    pub(super) fn push_value(&mut self, at: Location, text: Range) {
+        self.values.push(ValueRaw { at, text });
+    }
+
+    /// A lone scalar (`A: 192.0.2.1`): one value, without a place of its own (it takes its
+    /// set's).
+    pub(super) fn lone_value<E: de::Error>(&mut self, v: &str) -> Result<(), E> {
+        let text = append(&mut self.text, v)?;
+        self.push_value(Location::UNKNOWN, text);
+        Ok(())
+    }
+
+    /// How many values so far: where the next set's begin.
+    pub(super) fn values_len(&self) -> usize {
+        self.values.len()
+    }
+
+    /// How many sets so far: where the next owner's begin.
+    pub(super) fn sets_len(&self) -> usize {
+        self.sets.len()
+    }
+
+    /// Refuses a set of `rtype` for the owner whose sets begin at `first` if it has one
+    /// (under another spelling, such as `TYPE1` for `A`).
+    pub(super) fn new_set<E: de::Error>(&self, first: usize, rtype: RecordType) -> Result<(), E> {
+        if self.sets[first..].iter().any(|s| s.rtype == rtype) {
+            let key = RECORD_TYPES.iter().find(|(_, t)| *t == rtype).map_or_else(
+                || format!("TYPE{}", u16::from(rtype)),
+                |(n, _)| n.to_string(),
+            );
+            return Err(de::Error::custom(format_args!(
+                "duplicate field `{key}` (type {rtype} is given twice)"
+            )));
+        }
+        Ok(())
+    }
+
+    /// A set of `rtype`, at `at`, of the values from `values` on.
+    pub(super) fn push_set<E: de::Error>(
+        &mut self,
+        rtype: RecordType,
+        at: Location,
+        values: usize,
+    ) -> Result<(), E> {
+        let values = Range {
+            start: index(values)?,
+            end: index(self.values.len())?,
+        };
+        self.sets.push(SetRaw { rtype, at, values });
+        Ok(())
+    }
+
+    /// An owner, of the sets from `sets` on (kept in [`RECORD_TYPES`] order).
+    pub(super) fn push_owner<E: de::Error>(
+        &mut self,
+        name: Range,
+        at: Location,
+        ttl: Option<Spanned<u32>>,
+        sets: usize,
+    ) -> Result<(), E> {
+        self.sets[sets..].sort_by_key(|s| RECORD_TYPES.iter().position(|(_, r)| *r == s.rtype));
+        let sets = Range {
+            start: index(sets)?,
+            end: index(self.sets.len())?,
+        };
+        self.owners.push(OwnerRaw {
+            name,
+            at,
+            ttl,
+            sets,
+        });
+        Ok(())
+    }
+}
+
+/// The name the quick reader knows `records:` by, to read a block of one-line entries with
+/// its own reader and [`give`] the result.
+pub(super) const RECORDS_NEWTYPE: &str = "meridian_records";
+
+thread_local! {
+    /// A block read by the quick reader's own reader, from [`give`] to the visitor.
+    static READ_AHEAD: std::cell::Cell<Option<RecordsRaw>> = const { std::cell::Cell::new(None) };
+}
+
+/// Gives `raw` to the visitor of `records:` (serde has no way to hand a visitor a value of
+/// its own type: it goes through a thread-local, for the visitor's `visit_unit` to take).
+pub(super) fn give<'de, V: Visitor<'de>, E: de::Error>(
+    raw: RecordsRaw,
+    visitor: V,
+) -> Result<V::Value, E> {
+    READ_AHEAD.set(Some(raw));
+    let value = visitor.visit_unit();
+    // Not left for another visitor, whatever this one did.
+    READ_AHEAD.take();
+    value
+}
+
 /// An index into the lists, which a file of more than 4 GiB of records would overflow.
 fn index<E: de::Error>(at: usize) -> Result<u32, E> {
     u32::try_from(at).map_err(|_| E::custom("records: too large (more than 4 GiB)"))
@@ -216,22 +332,26 @@ impl<'de> serde::Deserialize<'de> for RecordsRaw {
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RecordsRaw, A::Error> {
                 let mut out = RecordsRaw::default();
                 while let Some(name) = map.next_key_seed(Key(&mut out.text))? {
-                    let sets_start = index(out.sets.len())?;
+                    let sets = out.sets.len();
                     let owner = map.next_value_seed(SpannedSeed(OwnerSeed(&mut out)))?;
-                    out.owners.push(OwnerRaw {
-                        name,
-                        at: owner.referenced,
-                        ttl: owner.value,
-                        sets: Range {
-                            start: sets_start,
-                            end: index(out.sets.len())?,
-                        },
-                    });
+                    out.push_owner(name, owner.referenced, owner.value, sets)?;
                 }
                 Ok(out)
             }
+            fn visit_newtype_struct<D: Deserializer<'de>>(
+                self,
+                d: D,
+            ) -> Result<RecordsRaw, D::Error> {
+                d.deserialize_map(self)
+            }
+            /// The quick reader's: the block it read itself, which [`give`] left here.
+            fn visit_unit<E: de::Error>(self) -> Result<RecordsRaw, E> {
+                READ_AHEAD
+                    .take()
+                    .ok_or_else(|| E::invalid_type(de::Unexpected::Unit, &self))
+            }
         }
-        d.deserialize_map(V)
+        d.deserialize_newtype_struct(RECORDS_NEWTYPE, V)
     }
 }
 
@@ -310,23 +430,13 @@ impl<'de> Visitor<'de> for OwnerSeed<'_> {
                 SetKey::Unknown(key) => return Err(de::Error::unknown_field(&key, FIELDS)),
                 SetKey::Type(rtype) => rtype,
             };
-            if out.sets[first..].iter().any(|s| s.rtype == rtype) {
-                let key = RECORD_TYPES.iter().find(|(_, t)| *t == rtype).map_or_else(
-                    || format!("TYPE{}", u16::from(rtype)),
-                    |(n, _)| n.to_string(),
-                );
-                return Err(de::Error::custom(format_args!(
-                    "duplicate field `{key}` (type {rtype} is given twice)"
-                )));
-            }
-            let values = map.next_value_seed(SpannedSeed(Values(&mut *out)))?;
-            out.sets.push(SetRaw {
-                rtype,
-                at: values.referenced,
-                values: values.value,
-            });
+            out.new_set(first, rtype)?;
+            let values = out.values.len();
+            let at = map
+                .next_value_seed(SpannedSeed(Values(&mut *out)))?
+                .referenced;
+            out.push_set(rtype, at, values)?;
         }
-        out.sets[first..].sort_by_key(|s| RECORD_TYPES.iter().position(|(_, r)| *r == s.rtype));
         Ok(ttl)
     }
 }
@@ -336,62 +446,38 @@ impl<'de> Visitor<'de> for OwnerSeed<'_> {
 struct Values<'a>(&'a mut RecordsRaw);
 
 impl<'de> DeserializeSeed<'de> for Values<'_> {
-    type Value = Range;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Range, D::Error> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
         d.deserialize_any(self)
     }
 }
 
-impl Values<'_> {
-    /// A lone scalar: one value, without a place of its own.
-    fn one<E: de::Error>(self, v: impl fmt::Display) -> Result<Range, E> {
-        let start = index(self.0.values.len())?;
-        let text = append(&mut self.0.text, v)?;
-        self.0.values.push(ValueRaw {
-            at: Location::UNKNOWN,
-            text,
-        });
-        Ok(Range {
-            start,
-            end: start + 1,
-        })
-    }
-}
-
 impl<'de> Visitor<'de> for Values<'_> {
-    type Value = Range;
+    type Value = ();
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("a value or a list of values")
     }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Range, A::Error> {
-        let RecordsRaw { text, values, .. } = self.0;
-        let start = index(values.len())?;
-        while let Some(v) = seq.next_element_seed(SpannedSeed(Scalar(&mut *text)))? {
-            values.push(ValueRaw {
-                at: v.referenced,
-                text: v.value,
-            });
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while let Some(v) = seq.next_element_seed(SpannedSeed(Scalar(&mut self.0.text)))? {
+            self.0.push_value(v.referenced, v.value);
         }
-        Ok(Range {
-            start,
-            end: index(values.len())?,
-        })
+        Ok(())
     }
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<Range, E> {
-        self.one(v)
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<(), E> {
+        self.0.lone_value(v)
     }
-    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Range, E> {
-        self.one(v)
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<(), E> {
+        self.0.lone_value(&v.to_string())
     }
-    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Range, E> {
-        self.one(v)
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<(), E> {
+        self.0.lone_value(&v.to_string())
     }
 }
 
 /// Appends `v` as text; its range.
-fn append<E: de::Error>(text: &mut String, v: impl fmt::Display) -> Result<Range, E> {
+fn append<E: de::Error>(text: &mut String, v: &str) -> Result<Range, E> {
     let start = index(text.len())?;
-    write!(text, "{v}").expect("a String takes any text");
+    text.push_str(v);
     Ok(Range {
         start,
         end: index(text.len())?,
@@ -418,16 +504,16 @@ impl Visitor<'_> for Scalar<'_> {
         append(self.0, v)
     }
     fn visit_u64<E: de::Error>(self, v: u64) -> Result<Range, E> {
-        append(self.0, v)
+        append(self.0, &v.to_string())
     }
     fn visit_i64<E: de::Error>(self, v: i64) -> Result<Range, E> {
-        append(self.0, v)
+        append(self.0, &v.to_string())
     }
     fn visit_f64<E: de::Error>(self, v: f64) -> Result<Range, E> {
-        append(self.0, v)
+        append(self.0, &v.to_string())
     }
     fn visit_bool<E: de::Error>(self, v: bool) -> Result<Range, E> {
-        append(self.0, v)
+        append(self.0, &v.to_string())
     }
 }
 

@@ -27,6 +27,11 @@ pub(super) struct Location {
 impl Location {
     pub(super) const UNKNOWN: Location = Location { line: 0, column: 0 };
 
+    /// Line and column, from 1.
+    pub(super) fn at(line: u32, column: u32) -> Location {
+        Location { line, column }
+    }
+
     pub(super) fn line(&self) -> u64 {
         self.line.into()
     }
