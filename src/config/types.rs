@@ -345,6 +345,11 @@ impl RecordSetConfig {
         self.first().owner_key()
     }
 
+    /// Whether `other` has the same owner, without making either's key.
+    pub fn same_owner(&self, other: &RecordSetConfig) -> bool {
+        self.first().same_owner(&other.first())
+    }
+
     /// The records' data, decoded (for tests: the table reads the wire form).
     #[cfg(test)]
     pub fn rdata(&self) -> Vec<RData> {

@@ -78,7 +78,7 @@ pub(super) fn validate_zone(file: &Path, mut raw: ZoneRaw) -> Result<ZoneConfig,
     // over, and holds half as much again at the peak.
     let mut records = Vec::with_capacity(raw.records.sets());
     for set in raw.records.owners() {
-        let field = format!("records.{}", set.name());
+        let field = RecordsField::owner(set.name());
         let owner = match parse_owner(set.name(), &origin) {
             Ok(n) => n,
             Err(msg) => {
@@ -91,7 +91,7 @@ pub(super) fn validate_zone(file: &Path, mut raw: ZoneRaw) -> Result<ZoneConfig,
             r.at(set.at(), field, message);
             continue;
         }
-        validate_rrsets(&mut r, &field, &owner, &origin, ttl, set, &mut records);
+        validate_rrsets(&mut r, field, &owner, &origin, ttl, set, &mut records);
     }
     // Freed before the rest is read: a large zone is not held twice.
     drop(std::mem::take(&mut raw.records));
@@ -244,10 +244,49 @@ fn validate_soa(
     }
 }
 
+/// Where under `records:` a problem is (`records.www.A[1]`): made into text only for an
+/// error or a warning, not for every record set of a large zone.
+#[derive(Clone, Copy)]
+struct RecordsField<'a> {
+    owner: &'a str,
+    rtype: Option<RecordType>,
+    item: Option<usize>,
+}
+
+impl<'a> RecordsField<'a> {
+    fn owner(owner: &'a str) -> Self {
+        RecordsField {
+            owner,
+            rtype: None,
+            item: None,
+        }
+    }
+
+    fn item(self, i: usize) -> Self {
+        RecordsField {
+            item: Some(i),
+            ..self
+        }
+    }
+}
+
+impl From<RecordsField<'_>> for String {
+    fn from(f: RecordsField) -> String {
+        let mut s = format!("records.{}", f.owner);
+        if let Some(rtype) = f.rtype {
+            s += &format!(".{rtype}");
+        }
+        if let Some(i) = f.item {
+            s += &format!("[{i}]");
+        }
+        s
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 fn validate_rrsets(
     r: &mut Report,
-    field: &str,
+    field: RecordsField,
     owner: &Name,
     origin: &Name,
     zone_ttl: u32,
@@ -265,11 +304,14 @@ fn validate_rrsets(
     }
     for values in set.sets() {
         let rtype = values.rtype();
-        let tfield = format!("{field}.{rtype}");
+        let tfield = RecordsField {
+            rtype: Some(rtype),
+            ..field
+        };
         if values.len() > MAX_RECORDS_PER_RRSET {
             r.at(
                 values.at(),
-                &tfield,
+                tfield,
                 format!(
                     "{} records; a name has at most {MAX_RECORDS_PER_RRSET} of one type",
                     values.len()
@@ -280,19 +322,19 @@ fn validate_rrsets(
         if rtype == RecordType::CNAME && present.len() > 1 {
             r.at(
                 values.at(),
-                &tfield,
+                tfield,
                 "a CNAME cannot stand beside other data at the same name (RFC 1034 3.6.2)",
             );
             continue;
         }
         if rtype == RecordType::CNAME && values.len() != 1 {
-            r.at(values.at(), &tfield, "a name has exactly one CNAME target");
+            r.at(values.at(), tfield, "a name has exactly one CNAME target");
             continue;
         }
         if rtype == RecordType::DS && !present.contains(&RecordType::NS) {
             r.at(
                 values.at(),
-                &tfield,
+                tfield,
                 "DS records belong at a delegation point: give the name NS records too",
             );
             continue;
@@ -300,13 +342,13 @@ fn validate_rrsets(
         if rtype == RecordType::DS && owner == origin {
             r.at(
                 values.at(),
-                &tfield,
+                tfield,
                 "the apex's DS records belong in the parent zone (`meridian dnssec` prints them)",
             );
             continue;
         }
         if rtype == RecordType::CNAME && owner == origin {
-            r.at(values.at(), &tfield, "the zone apex cannot be a CNAME");
+            r.at(values.at(), tfield, "the zone apex cannot be a CNAME");
             continue;
         }
         // Exactly as many as given: a `Vec` grown by a push keeps room for four, and an
@@ -314,9 +356,7 @@ fn validate_rrsets(
         let mut rdata = Vec::with_capacity(values.len());
         for (i, (loc, text)) in values.items().enumerate() {
             match parse_rdata(rtype, text, origin) {
-                Ok(d) if rdata.contains(&d) => {
-                    r.at(loc, format!("{tfield}[{i}]"), "duplicate record")
-                }
+                Ok(d) if rdata.contains(&d) => r.at(loc, tfield.item(i), "duplicate record"),
                 Ok(d) => {
                     let target = match &d {
                         RData::CNAME(c) => Some(&c.0),
@@ -331,15 +371,15 @@ fn validate_rrsets(
                     if let Some(w) =
                         target.and_then(|t| relative_warning(written, t, origin, false))
                     {
-                        r.warn(loc, format!("{tfield}[{i}]"), w);
+                        r.warn(loc, tfield.item(i), w);
                     }
                     rdata.push(d)
                 }
-                Err(msg) => r.at(loc, format!("{tfield}[{i}]"), msg),
+                Err(msg) => r.at(loc, tfield.item(i), msg),
             }
         }
         if values.len() == 0 {
-            r.at(values.at(), &tfield, "empty list");
+            r.at(values.at(), tfield, "empty list");
         }
         if !rdata.is_empty() {
             out.push(RecordSetConfig::new(owner, ttl, rtype, rdata));

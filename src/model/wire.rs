@@ -119,6 +119,12 @@ impl<'a> WireRef<'a> {
         super::name::name_of(self.owner_bytes())
     }
 
+    /// Whether `other` has the same owner (as the table keys names: labels compared with
+    /// ASCII case folded, which leaves a label's length byte, at most 63, as it is).
+    pub fn same_owner(&self, other: &WireRef) -> bool {
+        self.owner_bytes().eq_ignore_ascii_case(other.owner_bytes())
+    }
+
     /// Its owner's key (lower-cased wire form), as the table looks names up.
     pub fn owner_key(&self) -> super::name::KeyBuf {
         super::name::KeyBuf::read(self.owner_bytes(), 0)
@@ -188,30 +194,38 @@ impl PackedRecords {
     ///
     /// [`new`]: PackedRecords::new
     pub fn of_rdata(owner: &Name, ttl: u32, rdata: &[RData]) -> Self {
-        let mut head = Vec::with_capacity(2 + owner.len());
-        head.push(0);
-        for label in owner.iter() {
-            head.push(label.len() as u8);
-            head.extend_from_slice(label);
-        }
-        head.push(0);
-        head[0] = (head.len() - 1) as u8;
         thread_local! {
             // Encoded here, then copied into an allocation of the exact size: a set's own
             // buffer, grown or shrunk to size, kept some 16 bytes of slack in each of a
             // large zone's millions of sets.
-            static BUFFERS: std::cell::RefCell<(Vec<u8>, Vec<u8>)> = Default::default();
+            static BUFFERS: std::cell::RefCell<[Vec<u8>; 3]> = Default::default();
         }
-        BUFFERS.with_borrow_mut(|(bytes, data)| {
+        BUFFERS.with_borrow_mut(|[head, bytes, data]| {
+            head.clear();
+            head.push(0);
+            for label in owner.iter() {
+                head.push(label.len() as u8);
+                head.extend_from_slice(label);
+            }
+            head.push(0);
+            head[0] = (head.len() - 1) as u8;
             bytes.clear();
             for d in rdata {
                 data.clear();
-                let mut enc = BinEncoder::new(data);
-                enc.set_name_encoding(NameEncoding::Uncompressed);
-                d.emit(&mut enc).expect("valid data encodes");
+                // Addresses by hand: they are most of a large zone's records, and hickory's
+                // encoder costs several times the copy.
+                match d {
+                    RData::A(a) => data.extend_from_slice(&a.0.octets()),
+                    RData::AAAA(a) => data.extend_from_slice(&a.0.octets()),
+                    _ => {
+                        let mut enc = BinEncoder::new(data);
+                        enc.set_name_encoding(NameEncoding::Uncompressed);
+                        d.emit(&mut enc).expect("valid data encodes");
+                    }
+                }
                 let len = head.len() + 10 + data.len();
                 bytes.extend_from_slice(&(len as u16).to_be_bytes());
-                bytes.extend_from_slice(&head);
+                bytes.extend_from_slice(head);
                 bytes.extend_from_slice(&u16::from(d.record_type()).to_be_bytes());
                 bytes.extend_from_slice(&u16::from(DNSClass::IN).to_be_bytes());
                 bytes.extend_from_slice(&ttl.to_be_bytes());
