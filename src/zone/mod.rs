@@ -255,6 +255,23 @@ impl Node {
         self.add_rrsets(&mut vec![set]);
     }
 
+    /// Adds `other`'s records while compiling (another spelling of the name, or the apex's
+    /// records under `records.@`): a set of a type it has joins it (the apex NS list may
+    /// be extended so), and `other`'s CNAME, if any, replaces its own.
+    fn merge(&mut self, other: Node) {
+        let mut sets = Vec::new();
+        for set in other.rrsets.into_vec() {
+            match self.rrsets.iter_mut().find(|s| s.rtype == set.rtype) {
+                Some(existing) => existing.records = existing.records.join(&set.records),
+                None => sets.push(set),
+            }
+        }
+        self.add_rrsets(&mut sets);
+        if other.cname.is_some() {
+            self.cname = other.cname;
+        }
+    }
+
     /// Adds the RRsets drained from `sets`, growing the slice exactly, once.
     fn add_rrsets(&mut self, sets: &mut Vec<RrSet>) {
         if sets.is_empty() {

@@ -729,3 +729,46 @@ fn a_records_file_error_names_its_file_and_line() {
     let ok = meridian::config::parse_zone(&zone, text).unwrap();
     assert_eq!(ok.records.len(), 2);
 }
+
+/// An owner written twice (in two spellings, apart in the file) is one name with the
+/// records of both, and `records.@` adds to the apex's own NS.
+#[test]
+fn an_owner_written_twice_is_one_name_with_both_records() {
+    let zone = r#"
+zone: spell.test
+ns: [ns1.spell.test.]
+records:
+  ns1: { A: 192.0.2.53 }
+  www: { A: 192.0.2.1, TXT: first }
+  other: { A: 192.0.2.9 }
+  WWW: { A: 192.0.2.2 }
+  www.spell.test.: { TXT: second, AAAA: "2001:db8::1" }
+  "@": { NS: [ns2.spell.test.], MX: "10 mail" }
+"#;
+    let s = start(&[("spell.test.yaml", zone)]);
+    let data = |name: &str, rtype| {
+        let mut all: Vec<String> = s
+            .ask(name, rtype)
+            .answers
+            .iter()
+            .map(|r| r.data.to_string())
+            .collect();
+        all.sort();
+        all
+    };
+    assert_eq!(
+        data("www.spell.test.", RecordType::A),
+        ["192.0.2.1", "192.0.2.2"]
+    );
+    assert_eq!(
+        data("Www.spell.test.", RecordType::TXT),
+        ["first", "second"]
+    );
+    assert_eq!(data("www.spell.test.", RecordType::AAAA), ["2001:db8::1"]);
+    assert_eq!(data("other.spell.test.", RecordType::A), ["192.0.2.9"]);
+    assert_eq!(
+        data("spell.test.", RecordType::NS),
+        ["ns1.spell.test.", "ns2.spell.test."]
+    );
+    assert_eq!(data("spell.test.", RecordType::MX), ["10 mail.spell.test."]);
+}
