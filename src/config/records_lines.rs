@@ -40,9 +40,8 @@ pub(super) fn read(
     mut new_owner: impl FnMut(&str) -> bool,
 ) -> Option<(RecordsRaw, Rest)> {
     let mut raw = RecordsRaw::default();
-    // Bounds of the block's entries and text: the rest of the file.
-    let rest = &text.as_bytes()[start..];
-    raw.reserve(rest.iter().filter(|&&b| b == b'\n').count() + 1, rest.len());
+    let (lines, bytes) = extent(&text[start..]);
+    raw.reserve(lines, bytes);
     let rest = flow_lines::read_entries(text, start, line, indent, |events| {
         let mut entry = Entry {
             events: events.iter(),
@@ -53,6 +52,21 @@ pub(super) fn read(
         entry.events.next().is_none().then_some(())
     })?;
     Some((raw, rest))
+}
+
+/// Bounds of a block's entries and text, in the text from its first entry on: its lines
+/// and bytes up to the first line that starts with anything but a space, a comment or
+/// nothing (a block is its lines indented, with blank lines and comments among them).
+fn extent(text: &str) -> (usize, usize) {
+    let (mut lines, mut at) = (1, 0);
+    while let Some(i) = text[at..].find('\n') {
+        at += i + 1;
+        if !matches!(text.as_bytes().get(at), Some(b' ' | b'\n' | b'#')) {
+            return (lines, at);
+        }
+        lines += 1;
+    }
+    (lines, text.len())
 }
 
 /// One entry's events, taken in turn.

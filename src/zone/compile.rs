@@ -201,10 +201,18 @@ impl ZoneTable {
         }
         self.insert_nodes(&mut batch);
 
+        // Health-checked names go in the same way, in batches.
         for name in &zc.health_checked {
-            let compiled = compile_health_checked(name, zc, inputs);
-            self.node(&name.name).health_checked = Some(Box::new(compiled));
+            let node = Node {
+                health_checked: Some(Box::new(compile_health_checked(name, zc, inputs))),
+                ..Node::default()
+            };
+            batch.push((key_of(&name.name), node));
+            if batch.len() == BATCH {
+                self.insert_nodes(&mut batch);
+            }
         }
+        self.insert_nodes(&mut batch);
 
         // Every name between an owner and the apex exists (as an empty non-terminal), so
         // that it answers NODATA rather than NXDOMAIN. Worked out on the keys: an
@@ -249,7 +257,7 @@ impl ZoneTable {
 
     fn node_of_key(&mut self, key: &[u8]) -> &mut Node {
         // One lookup, with the key allocated even when the name has its node: only the
-        // apex and the health-checked names come here (records go in by `insert_nodes`).
+        // apex comes here (names go in by `insert_nodes`).
         self.nodes.entry(key.into()).or_default()
     }
 }

@@ -257,7 +257,8 @@ impl Node {
 
     /// Adds `other`'s records while compiling (another spelling of the name, or the apex's
     /// records under `records.@`): a set of a type it has joins it (the apex NS list may
-    /// be extended so), and `other`'s CNAME, if any, replaces its own.
+    /// be extended so), and `other`'s CNAME or health-checked name, if any, replaces its
+    /// own.
     fn merge(&mut self, other: Node) {
         let mut sets = Vec::new();
         for set in other.rrsets.into_vec() {
@@ -269,6 +270,9 @@ impl Node {
         self.add_rrsets(&mut sets);
         if other.cname.is_some() {
             self.cname = other.cname;
+        }
+        if other.health_checked.is_some() {
+            self.health_checked = other.health_checked;
         }
     }
 

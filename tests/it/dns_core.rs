@@ -772,3 +772,29 @@ records:
     );
     assert_eq!(data("spell.test.", RecordType::MX), ["10 mail.spell.test."]);
 }
+
+/// A health-checked name with static records of other types answers both.
+#[test]
+fn a_health_checked_name_keeps_its_static_records() {
+    let zone = r#"
+zone: mix.test
+ns: [ns1.mix.test.]
+records:
+  ns1: { A: 192.0.2.53 }
+  app: { TXT: "static text" }
+fqdns:
+  app:
+    members: [{ address: 192.0.2.11 }, { address: 192.0.2.12 }]
+"#;
+    let s = start(&[("mix.test.yaml", zone)]);
+    let a = addresses(&s.ask("app.mix.test.", RecordType::A));
+    assert!(!a.is_empty(), "{a:?}");
+    assert!(
+        a.iter()
+            .all(|ip| ["192.0.2.11", "192.0.2.12"].contains(&ip.as_str())),
+        "{a:?}"
+    );
+    let txt = s.ask("app.mix.test.", RecordType::TXT);
+    assert_eq!(txt.answers.len(), 1, "{txt:?}");
+    assert_eq!(txt.answers[0].data.to_string(), "static text");
+}
