@@ -6,10 +6,11 @@ use std::io;
 use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use hickory_proto::op::Message;
 use hickory_server::net::xfer::Protocol;
 use tokio::sync::Semaphore;
 use tracing::warn;
@@ -25,6 +26,7 @@ use crate::state::Meridian;
 pub const GENERAL_IN_FLIGHT: usize = 1024;
 
 static BUSY_LOG: LogLimit = LogLimit::new(Duration::from_secs(10));
+static MTU_LOG: LogLimit = LogLimit::new(Duration::from_secs(10));
 
 /// How often a blocked receive wakes up to see whether the server is stopping.
 const WAKE: Duration = Duration::from_millis(200);
@@ -141,14 +143,16 @@ fn serve(
                 let (socket, state) = (socket.clone(), state.clone());
                 runtime.spawn(async move {
                     if let Some(reply) = super::general_path(&state, raw, src, Protocol::Udp).await
+                        && let Err(e) = socket.send_to(&reply, src)
+                        && let Some(short) = too_big(&e, &reply, &state.counters.udp_mtu_truncated)
                     {
-                        let _ = socket.send_to(&reply, src);
+                        let _ = socket.send_to(&short, src);
                     }
                     drop(permit);
                 });
             }
         }
-        batch.send(socket, &replies, &to);
+        batch.send(socket, &mut replies, &to, &state.counters.udp_mtu_truncated);
         if let Some(arrived) = arrived
             && !to.is_empty()
         {
@@ -248,8 +252,16 @@ impl Batch {
     }
 
     /// Sends `replies[j]` to the peer of datagram `to[j]`, for every j, in as few calls as
-    /// the kernel allows. A reply the kernel refuses is dropped, as a lost datagram would be.
-    fn send(&mut self, socket: &UdpSocket, replies: &[Vec<u8>], to: &[usize]) {
+    /// the kernel allows. A reply too big for the interface goes out truncated; any other
+    /// the kernel refuses (an unreachable peer, a full buffer) is dropped, as a lost
+    /// datagram would be.
+    fn send(
+        &mut self,
+        socket: &UdpSocket,
+        replies: &mut [Vec<u8>],
+        to: &[usize],
+        truncations: &AtomicU64,
+    ) {
         if to.is_empty() {
             return;
         }
@@ -277,8 +289,47 @@ impl Batch {
                     0,
                 )
             };
-            // A datagram the kernel refuses (an unreachable peer, a full buffer) is skipped.
-            sent += if n <= 0 { 1 } else { n as usize };
+            if n > 0 {
+                sent += n as usize;
+                continue;
+            }
+            let e = io::Error::last_os_error();
+            let reply = &mut replies[sent];
+            if let Some(short) = too_big(&e, reply, truncations) {
+                // Shorter, so it fits where the reply was and the header still points at it.
+                reply.clear();
+                reply.extend_from_slice(&short);
+                iov[sent].iov_len = reply.len();
+            } else {
+                sent += 1;
+            }
         }
     }
+}
+
+/// When sending `reply` failed for being larger than the interface's MTU (the sockets
+/// never fragment: `listen.rs`), the reply to send instead: its question and OPT record
+/// alone, with TC=1, so that the client asks again over TCP (RFC 9715, section 3.1, R3).
+/// Counted, and logged once per 10 s: it means `edns-udp-size` is above the link's MTU.
+/// Through hickory: this is rare, and the reply may come from either path.
+fn too_big(e: &io::Error, reply: &[u8], truncations: &AtomicU64) -> Option<Vec<u8>> {
+    if e.raw_os_error() != Some(libc::EMSGSIZE) {
+        return None;
+    }
+    let mut m = Message::from_vec(reply).ok()?;
+    m.metadata.truncation = true;
+    m.answers.clear();
+    m.authorities.clear();
+    m.additionals.clear();
+    m.signature = None;
+    let short = m.to_vec().ok().filter(|s| s.len() < reply.len())?;
+    truncations.fetch_add(1, Ordering::Relaxed);
+    if let Some(held) = MTU_LOG.allow() {
+        warn!(
+            bytes = reply.len(),
+            similar_since_last = held,
+            "UDP response larger than the interface's MTU: sent truncated (TC=1); lower edns-udp-size to the MTU less 48 bytes"
+        );
+    }
+    Some(short)
 }

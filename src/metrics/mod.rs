@@ -510,6 +510,13 @@ impl Collector for Scrape {
             MetricType::Counter,
         )?;
         ConstCounter::new(load(&c.udp_general_busy)).encode(m)?;
+        let m = enc.encode_descriptor(
+            "meridian_udp_mtu_truncated",
+            "UDP responses larger than the interface's MTU, sent truncated (TC=1) rather than fragmented.",
+            None,
+            MetricType::Counter,
+        )?;
+        ConstCounter::new(load(&c.udp_mtu_truncated)).encode(m)?;
 
         let tcp = &c.tcp;
         let m = enc.encode_descriptor(

@@ -125,6 +125,9 @@ pub struct Counters {
     pub access_dropped: AtomicU64,
     /// UDP queries for the general path dropped while it had `GENERAL_IN_FLIGHT` at work.
     pub udp_general_busy: AtomicU64,
+    /// UDP responses larger than the interface's MTU, sent truncated (TC=1) rather than
+    /// fragmented.
+    pub udp_mtu_truncated: AtomicU64,
     /// Time from a query's arrival to its answer leaving, over UDP and over TCP.
     pub udp_latency: LatencyHistogram,
     pub tcp_latency: LatencyHistogram,

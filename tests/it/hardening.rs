@@ -3,12 +3,14 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use hickory_proto::op::Query;
 use hickory_proto::op::{Message, MessageType, ResponseCode};
 use hickory_proto::rr::{Name, RecordType};
 
+use crate::common::netns::NetnsHost;
 use crate::common::*;
 
 const ZONE: &str = "zone: hard.test\nns: [ns1]\nrecords:\n  www: { A: 192.0.2.1 }\n";
@@ -252,6 +254,61 @@ fn udp_answers_stay_within_1232_bytes_whatever_the_client_offers() {
     assert_eq!(s.tcp(&m).answers.len(), 16, "TCP carries it whole");
 }
 
+/// An answer larger than the link's MTU is never fragmented (RFC 9715): it goes out
+/// truncated and the client asks again over TCP. Over a veth pair with an MTU of 1280 and
+/// with `edns-udp-size: 4096`, from the namespace, on the fast path and (with the query
+/// log on) the general path. Fragmented, the 2.9 KB answer would arrive whole.
+#[test]
+fn a_udp_answer_larger_than_the_link_mtu_is_truncated_not_fragmented() {
+    let host = NetnsHost::create("m", 82);
+    host.set_mtu(1280);
+    let txt = (0..12)
+        .map(|i| format!("\"{}\"", format!("{i:02}").repeat(120)))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let zone = format!(
+        "zone: mtu.test\nns: [ns1]\nrecords:\n  big: {{ TXT: [{txt}] }}\n  small: {{ TXT: \"fits\" }}\n"
+    );
+    for extra in ["", "query-log: true\n"] {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("zones")).unwrap();
+        std::fs::write(dir.path().join("zones/mtu.yaml"), &zone).unwrap();
+        let file = dir.path().join("meridian.yaml");
+        let listen = host.near();
+        std::fs::write(
+            &file,
+            format!("listen: [{listen}:0]\nzones: zones\nedns-udp-size: 4096\n{extra}"),
+        )
+        .unwrap();
+        let s = start_with(dir, &file);
+        let port = s.addr.port().to_string();
+        let dig = |name: &str, over: &str| {
+            let out = host
+                .command("dig")
+                .args(["+norec", "+ignore", "+bufsize=4096", "+tries=1", "+time=2"])
+                .args([over, "-p", &port, &format!("@{listen}"), name, "TXT"])
+                .output()
+                .unwrap();
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        };
+        let small = dig("small.mtu.test", "+notcp");
+        assert!(
+            small.contains("flags: qr aa;") && small.contains("ANSWER: 1,"),
+            "{extra}{small}"
+        );
+        let big = dig("big.mtu.test", "+notcp");
+        assert!(big.contains("flags: qr aa tc;"), "{extra}{big}");
+        assert!(
+            big.contains("ANSWER: 0,") && big.contains("; EDNS: version: 0"),
+            "{extra}{big}"
+        );
+        let counted = s.state().counters.udp_mtu_truncated.load(Ordering::Relaxed);
+        assert_eq!(counted, 1, "{extra}");
+        let whole = dig("big.mtu.test", "+tcp");
+        assert!(whole.contains("ANSWER: 12,"), "{extra}{whole}");
+    }
+}
+
 /// A flood of forwarded queries to an upstream that never answers: each would hold a task
 /// and a socket until the forward timeout. At most `GENERAL_IN_FLIGHT` are at work at once
 /// and the rest are dropped and counted; the fast path answers throughout, and the general
@@ -261,7 +318,7 @@ fn the_general_path_over_udp_holds_a_bounded_number_of_queries() {
     use meridian::dns::udp::GENERAL_IN_FLIGHT;
     use std::net::UdpSocket;
     use std::sync::Arc;
-    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::atomic::{AtomicBool, AtomicUsize};
 
     let silent = UdpSocket::bind("127.0.0.41:0").unwrap();
     silent

@@ -95,6 +95,16 @@ impl NetnsHost {
         .unwrap();
     }
 
+    /// Sets the MTU of both ends of the veth pair.
+    pub fn set_mtu(&self, mtu: u32) {
+        sh(&format!("ip link set {} mtu {mtu}", self.host_if)).unwrap();
+        sh(&format!(
+            "ip netns exec {} ip link set {} mtu {mtu}",
+            self.ns, self.peer_if
+        ))
+        .unwrap();
+    }
+
     /// A command run inside the namespace: `ip netns exec NS program`.
     pub fn command(&self, program: &str) -> Command {
         let mut cmd = Command::new("ip");
