@@ -106,6 +106,24 @@ impl<'de> FlowLines<'de> {
     }
 }
 
+/// Whether `event` opens a mapping (`mapping`) or else a sequence, without an anchor or a
+/// tag: the only collections the quick readers take.
+pub(super) fn opens(event: &Event, mapping: bool) -> bool {
+    match event {
+        Event::MappingStart(_, 0, None) => mapping,
+        Event::SequenceStart(_, 0, None) => !mapping,
+        _ => false,
+    }
+}
+
+/// Whether `event` ends a mapping (`mapping`) or else a sequence.
+pub(super) fn closes(event: &Event, mapping: bool) -> bool {
+    matches!(
+        (event, mapping),
+        (Event::MappingEnd, true) | (Event::SequenceEnd, false)
+    )
+}
+
 /// Each entry of the block whose first key is at byte `start` of `text` (on `line`,
 /// `indent` columns in), as its events, given to `each`; where the text after the block
 /// begins. `None` unless every line of the block is an entry of the shape that `each`

@@ -27,7 +27,7 @@ use std::hash::BuildHasher;
 
 use granit_parser::{Event, Parser, ScalarStyle, Span, StrInput, StructureStyle};
 
-use super::flow_lines::{FlowLines, Rest};
+use super::flow_lines::{self, FlowLines, Rest};
 use super::records_lines;
 use super::records_yaml::{self, RecordsRaw};
 use super::scalar::{GiveUp, Untyped, boolean, decimal, float, is_null, trim, untyped};
@@ -284,11 +284,7 @@ impl<'de> Reader<'de> {
 
     /// Whether the next event ends the collection (a mapping, or a sequence), taking it.
     fn closes(&mut self, mapping: bool) -> Result<bool, GiveUp> {
-        let end = match self.peek()?.0 {
-            Event::MappingEnd => mapping,
-            Event::SequenceEnd => !mapping,
-            _ => false,
-        };
+        let end = flow_lines::closes(&self.peek()?.0, mapping);
         if end {
             self.next()?;
         }
@@ -298,11 +294,7 @@ impl<'de> Reader<'de> {
     /// Opens a collection: its start event, without anchor or tag.
     fn open(&mut self, mapping: bool) -> Result<(), GiveUp> {
         let (event, span) = self.next()?;
-        let opened = match event {
-            Event::MappingStart(_, 0, None) => mapping,
-            Event::SequenceStart(_, 0, None) => !mapping,
-            _ => false,
-        };
+        let opened = flow_lines::opens(&event, mapping);
         self.depth += 1;
         if !opened || self.depth > self.max_depth {
             return Err(GiveUp);

@@ -114,11 +114,7 @@ impl<'a, 'de> Entry<'a, 'de> {
     /// Whether the next event is the end of a mapping (`true`) or of a sequence (`false`),
     /// taking it.
     fn closes(&mut self, mapping: bool) -> Option<bool> {
-        let end = match self.peek()?.0 {
-            Event::MappingEnd => mapping,
-            Event::SequenceEnd => !mapping,
-            _ => false,
-        };
+        let end = flow_lines::closes(&self.peek()?.0, mapping);
         if end {
             self.next()?;
         }
@@ -127,11 +123,7 @@ impl<'a, 'de> Entry<'a, 'de> {
 
     /// Opens a collection, `depth` deep in `records:`'s mapping.
     fn open(&mut self, mapping: bool, depth: usize) -> Option<()> {
-        let opened = match self.next()? {
-            Event::MappingStart(_, 0, None) => mapping,
-            Event::SequenceStart(_, 0, None) => !mapping,
-            _ => false,
-        };
+        let opened = flow_lines::opens(self.next()?, mapping);
         (opened && depth <= self.budget.depth).then_some(())
     }
 

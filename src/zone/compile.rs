@@ -160,11 +160,7 @@ impl ZoneTable {
         }
 
         // An owner's sets come together: its node is made once, with its slice of sets
-        // allocated once, for them all. Nodes go into the map a batch at a time: an
-        // allocation between two inserts (glibc's takes a lock, which waits for every
-        // store before it) made each insert wait out its cache miss, a fifth of the load;
-        // without one, the misses of a batch overlap.
-        const BATCH: usize = 256;
+        // allocated once, for them all.
         let mut batch: Vec<(Box<[u8]>, Node)> = Vec::with_capacity(BATCH);
         let mut records = records.into_iter().peekable();
         let mut sets: Vec<RrSet> = Vec::new();
@@ -194,10 +190,7 @@ impl ZoneTable {
                 }
             }
             node.add_rrsets(&mut sets);
-            batch.push((key, node));
-            if batch.len() == BATCH {
-                self.insert_nodes(&mut batch);
-            }
+            self.push_node(&mut batch, key, node);
         }
         self.insert_nodes(&mut batch);
 
@@ -207,10 +200,7 @@ impl ZoneTable {
                 health_checked: Some(Box::new(compile_health_checked(name, zc, inputs))),
                 ..Node::default()
             };
-            batch.push((key_of(&name.name), node));
-            if batch.len() == BATCH {
-                self.insert_nodes(&mut batch);
-            }
+            self.push_node(&mut batch, key_of(&name.name), node);
         }
         self.insert_nodes(&mut batch);
 
@@ -238,8 +228,18 @@ impl ZoneTable {
         self.nodes.shrink_to_fit();
     }
 
+    /// The node of `name`, made empty if it has none. Only the apex comes here; names go
+    /// in by `push_node`.
     fn node(&mut self, name: &Name) -> &mut Node {
-        self.node_of_key(KeyBuf::of(name).as_bytes())
+        self.nodes.entry(key_of(name)).or_default()
+    }
+
+    /// Adds `node` to `batch`, and the batch to the map once it is full.
+    fn push_node(&mut self, batch: &mut Vec<(Box<[u8]>, Node)>, key: Box<[u8]>, node: Node) {
+        batch.push((key, node));
+        if batch.len() == BATCH {
+            self.insert_nodes(batch);
+        }
     }
 
     /// Puts the nodes drained from `batch` into the map, each merged into the node its
@@ -254,13 +254,12 @@ impl ZoneTable {
             }
         }
     }
-
-    fn node_of_key(&mut self, key: &[u8]) -> &mut Node {
-        // One lookup, with the key allocated even when the name has its node: only the
-        // apex comes here (names go in by `insert_nodes`).
-        self.nodes.entry(key.into()).or_default()
-    }
 }
+
+/// Nodes go into the name map this many at a time: an allocation between two inserts
+/// (glibc's takes a lock, which waits for every store before it) made each insert wait out
+/// its cache miss, a fifth of the load; without one, the misses of a batch overlap.
+const BATCH: usize = 256;
 
 /// How many owners the zone's record sets have (an owner's sets come together).
 fn owners(zc: &ZoneConfig) -> usize {
