@@ -256,8 +256,9 @@ fn udp_answers_stay_within_1232_bytes_whatever_the_client_offers() {
 
 /// An answer larger than the link's MTU is never fragmented (RFC 9715): it goes out
 /// truncated and the client asks again over TCP. Over a veth pair with an MTU of 1280 and
-/// with `edns-udp-size: 4096`, from the namespace, on the fast path and (with the query
-/// log on) the general path. Fragmented, the 2.9 KB answer would arrive whole.
+/// with `edns-udp-size: 4096`, from the namespace: over IPv4 on the fast path and (with the
+/// query log on) the general path, and over IPv6. Fragmented, the 2.9 KB answer would
+/// arrive whole.
 #[test]
 fn a_udp_answer_larger_than_the_link_mtu_is_truncated_not_fragmented() {
     let host = NetnsHost::create("m", 82);
@@ -269,15 +270,20 @@ fn a_udp_answer_larger_than_the_link_mtu_is_truncated_not_fragmented() {
     let zone = format!(
         "zone: mtu.test\nns: [ns1]\nrecords:\n  big: {{ TXT: [{txt}] }}\n  small: {{ TXT: \"fits\" }}\n"
     );
-    for extra in ["", "query-log: true\n"] {
+    let (near6, _) = host.add_ipv6();
+    let near4 = host.near();
+    for (listen, socket, extra) in [
+        (&near4, format!("{near4}:0"), ""),
+        (&near4, format!("{near4}:0"), "query-log: true\n"),
+        (&near6, format!("\"[{near6}]:0\""), ""),
+    ] {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir(dir.path().join("zones")).unwrap();
         std::fs::write(dir.path().join("zones/mtu.yaml"), &zone).unwrap();
         let file = dir.path().join("meridian.yaml");
-        let listen = host.near();
         std::fs::write(
             &file,
-            format!("listen: [{listen}:0]\nzones: zones\nedns-udp-size: 4096\n{extra}"),
+            format!("listen: [{socket}]\nzones: zones\nedns-udp-size: 4096\n{extra}"),
         )
         .unwrap();
         let s = start_with(dir, &file);

@@ -95,6 +95,24 @@ impl NetnsHost {
         .unwrap();
     }
 
+    /// IPv6 addresses for both ends, fd00:`subnet`::1 on this side and ::2 in the
+    /// namespace, usable at once (no duplicate address detection): (near, far).
+    pub fn add_ipv6(&self) -> (String, String) {
+        let near = format!("fd00:{}::1", self.subnet);
+        let far = format!("fd00:{}::2", self.subnet);
+        sh(&format!(
+            "ip -6 addr add {near}/64 dev {} nodad",
+            self.host_if
+        ))
+        .unwrap();
+        sh(&format!(
+            "ip netns exec {} ip -6 addr add {far}/64 dev {} nodad",
+            self.ns, self.peer_if
+        ))
+        .unwrap();
+        (near, far)
+    }
+
     /// Sets the MTU of both ends of the veth pair.
     pub fn set_mtu(&self, mtu: u32) {
         sh(&format!("ip link set {} mtu {mtu}", self.host_if)).unwrap();
