@@ -13,7 +13,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use hickory_proto::op::OpCode;
 use hickory_proto::rr::{DNSClass, RecordType};
 
-use super::signed::Signatures;
+use super::signed::{self, Signatures};
 use crate::cookie::Cookies;
 use crate::model::name::KeyBuf;
 use crate::resolve::{self, Ecs, EdnsQuery, Mode, Plan, Question};
@@ -216,11 +216,12 @@ pub fn answer(
             limit,
         };
         match verdict {
-            Verdict::Send => {
+            Verdict::Send if plan.dnssec_ok => {
                 let signed = super::signed::signatures(plan, parsed.name.as_bytes(), signatures);
                 response.encode(out, false, &signed)
             }
-            Verdict::Slip => response.encode(out, true, &Signatures::default()),
+            Verdict::Send => response.encode(out, false, &signed::NONE),
+            Verdict::Slip => response.encode(out, true, &signed::NONE),
             Verdict::Drop => out.clear(),
         }
         // Larger than a TCP message can be: the general path says what to do.

