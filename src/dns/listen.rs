@@ -45,7 +45,8 @@ fn udp_socket(addr: SocketAddr) -> io::Result<UdpSocket> {
 /// PROBE rather than DO: the interface's MTU counts, not a path MTU that a spoofed ICMP
 /// "fragmentation needed" could lower. It also spares the kernel picking an IPv4
 /// identification per datagram (a shared, hashed counter; some 4 % of the CPU of a busy
-/// UDP socket here), as DF packets carry none.
+/// UDP socket here), as DF packets carry none. Through libc: socket2 has no setter for
+/// these options.
 fn never_fragment(socket: &socket2::Socket, addr: SocketAddr) -> io::Result<()> {
     use std::os::fd::AsRawFd;
     let (level, name, value) = if addr.is_ipv4() {
