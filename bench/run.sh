@@ -22,6 +22,9 @@
 #          that every answer needs a signature made (its cost per signature, in µs)
 #   fixed  Meridian, then gdnsd, at 50% and 80% of Meridian's saturation rate: latency
 #          percentiles
+#   xdp    Meridian with `xdp: { interface: lo }` beside itself through sockets and gdnsd,
+#          the mixed and ECS loads, in a network namespace of its own (bench/xdp.sh;
+#          XDP=0 skips it)
 #   scale  every server loading the same 100,000 names, then 1,000,000 (bench/scale.sh;
 #          SCALE=0 skips both, SCALE_BIG=0 the second)
 # Settings (environment): DURATION (s per run, default 10), ROUNDS (3), CLIENTS (8),
@@ -324,6 +327,12 @@ for fixed in sys.argv[5].split() if len(sys.argv) > 5 else []:
           f"latency avg {avg:.3f} ms, p50 {pct(0.5):.3f} ms, p99 {pct(0.99):.3f} ms, "
           f"p99.9 {pct(0.999):.3f} ms, max {mx:.3f} ms")
 PY
+# UDP through AF_XDP, beside the sockets and gdnsd, in a namespace of its own.
+if [ "${XDP:-1}" = 1 ]; then
+  echo
+  MERIDIAN_BIN=$MERIDIAN DURATION=$DURATION ROUNDS=$ROUNDS SERVER_CPU=$SERVER_CPU \
+    CLIENT_CPU=$CLIENT_CPU "$BENCH/xdp.sh"
+fi
 # Scale: the same 100,000 names loaded by each server (bench/scale.sh): load time to the
 # first answer for the last name, resident memory and its peak, bytes per name.
 if [ "${SCALE:-1}" = 1 ]; then

@@ -10,7 +10,7 @@ use ipnet::IpNet;
 use super::error::{ConfigError, Report};
 use super::types::{
     AccessConfig, AdminConfig, CookiesConfig, ForwardConfig, IdentityConfig, LogFormat,
-    RateLimitConfig, RunAs, ServerConfig, TcpConfig,
+    RateLimitConfig, RunAs, ServerConfig, TcpConfig, XdpConfig,
 };
 use super::yaml::{
     AccessRaw, CookiesRaw, ForwardRaw, RateLimitRaw, ServerRaw, TcpRaw, items, parse_yaml,
@@ -223,6 +223,26 @@ pub fn load_server(file: &Path) -> Result<ServerConfig, ConfigError> {
         .cluster
         .as_ref()
         .and_then(|c| super::cluster::validate_cluster(&mut report, base, c));
+    let xdp = raw.xdp.as_ref().and_then(|x| {
+        let name = &x.value.interface;
+        // Linux's limit (IFNAMSIZ less the NUL), and no separators.
+        let valid = (1..=15).contains(&name.value.len())
+            && name
+                .value
+                .bytes()
+                .all(|b| b.is_ascii_graphic() && b != b'/' && b != b':');
+        if !valid {
+            report.at(
+                name.referenced,
+                "xdp.interface",
+                "must be an interface name (1 to 15 characters, as `ip link` shows)",
+            );
+            return None;
+        }
+        Some(XdpConfig {
+            interface: name.value.clone(),
+        })
+    });
     if let Some(e) = report.errors.into_iter().next() {
         return Err(e);
     }
@@ -248,6 +268,7 @@ pub fn load_server(file: &Path) -> Result<ServerConfig, ConfigError> {
         signature_cache,
         identity,
         cluster,
+        xdp,
     })
 }
 

@@ -61,6 +61,14 @@ pub struct ServerConfig {
     pub identity: IdentityConfig,
     /// Health by quorum with the other servers of a cluster (`cluster:`).
     pub cluster: Option<super::cluster::ClusterConfig>,
+    /// UDP off AF_XDP rings on one interface (`xdp:`); read at start.
+    pub xdp: Option<XdpConfig>,
+}
+
+/// `xdp:`: the interface whose UDP to the listen port is taken through AF_XDP.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct XdpConfig {
+    pub interface: String,
 }
 
 /// How log lines are written (`log-format:`).

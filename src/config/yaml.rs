@@ -289,6 +289,13 @@ pub(super) struct ServerRaw {
     pub(super) signature_cache: Option<Spanned<usize>>,
     pub(super) identity: Option<Spanned<IdentityRaw>>,
     pub(super) cluster: Option<Spanned<ClusterRaw>>,
+    pub(super) xdp: Option<Spanned<XdpRaw>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub(super) struct XdpRaw {
+    pub(super) interface: Spanned<String>,
 }
 
 #[derive(Debug, Deserialize)]

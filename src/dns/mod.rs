@@ -12,6 +12,7 @@ mod listen;
 mod signed;
 pub mod tcp;
 pub mod udp;
+pub mod xdp;
 
 pub use listen::{Bound, bind};
 
@@ -235,19 +236,32 @@ fn record_decision(state: &Meridian, plan: &Plan, s: &crate::resolve::Selection,
 }
 
 /// Starts answering on every bound address: TCP on our connection tasks, UDP on our
-/// worker threads. Must be called inside the runtime.
+/// worker threads, and UDP off the AF_XDP rings when `xdp` is set up. Must be called
+/// inside the runtime.
 pub fn start(
     state: Arc<Meridian>,
     bound: Vec<Bound>,
     tcp: TcpConfig,
-) -> io::Result<(tcp::Tcp, udp::Workers)> {
+    xdp: Option<xdp::Xdp>,
+) -> io::Result<(tcp::Tcp, udp::Workers, Option<xdp::Workers>)> {
     let mut sockets = Vec::new();
     let mut listeners = Vec::new();
     for b in bound {
         listeners.push(b.tcp);
         sockets.extend(b.udp);
     }
+    let general = Arc::new(tokio::sync::Semaphore::new(udp::GENERAL_IN_FLIGHT));
+    let xdp = match xdp {
+        Some(xdp) => {
+            let through = sockets
+                .iter()
+                .map(|s| s.try_clone().map(Arc::new))
+                .collect::<io::Result<Vec<_>>>()?;
+            Some(xdp::start(xdp, state.clone(), through, general.clone())?)
+        }
+        None => None,
+    };
     let tcp = tcp::start(state.clone(), listeners, tcp)?;
-    let workers = udp::start(state, sockets)?;
-    Ok((tcp, workers))
+    let workers = udp::start(state, sockets, general)?;
+    Ok((tcp, workers, xdp))
 }

@@ -46,12 +46,16 @@ impl Drop for Workers {
     }
 }
 
-/// Starts one worker per socket. Must be called inside the tokio runtime (the general
-/// path runs there).
-pub fn start(state: Arc<Meridian>, sockets: Vec<UdpSocket>) -> io::Result<Workers> {
+/// Starts one worker per socket; `general` bounds the queries at work on the general
+/// path (`GENERAL_IN_FLIGHT`). Must be called inside the tokio runtime (the general path
+/// runs there).
+pub fn start(
+    state: Arc<Meridian>,
+    sockets: Vec<UdpSocket>,
+    general: Arc<Semaphore>,
+) -> io::Result<Workers> {
     let stop = Arc::new(AtomicBool::new(false));
     let runtime = tokio::runtime::Handle::current();
-    let general = Arc::new(Semaphore::new(GENERAL_IN_FLIGHT));
     let mut threads = Vec::new();
     for (i, socket) in sockets.into_iter().enumerate() {
         socket.set_nonblocking(false)?;
@@ -316,6 +320,11 @@ fn too_big(e: &io::Error, reply: &[u8], truncations: &AtomicU64) -> Option<Vec<u
     if e.raw_os_error() != Some(libc::EMSGSIZE) {
         return None;
     }
+    truncated(reply, truncations)
+}
+
+/// `reply` cut to its question and OPT record, with TC=1; counted and logged as above.
+pub(super) fn truncated(reply: &[u8], truncations: &AtomicU64) -> Option<Vec<u8>> {
     let mut m = Message::from_vec(reply).ok()?;
     m.metadata.truncation = true;
     m.answers.clear();

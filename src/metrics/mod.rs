@@ -517,6 +517,20 @@ impl Collector for Scrape {
             MetricType::Counter,
         )?;
         ConstCounter::new(load(&c.udp_mtu_truncated)).encode(m)?;
+        let m = enc.encode_descriptor(
+            "meridian_xdp_queries",
+            "UDP queries taken off the AF_XDP rings (xdp:).",
+            None,
+            MetricType::Counter,
+        )?;
+        ConstCounter::new(load(&c.xdp_queries)).encode(m)?;
+        let m = enc.encode_descriptor(
+            "meridian_xdp_dropped",
+            "Frames off the AF_XDP rings left unanswered: the transmit ring full, or headers that do not add up.",
+            None,
+            MetricType::Counter,
+        )?;
+        ConstCounter::new(load(&c.xdp_dropped)).encode(m)?;
 
         let tcp = &c.tcp;
         let m = enc.encode_descriptor(

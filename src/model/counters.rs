@@ -128,6 +128,10 @@ pub struct Counters {
     /// UDP responses larger than the interface's MTU, sent truncated (TC=1) rather than
     /// fragmented.
     pub udp_mtu_truncated: AtomicU64,
+    /// Frames taken off the AF_XDP rings (`xdp:`), and those of them left unanswered for
+    /// want of room on the transmit ring or for headers that do not add up.
+    pub xdp_queries: AtomicU64,
+    pub xdp_dropped: AtomicU64,
     /// Time from a query's arrival to its answer leaving, over UDP and over TCP.
     pub udp_latency: LatencyHistogram,
     pub tcp_latency: LatencyHistogram,

@@ -25,6 +25,7 @@ pub struct Running {
     pub meridian: Arc<Meridian>,
     tcp: dns::tcp::Tcp,
     udp: dns::udp::Workers,
+    xdp: Option<dns::xdp::Workers>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -46,6 +47,11 @@ pub async fn start(config: Config) -> io::Result<Running> {
         None => None,
     };
     let addrs: Vec<SocketAddr> = bound.iter().map(|b| b.addr).collect();
+    // Before dropping root: the program and its sockets need CAP_NET_ADMIN and CAP_BPF.
+    let xdp = match &config.server.xdp {
+        Some(x) => Some(dns::xdp::open(x, xdp_port(&addrs)?)?),
+        None => None,
+    };
     let meridian = Arc::new(Meridian::new(&config, addrs.clone()));
     if let Some(cluster) = &config.server.cluster {
         let state = Arc::downgrade(&meridian);
@@ -92,7 +98,10 @@ pub async fn start(config: Config) -> io::Result<Running> {
         "first health-check round done"
     );
 
-    let (tcp, udp) = dns::start(meridian.clone(), bound, server.tcp)?;
+    let (tcp, udp, xdp) = dns::start(meridian.clone(), bound, server.tcp, xdp)?;
+    if let Some(x) = &server.xdp {
+        info!(interface = %x.interface, "answering UDP through AF_XDP");
+    }
     for addr in &addrs {
         info!(%addr, "listening on UDP and TCP");
     }
@@ -133,6 +142,7 @@ pub async fn start(config: Config) -> io::Result<Running> {
         meridian,
         tcp,
         udp,
+        xdp,
         tasks,
     })
 }
@@ -195,7 +205,22 @@ impl Running {
             t.abort();
         }
         drop(self.tcp);
+        drop(self.xdp);
         drop(self.udp);
         self.meridian.checker.stop_all();
+    }
+}
+
+/// The one port the XDP program takes UDP to: every listen address must share it.
+fn xdp_port(addrs: &[SocketAddr]) -> io::Result<u16> {
+    let mut ports: Vec<u16> = addrs.iter().map(SocketAddr::port).collect();
+    ports.sort_unstable();
+    ports.dedup();
+    match ports.as_slice() {
+        [port] => Ok(*port),
+        _ => Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("xdp: the listen addresses must share one port (bound {addrs:?})"),
+        )),
     }
 }

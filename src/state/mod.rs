@@ -15,7 +15,9 @@ use arc_swap::ArcSwap;
 use hickory_proto::rr::{LowerName, Name};
 use tracing::{error, info, warn};
 
-use crate::config::{self, AdminConfig, Config, ConfigError, ConfigErrors, UnchangedZone};
+use crate::config::{
+    self, AdminConfig, Config, ConfigError, ConfigErrors, UnchangedZone, XdpConfig,
+};
 use crate::cookie::Cookies;
 use crate::forward::Forwarder;
 use crate::health::{Checker, Registry};
@@ -87,7 +89,7 @@ pub struct Meridian {
     /// load may write the file (serials) before the flags are restored.
     read_at_start: Mutex<Option<Result<Option<saved::Saved>, String>>>,
     /// The configuration's listen and admin settings at start-up (changes need a restart).
-    started_with: (Vec<SocketAddr>, Option<AdminConfig>),
+    started_with: (Vec<SocketAddr>, Option<AdminConfig>, Option<XdpConfig>),
     status: Mutex<LoadStatus>,
     /// One reload at a time.
     reloading: tokio::sync::Mutex<()>,
@@ -151,7 +153,11 @@ impl Meridian {
             cluster: OnceLock::new(),
             read_at_start: Mutex::new(Some(saved::read(&config.server.state_file))),
             state_file: Mutex::new(config.server.state_file.clone()),
-            started_with: (config.server.listen.clone(), config.server.admin.clone()),
+            started_with: (
+                config.server.listen.clone(),
+                config.server.admin.clone(),
+                config.server.xdp.clone(),
+            ),
             status: Mutex::default(),
             reloading: tokio::sync::Mutex::new(()),
             swapping: tokio::sync::Mutex::new(()),
@@ -399,6 +405,9 @@ impl Meridian {
         }
         if config.server.admin != self.started_with.1 {
             warn!("admin settings changed: restart Meridian to apply them");
+        }
+        if config.server.xdp != self.started_with.2 {
+            warn!("xdp settings changed: restart Meridian to apply them");
         }
         if config.server.cluster.as_ref() != self.cluster.get().map(|c| c.config()) {
             warn!("cluster settings changed: restart Meridian to apply them");

@@ -31,3 +31,4 @@ mod service;
 mod tcp;
 mod transfer;
 mod vault;
+mod xdp;

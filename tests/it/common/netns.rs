@@ -45,6 +45,11 @@ impl NetnsHost {
         host
     }
 
+    /// This side's end of the veth pair.
+    pub fn host_interface(&self) -> &str {
+        &self.host_if
+    }
+
     /// The namespace's address.
     pub fn far(&self) -> String {
         format!("169.254.{}.2", self.subnet)

@@ -1,0 +1,268 @@
+//! UDP through AF_XDP (`xdp:` in the server file): an XDP program on the interface hands
+//! every UDP datagram to the listen port to an AF_XDP socket, one per receive queue, and
+//! a thread per socket answers the common query on the spot through the fast path and
+//! writes the answer into the same frame, headers and all. The rest of the path goes
+//! by: no `recvmmsg`, no `sendmmsg`, no socket buffers (`bench/xdp-floor.sh` measures
+//! what that saves). Queries the fast path leaves to the general path are answered
+//! through the listen address's UDP socket, as they would be without XDP.
+//!
+//! Taking queries before the kernel's stack also takes them before its firewall and
+//! connection tracking: the server's own access lists, rate limit and cookies still
+//! apply, `iptables`/`nftables` rules on the port do not.
+
+mod bpf;
+mod frame;
+mod ring;
+
+use std::io;
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use hickory_server::net::xfer::Protocol;
+use tokio::sync::Semaphore;
+
+use crate::config::XdpConfig;
+use crate::state::Meridian;
+
+/// Frames read off the receive ring before the answers go out.
+const BATCH: usize = 64;
+/// How often a wait for queries wakes up to see whether the server is stopping.
+const WAKE: Duration = Duration::from_millis(200);
+
+/// The program on the interface and a socket per queue, made while the server still
+/// runs as root (they need `CAP_NET_ADMIN` and `CAP_BPF`).
+pub struct Xdp {
+    program: bpf::Program,
+    sockets: Vec<ring::Socket>,
+    /// Largest frame the interface sends: its MTU and the Ethernet header.
+    largest: usize,
+}
+
+/// Attaches to `config.interface` for UDP to `port`.
+pub fn open(config: &XdpConfig, port: u16) -> io::Result<Xdp> {
+    let name = &config.interface;
+    let fail = |what: &str, e: io::Error| {
+        io::Error::new(e.kind(), format!("xdp.interface {name}: {what}: {e}"))
+    };
+    let c_name = std::ffi::CString::new(name.as_str())
+        .map_err(|e| fail("not a name", io::Error::other(e)))?;
+    // SAFETY: a NUL-terminated string.
+    let ifindex = unsafe { libc::if_nametoindex(c_name.as_ptr()) };
+    if ifindex == 0 {
+        return Err(fail("no such interface", io::Error::last_os_error()));
+    }
+    let sys = std::path::Path::new("/sys/class/net").join(name);
+    let queues = std::fs::read_dir(sys.join("queues"))
+        .map_err(|e| fail("reading its queues", e))?
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().starts_with("rx-"))
+        .count() as u32;
+    let mtu: usize = std::fs::read_to_string(sys.join("mtu"))
+        .map_err(|e| fail("reading its MTU", e))?
+        .trim()
+        .parse()
+        .map_err(|e| fail("reading its MTU", io::Error::other(e)))?;
+    let program = bpf::Program::attach(ifindex, port, queues.max(1)).map_err(|e| fail("XDP", e))?;
+    let mut sockets = Vec::new();
+    for queue in 0..queues.max(1) {
+        let socket = ring::Socket::open(ifindex, queue).map_err(|e| fail("AF_XDP socket", e))?;
+        program
+            .insert(queue, socket.raw_fd())
+            .map_err(|e| fail("AF_XDP socket map", e))?;
+        sockets.push(socket);
+    }
+    Ok(Xdp {
+        program,
+        sockets,
+        largest: (mtu + 14).min(ring::FRAME),
+    })
+}
+
+/// The threads answering off the rings; they stop, and the program comes off the
+/// interface, when this is dropped.
+pub struct Workers {
+    stop: Arc<AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+    _program: bpf::Program,
+}
+
+impl Drop for Workers {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Starts a thread per socket. `sockets` are the listen addresses' UDP sockets, through
+/// which the general path answers. Must be called inside the tokio runtime.
+pub fn start(
+    xdp: Xdp,
+    state: Arc<Meridian>,
+    sockets: Vec<Arc<UdpSocket>>,
+    general: Arc<Semaphore>,
+) -> io::Result<Workers> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let runtime = tokio::runtime::Handle::current();
+    let sockets = sockets
+        .into_iter()
+        .map(|s| Ok((s.local_addr()?, s)))
+        .collect::<io::Result<Vec<_>>>()?;
+    let mut threads = Vec::new();
+    for (queue, socket) in xdp.sockets.into_iter().enumerate() {
+        let (state, runtime, stop) = (state.clone(), runtime.clone(), stop.clone());
+        let (sockets, general, largest) = (sockets.clone(), general.clone(), xdp.largest);
+        threads.push(
+            std::thread::Builder::new()
+                .name(format!("meridian-xdp-{queue}"))
+                .spawn(move || {
+                    let answering = Answering {
+                        state: &state,
+                        runtime: &runtime,
+                        sockets: &sockets,
+                        general: &general,
+                        largest,
+                    };
+                    answering.serve(socket, &stop);
+                })?,
+        );
+    }
+    Ok(Workers {
+        stop,
+        threads,
+        _program: xdp.program,
+    })
+}
+
+struct Answering<'a> {
+    state: &'a Arc<Meridian>,
+    runtime: &'a tokio::runtime::Handle,
+    /// The listen addresses' sockets, by address.
+    sockets: &'a [(SocketAddr, Arc<UdpSocket>)],
+    general: &'a Arc<Semaphore>,
+    largest: usize,
+}
+
+impl Answering<'_> {
+    fn serve(&self, mut socket: ring::Socket, stop: &AtomicBool) {
+        let mut reply = Vec::with_capacity(ring::FRAME);
+        while !stop.load(Ordering::Relaxed) {
+            if !socket.wait(WAKE) {
+                continue;
+            }
+            let table = self.state.table.load();
+            for _ in 0..BATCH {
+                let Some((addr, len)) = socket.receive() else {
+                    break;
+                };
+                self.state
+                    .counters
+                    .xdp_queries
+                    .fetch_add(1, Ordering::Relaxed);
+                let frame = socket.frame(addr);
+                match self.answer(&table, frame, len, &mut reply) {
+                    Some(out) => {
+                        if !socket.send(addr, out) {
+                            self.dropped();
+                        }
+                    }
+                    None => socket.recycle(addr),
+                }
+            }
+            socket.flush();
+        }
+    }
+
+    /// Answers the query in `frame` in place, and returns the answer frame's length; or
+    /// `None` when it goes elsewhere (to the general path) or nowhere.
+    fn answer(
+        &self,
+        table: &crate::zone::Table,
+        frame: &mut [u8],
+        len: usize,
+        reply: &mut Vec<u8>,
+    ) -> Option<usize> {
+        let Some(query) = frame::parse(&frame[..len]) else {
+            self.dropped();
+            return None;
+        };
+        let src = query.source;
+        // As the socket path does: never answer port 0 or unspecified sources. And only
+        // what a socket of ours would have received: the program takes the port's UDP to
+        // any address, and a frame may reach the interface for another host.
+        if src.port() == 0 || src.ip().is_unspecified() || !self.ours(query.destination) {
+            self.dropped();
+            return None;
+        }
+        let message = &frame[query.message.clone()];
+        reply.clear();
+        if !super::fast_path(self.state, table, message, src.ip(), reply) {
+            self.general(message.to_vec(), src, query.destination);
+            return None;
+        }
+        // An empty reply is one the rate limit dropped.
+        if reply.is_empty() {
+            return None;
+        }
+        if query.headers() + reply.len() > self.largest.min(frame.len()) {
+            let short = super::udp::truncated(reply, &self.state.counters.udp_mtu_truncated)?;
+            reply.clear();
+            reply.extend_from_slice(&short);
+        }
+        frame[query.headers()..query.headers() + reply.len()].copy_from_slice(reply);
+        Some(frame::answer(frame, &query, reply.len()))
+    }
+
+    /// The general path, answering through the socket of the address asked (`to`), or of
+    /// the unspecified address that takes it.
+    fn general(&self, raw: Vec<u8>, src: SocketAddr, to: SocketAddr) {
+        let listening = |a: &SocketAddr| a.ip() == to.ip();
+        let Some((_, socket)) = self
+            .sockets
+            .iter()
+            .find(|(a, _)| listening(a))
+            .or_else(|| {
+                self.sockets
+                    .iter()
+                    .find(|(a, _)| a.is_ipv4() == to.is_ipv4())
+            })
+            .cloned()
+        else {
+            self.dropped();
+            return;
+        };
+        let Ok(permit) = self.general.clone().try_acquire_owned() else {
+            self.state
+                .counters
+                .udp_general_busy
+                .fetch_add(1, Ordering::Relaxed);
+            return;
+        };
+        let state = self.state.clone();
+        self.runtime.spawn(async move {
+            if let Some(reply) = super::general_path(&state, raw, src, Protocol::Udp).await {
+                let _ = socket.send_to(&reply, src);
+            }
+            drop(permit);
+        });
+    }
+
+    /// Whether a listen address takes datagrams to `to`.
+    fn ours(&self, to: SocketAddr) -> bool {
+        self.sockets.iter().any(|(a, _)| {
+            a.port() == to.port()
+                && a.is_ipv4() == to.is_ipv4()
+                && (a.ip().is_unspecified() || a.ip() == to.ip())
+        })
+    }
+
+    fn dropped(&self) {
+        self.state
+            .counters
+            .xdp_dropped
+            .fetch_add(1, Ordering::Relaxed);
+    }
+}

@@ -1,0 +1,142 @@
+//! UDP through AF_XDP (`xdp:`), on the host's end of a veth pair into a network
+//! namespace, where dig asks.
+
+use std::net::UdpSocket;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use crate::common::backend::free_port;
+use crate::common::netns::NetnsHost;
+use crate::common::{ip, run_meridian, start_with};
+
+#[test]
+fn udp_through_af_xdp_is_answered_on_both_paths_and_the_rest_passes() {
+    let host = NetnsHost::create("x", 84);
+    let (near6, _) = host.add_ipv6();
+    let near4 = host.near();
+    let other = host.add_address(3, false);
+    let port = free_port(ip(&near4));
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("zones")).unwrap();
+    std::fs::write(
+        dir.path().join("zones/x.yaml"),
+        "zone: xdp.test\nns: [ns1]\nrecords:\n  www: { A: 192.0.2.10, AAAA: \"2001:db8::10\" }\n",
+    )
+    .unwrap();
+    let file = dir.path().join("meridian.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            "listen: [\"{near4}:{port}\", \"[{near6}]:{port}\"]\nzones: zones\nxdp: {{ interface: {} }}\n",
+            host.host_interface()
+        ),
+    )
+    .unwrap();
+    let s = start_with(dir, &file);
+    let counters = &s.state().counters;
+    let dig = |server: &str, args: &[&str]| {
+        let out = host
+            .command("dig")
+            .args(["+norec", "+tries=1", "+time=2", "-p", &port.to_string()])
+            .arg(format!("@{server}"))
+            .args(args)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+
+    // The fast path, over IPv4 and IPv6, with and without EDNS, answered in the frame.
+    let a = dig(&near4, &["www.xdp.test", "A"]);
+    assert!(
+        a.contains("status: NOERROR") && a.contains("192.0.2.10"),
+        "{a}"
+    );
+    let plain = dig(&near4, &["+noedns", "www.xdp.test", "AAAA"]);
+    assert!(plain.contains("2001:db8::10"), "{plain}");
+    let v6 = dig(&near6, &["www.xdp.test", "A"]);
+    assert!(
+        v6.contains("192.0.2.10") && v6.contains("SERVER: fd00:84::1#"),
+        "{v6}"
+    );
+    assert_eq!(counters.xdp_queries.load(Ordering::Relaxed), 3);
+    // The general path (an opcode the fast path leaves to it) answers through the socket.
+    let status = dig(&near4, &["+opcode=status", "www.xdp.test"]);
+    assert!(status.contains("status: NOTIMP"), "{status}");
+    assert_eq!(counters.xdp_queries.load(Ordering::Relaxed), 4);
+    // TCP is the kernel's, as always.
+    let tcp = dig(&near4, &["+tcp", "www.xdp.test", "A"]);
+    assert!(tcp.contains("192.0.2.10"), "{tcp}");
+    assert_eq!(counters.xdp_queries.load(Ordering::Relaxed), 4);
+
+    // UDP to another port on the interface is not the program's: it reaches its socket.
+    let socket = UdpSocket::bind((ip(&near4), 0)).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(3)))
+        .unwrap();
+    let elsewhere = socket.local_addr().unwrap().port().to_string();
+    host.command("dig")
+        .args(["+tries=1", "+time=1", "-p", &elsewhere])
+        .arg(format!("@{near4}"))
+        .arg("www.xdp.test")
+        .output()
+        .unwrap();
+    let mut buf = [0u8; 512];
+    let (n, from) = socket
+        .recv_from(&mut buf)
+        .expect("the datagram to another port");
+    assert!(
+        n > 12 && from.ip() == ip(&host.far()),
+        "{n} bytes from {from}"
+    );
+
+    // The port on an address Meridian does not listen on: taken off the ring, not ours,
+    // dropped (a socket of ours would never have had it).
+    let stray = dig(&other, &["www.xdp.test", "A"]);
+    assert!(stray.contains("timed out"), "{stray}");
+    assert_eq!(counters.xdp_queries.load(Ordering::Relaxed), 5);
+    assert_eq!(counters.xdp_dropped.load(Ordering::Relaxed), 1);
+
+    // The program goes with the server.
+    drop(s);
+    let link = std::process::Command::new("ip")
+        .args(["link", "show", host.host_interface()])
+        .output()
+        .unwrap();
+    let link = String::from_utf8_lossy(&link.stdout);
+    assert!(!link.contains("xdp"), "{link}");
+}
+
+#[test]
+fn an_xdp_interface_that_is_not_there_stops_the_start_with_its_name() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("zones")).unwrap();
+    std::fs::write(
+        dir.path().join("zones/x.yaml"),
+        "zone: xdp.test\nns: [ns1]\nrecords:\n  www: { A: 192.0.2.10 }\n",
+    )
+    .unwrap();
+    let file = dir.path().join("meridian.yaml");
+    std::fs::write(
+        &file,
+        "listen: [127.0.0.1:0]\nzones: zones\nxdp: { interface: nosuchif0 }\n",
+    )
+    .unwrap();
+    let (code, _, err) = run_meridian(&["serve".as_ref(), "-c".as_ref(), file.as_os_str()]);
+    assert_ne!(code, Some(0));
+    assert!(
+        err.contains("xdp.interface nosuchif0: no such interface"),
+        "{err}"
+    );
+    std::fs::write(
+        &file,
+        "listen: [127.0.0.1:0]\nzones: zones\nxdp: { interface: \"eth0/1\" }\n",
+    )
+    .unwrap();
+    let (code, out, err) = run_meridian(&["check".as_ref(), "-c".as_ref(), file.as_os_str()]);
+    assert_eq!(code, Some(1), "{out}{err}");
+    assert!(
+        format!("{out}{err}")
+            .contains("meridian.yaml:3:19: xdp.interface: must be an interface name"),
+        "{out}{err}"
+    );
+}
