@@ -2,12 +2,14 @@
 //! namespace, where dig asks.
 
 use std::net::UdpSocket;
+use std::os::fd::AsRawFd;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use crate::common::backend::free_port;
 use crate::common::netns::NetnsHost;
-use crate::common::{ip, run_meridian, start_with};
+use crate::common::{ip, query, run_meridian, start_with};
+use hickory_proto::rr::RecordType;
 
 #[test]
 fn udp_through_af_xdp_is_answered_on_both_paths_and_the_rest_passes() {
@@ -59,14 +61,19 @@ fn udp_through_af_xdp_is_answered_on_both_paths_and_the_rest_passes() {
         "{v6}"
     );
     assert_eq!(counters.xdp_queries.load(Ordering::Relaxed), 3);
+    // A burst of 256 from one socket, every one answered (how many land in one batch off
+    // the ring is the scheduler's to say).
+    assert_eq!(burst(&host, &near4, port, 256), 256);
+    let taken = 3 + 256;
+    assert_eq!(counters.xdp_queries.load(Ordering::Relaxed), taken);
     // The general path (an opcode the fast path leaves to it) answers through the socket.
     let status = dig(&near4, &["+opcode=status", "www.xdp.test"]);
     assert!(status.contains("status: NOTIMP"), "{status}");
-    assert_eq!(counters.xdp_queries.load(Ordering::Relaxed), 4);
+    assert_eq!(counters.xdp_queries.load(Ordering::Relaxed), taken + 1);
     // TCP is the kernel's, as always.
     let tcp = dig(&near4, &["+tcp", "www.xdp.test", "A"]);
     assert!(tcp.contains("192.0.2.10"), "{tcp}");
-    assert_eq!(counters.xdp_queries.load(Ordering::Relaxed), 4);
+    assert_eq!(counters.xdp_queries.load(Ordering::Relaxed), taken + 1);
 
     // UDP to another port on the interface is not the program's: it reaches its socket.
     let socket = UdpSocket::bind((ip(&near4), 0)).unwrap();
@@ -93,7 +100,7 @@ fn udp_through_af_xdp_is_answered_on_both_paths_and_the_rest_passes() {
     // dropped (a socket of ours would never have had it).
     let stray = dig(&other, &["www.xdp.test", "A"]);
     assert!(stray.contains("timed out"), "{stray}");
-    assert_eq!(counters.xdp_queries.load(Ordering::Relaxed), 5);
+    assert_eq!(counters.xdp_queries.load(Ordering::Relaxed), taken + 2);
     assert_eq!(counters.xdp_dropped.load(Ordering::Relaxed), 1);
 
     // The program goes with the server.
@@ -104,6 +111,43 @@ fn udp_through_af_xdp_is_answered_on_both_paths_and_the_rest_passes() {
         .unwrap();
     let link = String::from_utf8_lossy(&link.stdout);
     assert!(!link.contains("xdp"), "{link}");
+}
+
+/// Sends `n` queries at once from inside the namespace, then counts the answers that come
+/// within 3 s.
+fn burst(host: &NetnsHost, server: &str, port: u16, n: u16) -> usize {
+    let (ns, far, server) = (host.ns.clone(), host.far(), ip(server));
+    std::thread::spawn(move || {
+        // This thread alone joins the namespace, so its socket is the namespace's.
+        let netns = std::fs::File::open(format!("/var/run/netns/{ns}")).unwrap();
+        // SAFETY: setns(2) on an open namespace file; it affects this thread only.
+        let r = unsafe { libc::setns(netns.as_raw_fd(), libc::CLONE_NEWNET) };
+        assert_eq!(r, 0, "setns: {}", std::io::Error::last_os_error());
+        let socket = UdpSocket::bind((ip(&far), 0)).unwrap();
+        socket
+            .set_read_timeout(Some(Duration::from_secs(3)))
+            .unwrap();
+        for id in 0..n {
+            let mut q = query("www.xdp.test", RecordType::A);
+            q.metadata.id = id;
+            socket
+                .send_to(&q.to_vec().unwrap(), (server, port))
+                .unwrap();
+        }
+        let mut seen = std::collections::HashSet::new();
+        let mut buf = [0u8; 512];
+        while seen.len() < usize::from(n) {
+            let Ok((len, _)) = socket.recv_from(&mut buf) else {
+                break;
+            };
+            let m = hickory_proto::op::Message::from_vec(&buf[..len]).unwrap();
+            assert_eq!(m.answers.len(), 1);
+            seen.insert(m.metadata.id);
+        }
+        seen.len()
+    })
+    .join()
+    .unwrap()
 }
 
 #[test]

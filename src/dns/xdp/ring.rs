@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 /// Bytes of one frame: a query, then its answer in the same place.
 pub const FRAME: usize = 4096;
 /// Descriptors in each ring.
-const RING: u32 = 1024;
+const RING: u32 = 512;
 /// Frames: enough for a full fill ring, a full receive ring and answers on their way.
 pub const FRAMES: u32 = 4 * RING;
 
@@ -246,6 +246,7 @@ impl Socket {
 
     /// Waits up to `timeout` for a query (poll(2)); false when none came.
     pub fn wait(&self, timeout: std::time::Duration) -> bool {
+        self.kick();
         if self.rx.ready() > 0 {
             return true;
         }
@@ -302,10 +303,21 @@ impl Socket {
     /// to the transmit ring, which copy mode sends only when asked (`sendto`).
     pub fn flush(&mut self) {
         self.rx.release();
-        if self.tx.local != self.tx.producer().load(Ordering::Relaxed) {
-            self.tx.submit();
+        self.tx.submit();
+        self.kick();
+        self.refill();
+    }
+
+    /// Asks the kernel to send what waits on the transmit ring. Copy mode sends only when
+    /// asked, and at most 32 frames a call ("try again" while more wait); on any other
+    /// error the frames stay for the next call.
+    fn kick(&self) {
+        for _ in 0..RING / 32 + 1 {
+            if self.tx.consumer().load(Ordering::Acquire) == self.tx.local {
+                return;
+            }
             // SAFETY: a zero-length send with no address only kicks the transmit ring.
-            unsafe {
+            let r = unsafe {
                 libc::sendto(
                     self.fd.as_raw_fd(),
                     std::ptr::null(),
@@ -315,8 +327,10 @@ impl Socket {
                     0,
                 )
             };
+            if r < 0 && io::Error::last_os_error().raw_os_error() != Some(libc::EAGAIN) {
+                return;
+            }
         }
-        self.refill();
     }
 }
 
