@@ -77,7 +77,7 @@ pub fn start(
 const BATCH: usize = 32;
 /// The fast path's answers are timed for `meridian_query_duration_seconds` in one receive
 /// batch of this many.
-const TIMED_EVERY: u32 = 16;
+pub(super) const TIMED_EVERY: u32 = 16;
 
 fn serve(
     socket: &Arc<UdpSocket>,

@@ -149,10 +149,17 @@ struct Answering<'a> {
 impl Answering<'_> {
     fn serve(&self, mut socket: ring::Socket, stop: &AtomicBool) {
         let mut reply = Vec::with_capacity(ring::FRAME);
+        let mut batches: u32 = 0;
         while !stop.load(Ordering::Relaxed) {
             if !socket.wait(WAKE) {
                 continue;
             }
+            // As the sockets' threads do: one batch in TIMED_EVERY is timed.
+            batches = batches.wrapping_add(1);
+            let arrived = batches
+                .is_multiple_of(super::udp::TIMED_EVERY)
+                .then(std::time::Instant::now);
+            let mut answered = 0;
             let table = self.state.table.load();
             for _ in 0..BATCH {
                 let Some((addr, len)) = socket.receive() else {
@@ -165,7 +172,9 @@ impl Answering<'_> {
                 let frame = socket.frame(addr);
                 match self.answer(&table, frame, len, &mut reply) {
                     Some(out) => {
-                        if !socket.send(addr, out) {
+                        if socket.send(addr, out) {
+                            answered += 1;
+                        } else {
                             self.dropped();
                         }
                     }
@@ -173,6 +182,14 @@ impl Answering<'_> {
                 }
             }
             socket.flush();
+            if let Some(arrived) = arrived
+                && answered > 0
+            {
+                self.state
+                    .counters
+                    .udp_latency
+                    .record(arrived.elapsed(), answered);
+            }
         }
     }
 
@@ -185,7 +202,7 @@ impl Answering<'_> {
         len: usize,
         reply: &mut Vec<u8>,
     ) -> Option<usize> {
-        let Some(query) = frame::parse(&frame[..len]) else {
+        let Some(query) = frame.get(..len).and_then(frame::parse) else {
             self.dropped();
             return None;
         };
