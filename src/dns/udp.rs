@@ -31,10 +31,34 @@ static MTU_LOG: LogLimit = LogLimit::new(Duration::from_secs(10));
 /// How often a blocked receive wakes up to see whether the server is stopping.
 const WAKE: Duration = Duration::from_millis(200);
 
-/// The UDP worker threads; they end when this is dropped.
+/// The UDP worker threads; they end when this is dropped. The XDP threads are held the
+/// same way, so both stop alike.
 pub struct Workers {
     stop: Arc<AtomicBool>,
     threads: Vec<JoinHandle<()>>,
+}
+
+impl Workers {
+    pub(super) fn new() -> Workers {
+        Workers {
+            stop: Arc::new(AtomicBool::new(false)),
+            threads: Vec::new(),
+        }
+    }
+
+    /// Starts a thread that works until the flag it is given is set.
+    pub(super) fn spawn(
+        &mut self,
+        name: String,
+        work: impl FnOnce(&AtomicBool) + Send + 'static,
+    ) -> io::Result<()> {
+        let stop = self.stop.clone();
+        let thread = std::thread::Builder::new()
+            .name(name)
+            .spawn(move || work(&stop))?;
+        self.threads.push(thread);
+        Ok(())
+    }
 }
 
 impl Drop for Workers {
@@ -54,22 +78,18 @@ pub fn start(
     sockets: Vec<UdpSocket>,
     general: Arc<Semaphore>,
 ) -> io::Result<Workers> {
-    let stop = Arc::new(AtomicBool::new(false));
     let runtime = tokio::runtime::Handle::current();
-    let mut threads = Vec::new();
+    let mut workers = Workers::new();
     for (i, socket) in sockets.into_iter().enumerate() {
         socket.set_nonblocking(false)?;
         socket.set_read_timeout(Some(WAKE))?;
         let socket = Arc::new(socket);
-        let (state, runtime, stop) = (state.clone(), runtime.clone(), stop.clone());
-        let general = general.clone();
-        threads.push(
-            std::thread::Builder::new()
-                .name(format!("meridian-udp-{i}"))
-                .spawn(move || serve(&socket, &state, &runtime, &general, &stop))?,
-        );
+        let (state, runtime, general) = (state.clone(), runtime.clone(), general.clone());
+        workers.spawn(format!("meridian-udp-{i}"), move |stop| {
+            serve(&socket, &state, &runtime, &general, stop)
+        })?;
     }
-    Ok(Workers { stop, threads })
+    Ok(workers)
 }
 
 /// Datagrams read or written per system call: the kernel's per-call cost, most of the

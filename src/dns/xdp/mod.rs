@@ -2,8 +2,8 @@
 //! every UDP datagram to the listen port to an AF_XDP socket, one per receive queue, and
 //! a thread per socket answers the common query on the spot through the fast path and
 //! writes the answer into the same frame, headers and all. The rest of the path goes
-//! by: no `recvmmsg`, no `sendmmsg`, no socket buffers (`bench/xdp-floor.sh` measures
-//! what that saves). Queries the fast path leaves to the general path are answered
+//! by: no `recvmmsg`, no `sendmmsg`, no socket buffers (`bench/xdp.sh` measures what
+//! that saves). Queries the fast path leaves to the general path are answered
 //! through the listen address's UDP socket, as they would be without XDP.
 //!
 //! Taking queries before the kernel's stack also takes them before its firewall and
@@ -80,21 +80,11 @@ pub fn open(config: &XdpConfig, port: u16) -> io::Result<Xdp> {
     })
 }
 
-/// The threads answering off the rings; they stop, and the program comes off the
-/// interface, when this is dropped.
+/// The threads answering off the rings; they stop, and then the program comes off the
+/// interface, when this is dropped (fields drop in order).
 pub struct Workers {
-    stop: Arc<AtomicBool>,
-    threads: Vec<std::thread::JoinHandle<()>>,
+    _threads: super::udp::Workers,
     _program: bpf::Program,
-}
-
-impl Drop for Workers {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        for t in self.threads.drain(..) {
-            let _ = t.join();
-        }
-    }
 }
 
 /// Starts a thread per socket. `sockets` are the listen addresses' UDP sockets, through
@@ -105,34 +95,28 @@ pub fn start(
     sockets: Vec<Arc<UdpSocket>>,
     general: Arc<Semaphore>,
 ) -> io::Result<Workers> {
-    let stop = Arc::new(AtomicBool::new(false));
     let runtime = tokio::runtime::Handle::current();
     let sockets = sockets
         .into_iter()
         .map(|s| Ok((s.local_addr()?, s)))
         .collect::<io::Result<Vec<_>>>()?;
-    let mut threads = Vec::new();
+    let mut threads = super::udp::Workers::new();
     for (queue, socket) in xdp.sockets.into_iter().enumerate() {
-        let (state, runtime, stop) = (state.clone(), runtime.clone(), stop.clone());
+        let (state, runtime) = (state.clone(), runtime.clone());
         let (sockets, general, largest) = (sockets.clone(), general.clone(), xdp.largest);
-        threads.push(
-            std::thread::Builder::new()
-                .name(format!("meridian-xdp-{queue}"))
-                .spawn(move || {
-                    let answering = Answering {
-                        state: &state,
-                        runtime: &runtime,
-                        sockets: &sockets,
-                        general: &general,
-                        largest,
-                    };
-                    answering.serve(socket, &stop);
-                })?,
-        );
+        threads.spawn(format!("meridian-xdp-{queue}"), move |stop| {
+            let answering = Answering {
+                state: &state,
+                runtime: &runtime,
+                sockets: &sockets,
+                general: &general,
+                largest,
+            };
+            answering.serve(socket, stop);
+        })?;
     }
     Ok(Workers {
-        stop,
-        threads,
+        _threads: threads,
         _program: xdp.program,
     })
 }
