@@ -11,7 +11,8 @@
 //! apply, `iptables`/`nftables` rules on the port do not.
 
 mod bpf;
-mod frame;
+// Public for the fuzz target (`fuzz/fuzz_targets/frame.rs`).
+pub mod frame;
 mod ring;
 
 use std::io;
