@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use crate::common::backend::free_port;
 use crate::common::netns::NetnsHost;
-use crate::common::{ip, query, run_meridian, start_with};
+use crate::common::{eventually, ip, query, run_meridian, serve, start_with, udp_exchange};
 use hickory_proto::rr::RecordType;
 
 #[test]
@@ -148,6 +148,46 @@ fn burst(host: &NetnsHost, server: &str, port: u16, n: u16) -> usize {
     })
     .join()
     .unwrap()
+}
+
+#[test]
+fn an_interface_deleted_under_xdp_is_reported_and_the_server_answers_on() {
+    let host = NetnsHost::create("y", 85);
+    let near = host.near();
+    let port = free_port(ip(&near));
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("zones")).unwrap();
+    std::fs::write(
+        dir.path().join("zones/x.yaml"),
+        "zone: xdp.test\nns: [ns1]\nrecords:\n  www: { A: 192.0.2.10 }\n",
+    )
+    .unwrap();
+    let file = dir.path().join("meridian.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            "listen: [\"{near}:{port}\", \"127.0.0.1:{port}\"]\nzones: zones\nxdp: {{ interface: {} }}\n",
+            host.host_interface()
+        ),
+    )
+    .unwrap();
+    let served = serve(&file);
+    let asked = host
+        .command("dig")
+        .args(["+short", "+tries=1", "+time=2", "-p", &port.to_string()])
+        .arg(format!("@{near}"))
+        .arg("www.xdp.test")
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&asked.stdout).trim(), "192.0.2.10");
+
+    host.remove();
+    eventually(Duration::from_secs(5), "the warning", || {
+        served.log_contains("xdp: the interface is gone")
+    });
+    let local = format!("127.0.0.1:{port}").parse().unwrap();
+    let answer = udp_exchange(local, &query("www.xdp.test", RecordType::A));
+    assert_eq!(crate::common::addresses(&answer), ["192.0.2.10"]);
 }
 
 #[test]

@@ -23,6 +23,7 @@ use std::time::Duration;
 
 use hickory_server::net::xfer::Protocol;
 use tokio::sync::Semaphore;
+use tracing::warn;
 
 use crate::config::XdpConfig;
 use crate::state::Meridian;
@@ -39,6 +40,23 @@ pub struct Xdp {
     sockets: Vec<ring::Socket>,
     /// Largest frame the interface sends: its MTU and the Ethernet header.
     largest: usize,
+    interface: Interface,
+}
+
+/// The interface the program is on. It is known by its index, which it keeps while it
+/// lives, down or renamed; a name can pass to another interface.
+#[derive(Clone)]
+struct Interface {
+    name: String,
+    index: u32,
+}
+
+impl Interface {
+    fn present(&self) -> bool {
+        let mut name = [0 as libc::c_char; libc::IF_NAMESIZE];
+        // SAFETY: a buffer of IF_NAMESIZE bytes, as if_indextoname(3) needs.
+        !unsafe { libc::if_indextoname(self.index, name.as_mut_ptr()) }.is_null()
+    }
 }
 
 /// Attaches to `config.interface` for UDP to `port`.
@@ -78,6 +96,10 @@ pub fn open(config: &XdpConfig, port: u16) -> io::Result<Xdp> {
         program,
         sockets,
         largest: (mtu + 14).min(ring::FRAME),
+        interface: Interface {
+            name: name.clone(),
+            index: ifindex,
+        },
     })
 }
 
@@ -105,6 +127,7 @@ pub fn start(
     for (queue, socket) in xdp.sockets.into_iter().enumerate() {
         let (state, runtime) = (state.clone(), runtime.clone());
         let (sockets, general, largest) = (sockets.clone(), general.clone(), xdp.largest);
+        let interface = xdp.interface.clone();
         threads.spawn(format!("meridian-xdp-{queue}"), move |stop| {
             let answering = Answering {
                 state: &state,
@@ -112,6 +135,8 @@ pub fn start(
                 sockets: &sockets,
                 general: &general,
                 largest,
+                interface: &interface,
+                queue,
             };
             answering.serve(socket, stop);
         })?;
@@ -129,6 +154,8 @@ struct Answering<'a> {
     sockets: &'a [(SocketAddr, Arc<UdpSocket>)],
     general: &'a Arc<Semaphore>,
     largest: usize,
+    interface: &'a Interface,
+    queue: usize,
 }
 
 impl Answering<'_> {
@@ -137,6 +164,18 @@ impl Answering<'_> {
         let mut batches: u32 = 0;
         while !stop.load(Ordering::Relaxed) {
             if !socket.wait(WAKE) {
+                // A deleted interface takes the program and the sockets' binding with it,
+                // and says nothing on the ring: seen when a wait finds nothing.
+                if !self.interface.present() {
+                    if self.queue == 0 {
+                        warn!(
+                            interface = %self.interface.name,
+                            "xdp: the interface is gone; UDP is answered through the sockets \
+                             from now on; restart Meridian to answer through AF_XDP again"
+                        );
+                    }
+                    return;
+                }
                 continue;
             }
             // As the sockets' threads do: one batch in TIMED_EVERY is timed.
