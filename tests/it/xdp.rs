@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use crate::common::backend::free_port;
 use crate::common::netns::NetnsHost;
-use crate::common::{eventually, ip, query, run_meridian, serve, start_with, udp_exchange};
+use crate::common::{
+    eventually, ip, query, run_meridian, serve, start_with, udp_exchange, write_config_listening,
+};
 use hickory_proto::rr::RecordType;
 
 #[test]
@@ -18,22 +20,10 @@ fn udp_through_af_xdp_is_answered_on_both_paths_and_the_rest_passes() {
     let near4 = host.near();
     let other = host.add_address(3, false);
     let port = free_port(ip(&near4));
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir(dir.path().join("zones")).unwrap();
-    std::fs::write(
-        dir.path().join("zones/x.yaml"),
-        "zone: xdp.test\nns: [ns1]\nrecords:\n  www: { A: 192.0.2.10, AAAA: \"2001:db8::10\" }\n",
-    )
-    .unwrap();
-    let file = dir.path().join("meridian.yaml");
-    std::fs::write(
-        &file,
-        format!(
-            "listen: [\"{near4}:{port}\", \"[{near6}]:{port}\"]\nzones: zones\nxdp: {{ interface: {} }}\n",
-            host.host_interface()
-        ),
-    )
-    .unwrap();
+    let (dir, file) = server_files(
+        &format!("[\"{near4}:{port}\", \"[{near6}]:{port}\"]"),
+        host.host_interface(),
+    );
     let s = start_with(dir, &file);
     let counters = &s.state().counters;
     let dig = |server: &str, args: &[&str]| {
@@ -155,22 +145,10 @@ fn an_interface_deleted_under_xdp_is_reported_and_the_server_answers_on() {
     let host = NetnsHost::create("y", 85);
     let near = host.near();
     let port = free_port(ip(&near));
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir(dir.path().join("zones")).unwrap();
-    std::fs::write(
-        dir.path().join("zones/x.yaml"),
-        "zone: xdp.test\nns: [ns1]\nrecords:\n  www: { A: 192.0.2.10 }\n",
-    )
-    .unwrap();
-    let file = dir.path().join("meridian.yaml");
-    std::fs::write(
-        &file,
-        format!(
-            "listen: [\"{near}:{port}\", \"127.0.0.1:{port}\"]\nzones: zones\nxdp: {{ interface: {} }}\n",
-            host.host_interface()
-        ),
-    )
-    .unwrap();
+    let (_dir, file) = server_files(
+        &format!("[\"{near}:{port}\", \"127.0.0.1:{port}\"]"),
+        host.host_interface(),
+    );
     let served = serve(&file);
     let asked = host
         .command("dig")
@@ -192,19 +170,7 @@ fn an_interface_deleted_under_xdp_is_reported_and_the_server_answers_on() {
 
 #[test]
 fn an_xdp_interface_that_is_not_there_stops_the_start_with_its_name() {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir(dir.path().join("zones")).unwrap();
-    std::fs::write(
-        dir.path().join("zones/x.yaml"),
-        "zone: xdp.test\nns: [ns1]\nrecords:\n  www: { A: 192.0.2.10 }\n",
-    )
-    .unwrap();
-    let file = dir.path().join("meridian.yaml");
-    std::fs::write(
-        &file,
-        "listen: [127.0.0.1:0]\nzones: zones\nxdp: { interface: nosuchif0 }\n",
-    )
-    .unwrap();
+    let (_dir, file) = server_files("[127.0.0.1:0]", "nosuchif0");
     let (code, _, err) = run_meridian(&["serve".as_ref(), "-c".as_ref(), file.as_os_str()]);
     assert_ne!(code, Some(0));
     assert!(
@@ -223,4 +189,17 @@ fn an_xdp_interface_that_is_not_there_stops_the_start_with_its_name() {
             .contains("meridian.yaml:3:19: xdp.interface: must be an interface name"),
         "{out}{err}"
     );
+}
+
+/// A zone `xdp.test` (www: A 192.0.2.10, AAAA 2001:db8::10) and a server file with these
+/// listen addresses (a YAML list) and `xdp: { interface }`.
+fn server_files(listen: &str, interface: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+    write_config_listening(
+        listen,
+        &format!("xdp: {{ interface: {interface} }}\n"),
+        &[(
+            "x.yaml",
+            "zone: xdp.test\nns: [ns1]\nrecords:\n  www: { A: 192.0.2.10, AAAA: \"2001:db8::10\" }\n",
+        )],
+    )
 }

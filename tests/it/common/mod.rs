@@ -38,6 +38,15 @@ pub fn write_config_with(
     server_extra: &str,
     zones: &[(&str, &str)],
 ) -> (tempfile::TempDir, PathBuf) {
+    write_config_listening("[127.0.0.1:0]", server_extra, zones)
+}
+
+/// Like `write_config_with`, listening on `listen` (a YAML list).
+pub fn write_config_listening(
+    listen: &str,
+    server_extra: &str,
+    zones: &[(&str, &str)],
+) -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::create_dir(dir.path().join("zones")).unwrap();
     for (file, text) in zones {
@@ -46,7 +55,7 @@ pub fn write_config_with(
     let server = dir.path().join("meridian.yaml");
     std::fs::write(
         &server,
-        format!("listen: [127.0.0.1:0]\nzones: zones\n{server_extra}"),
+        format!("listen: {listen}\nzones: zones\n{server_extra}"),
     )
     .unwrap();
     (dir, server)
