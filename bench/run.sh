@@ -249,7 +249,14 @@ for s in $STARTED; do
 done
 
 # Below saturation: 50% and 80% of Meridian's median QPS, fixed rate, for DURATION each,
-# with every answer's latency (-v) for the percentiles.
+# with every answer's latency (-v) for the percentiles. Each row also says how busy the
+# server's and dnsperf's CPUs were: on loopback dnsperf's core does half of every
+# exchange's kernel work, so it can be the one near its limit, and its own queueing is in
+# the latencies it reports.
+cpu_times() { awk -v s="cpu$SERVER_CPU" -v c="cpu$CLIENT_CPU" '$1 == s || $1 == c {print $1, $2+$3+$4+$5+$6+$7+$8+$9, $5+$6}' /proc/stat; }
+busy_share() {
+  paste -d' ' <(echo "$1") <(echo "$2") | awk -v s="cpu$SERVER_CPU" '{b = 100 * (1 - ($6 - $3) / ($5 - $2)); if ($1 == s) sv = b; else cl = b} END {printf "%.0f %.0f\n", sv, cl}'
+}
 FIXED=""
 case " $SERVERS " in *" meridian "*)
   for share in 50 80; do
@@ -259,8 +266,10 @@ case " $SERVERS " in *" meridian "*)
     for name in meridian gdnsd; do
       case " $STARTED " in *" $name "*) ;; *) continue ;; esac
       out=$RUNDIR/fixed-$name-$share.out
+      before=$(cpu_times)
       taskset -c "$CLIENT_CPU" dnsperf -s 127.0.0.1 -p "$(port_of "$name")" -d queries.txt -T 1 -c "$CLIENTS" \
         -q "$OUTSTANDING" -t 1 -l "$DURATION" -Q "$rate" -v > "$out" 2>&1
+      busy_share "$before" "$(cpu_times)" > "$out.cpu"
       FIXED="$FIXED $name:$share:$out"
     done
   done ;;
@@ -323,9 +332,11 @@ for fixed in sys.argv[5].split() if len(sys.argv) > 5 else []:
             return None
     lat = sorted(x for x in (latency(l) for l in t.splitlines() if l.startswith("> ")) if x is not None)
     pct = lambda q: lat[min(len(lat) - 1, int(q * len(lat)))] * 1000 if lat else float("nan")
+    server_busy, client_busy = open(path + ".cpu").read().split()
     print(f"- {name} at {share}% of Meridian's saturation ({qps:,.0f} QPS): lost {lost} of {sent}, "
           f"latency avg {avg:.3f} ms, p50 {pct(0.5):.3f} ms, p99 {pct(0.99):.3f} ms, "
-          f"p99.9 {pct(0.999):.3f} ms, max {mx:.3f} ms")
+          f"p99.9 {pct(0.999):.3f} ms, max {mx:.3f} ms; CPU busy: server's {server_busy} %, "
+          f"dnsperf's {client_busy} %")
 PY
 # UDP through AF_XDP, beside the sockets and gdnsd, in a namespace of its own.
 if [ "${XDP:-1}" = 1 ]; then
