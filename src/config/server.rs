@@ -239,6 +239,21 @@ pub fn load_server(file: &Path) -> Result<ServerConfig, ConfigError> {
             );
             return None;
         }
+        // One program takes UDP to one port (port 0 is left to the check at start, once
+        // bound).
+        let mut ports: Vec<u16> = listen.iter().map(|a| a.port()).collect();
+        ports.sort_unstable();
+        ports.dedup();
+        if ports.len() > 1 {
+            report.at(
+                x.referenced,
+                "xdp",
+                format!(
+                    "the listen addresses must share one port to answer through AF_XDP (they use {ports:?}): give them one port, or remove xdp"
+                ),
+            );
+            return None;
+        }
         Some(XdpConfig {
             interface: name.value.clone(),
         })

@@ -169,7 +169,7 @@ fn an_interface_deleted_under_xdp_is_reported_and_the_server_answers_on() {
 }
 
 #[test]
-fn an_xdp_interface_that_is_not_there_stops_the_start_with_its_name() {
+fn bad_xdp_settings_stop_the_start_or_the_check_saying_where_and_why() {
     let (_dir, file) = server_files("[127.0.0.1:0]", "nosuchif0");
     let (code, _, err) = run_meridian(&["serve".as_ref(), "-c".as_ref(), file.as_os_str()]);
     assert_ne!(code, Some(0));
@@ -187,6 +187,19 @@ fn an_xdp_interface_that_is_not_there_stops_the_start_with_its_name() {
     assert!(
         format!("{out}{err}")
             .contains("meridian.yaml:3:19: xdp.interface: must be an interface name"),
+        "{out}{err}"
+    );
+    std::fs::write(
+        &file,
+        "listen: [\"127.0.0.1:5300\", \"127.0.0.2:5301\"]\nzones: zones\nxdp: { interface: lo }\n",
+    )
+    .unwrap();
+    let (code, out, err) = run_meridian(&["check".as_ref(), "-c".as_ref(), file.as_os_str()]);
+    assert_eq!(code, Some(1), "{out}{err}");
+    assert!(
+        format!("{out}{err}").contains(
+            "meridian.yaml:3:6: xdp: the listen addresses must share one port to answer through AF_XDP (they use [5300, 5301])"
+        ),
         "{out}{err}"
     );
 }
