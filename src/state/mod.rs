@@ -53,6 +53,12 @@ pub enum MaintenanceError {
     NoSuchMember,
 }
 
+struct StartedWith {
+    listen: Vec<SocketAddr>,
+    admin: Option<AdminConfig>,
+    xdp: Option<XdpConfig>,
+}
+
 /// Everything a running server shares between its DNS front end, admin API and reloader.
 pub struct Meridian {
     pub config_file: PathBuf,
@@ -88,8 +94,8 @@ pub struct Meridian {
     /// The state file as read at start-up, until `restore_flags` takes it: the first
     /// load may write the file (serials) before the flags are restored.
     read_at_start: Mutex<Option<Result<Option<saved::Saved>, String>>>,
-    /// The configuration's listen and admin settings at start-up (changes need a restart).
-    started_with: (Vec<SocketAddr>, Option<AdminConfig>, Option<XdpConfig>),
+    /// The settings read only at start-up (a reload that changes them says to restart).
+    started_with: StartedWith,
     status: Mutex<LoadStatus>,
     /// One reload at a time.
     reloading: tokio::sync::Mutex<()>,
@@ -153,11 +159,11 @@ impl Meridian {
             cluster: OnceLock::new(),
             read_at_start: Mutex::new(Some(saved::read(&config.server.state_file))),
             state_file: Mutex::new(config.server.state_file.clone()),
-            started_with: (
-                config.server.listen.clone(),
-                config.server.admin.clone(),
-                config.server.xdp.clone(),
-            ),
+            started_with: StartedWith {
+                listen: config.server.listen.clone(),
+                admin: config.server.admin.clone(),
+                xdp: config.server.xdp.clone(),
+            },
             status: Mutex::default(),
             reloading: tokio::sync::Mutex::new(()),
             swapping: tokio::sync::Mutex::new(()),
@@ -175,7 +181,7 @@ impl Meridian {
     }
 
     pub fn admin_config(&self) -> Option<&AdminConfig> {
-        self.started_with.1.as_ref()
+        self.started_with.admin.as_ref()
     }
 
     /// The metrics text.
@@ -396,17 +402,17 @@ impl Meridian {
         };
         let zones = config.zones.len() + unchanged.len();
         let recompiled = config.zones.len();
-        if config.server.listen != self.started_with.0 {
+        if config.server.listen != self.started_with.listen {
             warn!(
                 configured = ?config.server.listen,
                 serving = ?self.listen,
                 "listen addresses changed: restart Meridian to bind them"
             );
         }
-        if config.server.admin != self.started_with.1 {
+        if config.server.admin != self.started_with.admin {
             warn!("admin settings changed: restart Meridian to apply them");
         }
-        if config.server.xdp != self.started_with.2 {
+        if config.server.xdp != self.started_with.xdp {
             warn!("xdp settings changed: restart Meridian to apply them");
         }
         if config.server.cluster.as_ref() != self.cluster.get().map(|c| c.config()) {
